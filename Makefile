@@ -1,0 +1,31 @@
+# Two commands on a fresh machine with Python >= 3.10 and make:
+#   make demo   -- create .venv, install, run the main job on the embedded default data
+#   make test   -- create/update .venv with the dev extra and run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip -q --disable-pip-version-check
+DEMO_DIR ?= runs/demo
+
+.PHONY: demo test venv dev clean
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.core
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	$(PY) -m experiments.demo --workdir $(DEMO_DIR)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q -n 2 tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,534 @@
+"""Embedding store, format v1 (SPEC §2): the only contract between the PyTorch
+embedding stage and the JAX methods.
+
+Layout of a store directory::
+
+    manifest.json                       format version, encoder, modalities, splits, hashes
+    <split>/<modality>.features.npy     pre-head backbone features   [N, d_m]
+    <split>/<modality>.embeddings.npy   final unit-norm embeddings   [N, e]
+    <split>/labels.npy                  int class ids                 [N]   (optional)
+    <split>/ids.json                    stable instance ids           [N]
+    <split>/captions.json               raw text per instance         [N]   (optional)
+    heads.npz                           projection-head weights per modality (optional)
+
+Modality names are ImageBind's: ``vision`` (images and video), ``audio``, ``text``,
+``depth``; their one-letter codes (``V A T D``) name retrieval directions.
+
+Writing is resumable and atomic: :class:`StoreWriter` writes row *shards* under
+``<split>/.shards/`` (each shard to a temporary name, then ``os.replace``), skips
+shards that already exist on a rerun, and :meth:`StoreWriter.finalize` concatenates
+them, hashes every file and writes the manifest last (also atomically). A store
+without ``manifest.json`` is therefore an unfinished one.
+
+This module imports numpy only (never torch, never JAX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+HEADS = "heads.npz"
+MODALITY_LETTERS = {"vision": "V", "audio": "A", "text": "T", "depth": "D"}
+LETTER_MODALITIES = {v: k for k, v in MODALITY_LETTERS.items()}
+NORM_TOL = 1e-2  # |‖e‖ - 1| allowed for stored embeddings (float16 rounding)
+
+
+class StoreError(ValueError):
+  """A store is missing, malformed or inconsistent. The message names the file,
+  the field, the expected and the found value."""
+
+
+def _err(path: str, field: str, expected: Any, found: Any, hint: str = "") -> StoreError:
+  msg = f"{path}: field '{field}': expected {expected}, found {found}"
+  if hint:
+    msg += f" ({hint})"
+  return StoreError(msg)
+
+
+# ----------------------------------------------------------------------------- io
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while True:
+      b = f.read(chunk)
+      if not b:
+        break
+      h.update(b)
+  return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _atomic_path(path: str):
+  """Yields a temporary path in the destination's directory; renames on success."""
+  d = os.path.dirname(os.path.abspath(path))
+  os.makedirs(d, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def atomic_save_npy(path: str, array: np.ndarray) -> None:
+  with _atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.save(f, np.asarray(array))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  with _atomic_path(path) as tmp:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  with _atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+# ------------------------------------------------------------------------- writer
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+  feature_dim: int
+  embedding_dim: int
+  dtype: str = "float32"
+
+  def to_json(self) -> dict:
+    return {"feature_dim": self.feature_dim, "embedding_dim": self.embedding_dim,
+            "dtype": self.dtype}
+
+
+class StoreWriter:
+  """Writes a v1 store shard by shard; rerunning with the same arguments resumes.
+
+  Args:
+    root: the store directory.
+    modalities: ``{name: ModalitySpec}``.
+    encoder: encoder name recorded in the manifest.
+    checkpoint_sha256: hash of the encoder checkpoint (or a simulator tag).
+    class_names: optional list of class names; labels must lie in
+      ``[0, len(class_names))``.
+    command: the creation command recorded in the manifest.
+    extra: any extra JSON-able metadata (e.g. simulator parameters).
+  """
+
+  def __init__(self, root: str, modalities: Mapping[str, ModalitySpec], *,
+               encoder: str, checkpoint_sha256: str = "",
+               class_names: Sequence[str] | None = None,
+               command: str | None = None, extra: Mapping[str, Any] | None = None):
+    self.root = root
+    self.modalities = dict(modalities)
+    for name in self.modalities:
+      if name not in MODALITY_LETTERS:
+        raise _err(root, "modalities", f"one of {sorted(MODALITY_LETTERS)}", repr(name))
+    self.encoder = encoder
+    self.checkpoint_sha256 = checkpoint_sha256
+    self.class_names = list(class_names) if class_names is not None else None
+    self.command = command if command is not None else " ".join(sys.argv)
+    self.extra = dict(extra or {})
+    self.skipped: list[dict] = []
+    os.makedirs(root, exist_ok=True)
+
+  # -- shards
+  def _shard_dir(self, split: str) -> str:
+    return os.path.join(self.root, split, ".shards")
+
+  def _shard_done(self, split: str, index: int) -> str:
+    return os.path.join(self._shard_dir(split), f"{index:06d}.done.json")
+
+  def has_shard(self, split: str, index: int) -> bool:
+    """True when shard ``index`` of ``split`` was completely written before."""
+    return os.path.exists(self._shard_done(split, index))
+
+  def write_shard(self, split: str, index: int, *, ids: Sequence[str],
+                  features: Mapping[str, np.ndarray],
+                  embeddings: Mapping[str, np.ndarray],
+                  labels: np.ndarray | None = None,
+                  captions: Sequence[str] | None = None,
+                  skipped: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Writes one shard atomically: arrays first, the ``.done.json`` marker last."""
+    n = len(ids)
+    d = self._shard_dir(split)
+    for name, spec in self.modalities.items():
+      for kind, arrs, dim in (("features", features, spec.feature_dim),
+                              ("embeddings", embeddings, spec.embedding_dim)):
+        if name not in arrs:
+          raise _err(f"{split}/shard {index}", f"{name}.{kind}", "an array", "nothing")
+        a = np.asarray(arrs[name])
+        if a.shape != (n, dim):
+          raise _err(f"{split}/shard {index}", f"{name}.{kind}.shape", (n, dim), a.shape)
+        atomic_save_npy(os.path.join(d, f"{index:06d}.{name}.{kind}.npy"),
+                        a.astype(spec.dtype))
+    if labels is not None:
+      atomic_save_npy(os.path.join(d, f"{index:06d}.labels.npy"),
+                      np.asarray(labels, np.int32))
+    meta = {"ids": list(map(str, ids)), "n": n,
+            "captions": list(captions) if captions is not None else None,
+            "has_labels": labels is not None, "skipped": list(skipped)}
+    atomic_write_json(self._shard_done(split, index), meta)
+
+  def write_split(self, split: str, **kw) -> None:
+    """Writes a whole split as one shard (index 0)."""
+    self.write_shard(split, 0, **kw)
+
+  def write_heads(self, heads: Mapping[str, np.ndarray]) -> None:
+    atomic_save_npz(os.path.join(self.root, HEADS), heads)
+
+  # -- finalize
+  def _split_shards(self, split: str) -> list[int]:
+    d = self._shard_dir(split)
+    if not os.path.isdir(d):
+      return []
+    return sorted(int(f.split(".")[0]) for f in os.listdir(d) if f.endswith(".done.json"))
+
+  def finalize(self, splits: Iterable[str] | None = None, keep_shards: bool = False) -> dict:
+    """Concatenates shards per split, hashes files and writes ``manifest.json``."""
+    if splits is None:
+      splits = sorted(s for s in os.listdir(self.root)
+                      if os.path.isdir(self._shard_dir(s)))
+    manifest_splits = {}
+    skipped_all = []
+    for split in splits:
+      idx = self._split_shards(split)
+      if not idx:
+        raise _err(os.path.join(self.root, split), "shards", "at least one finished shard", 0)
+      metas = []
+      for i in idx:
+        with open(self._shard_done(split, i), encoding="utf-8") as f:
+          metas.append(json.load(f))
+      sd = os.path.join(self.root, split)
+      ids = [x for m in metas for x in m["ids"]]
+      if len(set(ids)) != len(ids):
+        raise _err(sd, "ids", "unique instance ids", f"{len(ids) - len(set(ids))} duplicates")
+      for m in metas:
+        skipped_all.extend({**s, "split": split} for s in m.get("skipped", []))
+      for name in self.modalities:
+        for kind in ("features", "embeddings"):
+          parts = [np.load(os.path.join(self._shard_dir(split), f"{i:06d}.{name}.{kind}.npy"))
+                   for i in idx]
+          atomic_save_npy(os.path.join(sd, f"{name}.{kind}.npy"), np.concatenate(parts))
+      if all(m["has_labels"] for m in metas):
+        labs = np.concatenate([np.load(os.path.join(self._shard_dir(split), f"{i:06d}.labels.npy"))
+                               for i in idx])
+        atomic_save_npy(os.path.join(sd, "labels.npy"), labs)
+      atomic_write_json(os.path.join(sd, "ids.json"), ids)
+      if all(m["captions"] is not None for m in metas):
+        atomic_write_json(os.path.join(sd, "captions.json"),
+                          [c for m in metas for c in m["captions"]])
+      manifest_splits[split] = {"count": len(ids)}
+      if not keep_shards:
+        shutil.rmtree(self._shard_dir(split))
+    files = {}
+    for split in manifest_splits:
+      sd = os.path.join(self.root, split)
+      for f in sorted(os.listdir(sd)):
+        p = os.path.join(sd, f)
+        if os.path.isfile(p) and not f.startswith("."):
+          files[f"{split}/{f}"] = sha256_file(p)
+    if os.path.exists(os.path.join(self.root, HEADS)):
+      files[HEADS] = sha256_file(os.path.join(self.root, HEADS))
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "encoder": {"name": self.encoder, "checkpoint_sha256": self.checkpoint_sha256},
+        "modalities": {k: v.to_json() for k, v in self.modalities.items()},
+        "splits": manifest_splits,
+        "class_names": self.class_names,
+        "command": self.command,
+        "files": files,
+        "skipped": skipped_all + self.skipped,
+        "extra": self.extra,
+    }
+    atomic_write_json(os.path.join(self.root, MANIFEST), manifest)
+    return manifest
+
+
+def write_store(root: str, modalities: Mapping[str, ModalitySpec],
+                splits: Mapping[str, Mapping[str, Any]], *, heads=None, **kw) -> dict:
+  """One-call writer: ``splits = {split: dict(ids=..., features=..., embeddings=...,
+  labels=..., captions=...)}``. Returns the manifest."""
+  w = StoreWriter(root, modalities, **kw)
+  for split, data in splits.items():
+    w.write_split(split, **data)
+  if heads is not None:
+    w.write_heads(heads)
+  return w.finalize(list(splits))
+
+
+# ------------------------------------------------------------------------- reader
+
+
+class Store:
+  """Read-only view of a v1 store. Arrays are memory-mapped."""
+
+  def __init__(self, root: str):
+    self.root = root
+    mpath = os.path.join(root, MANIFEST)
+    if not os.path.isdir(root):
+      raise _err(root, "directory", "an existing store directory", "nothing")
+    if not os.path.exists(mpath):
+      raise _err(mpath, MANIFEST, "a manifest (store finished with StoreWriter.finalize)",
+                 "no file", "the store is missing or was not finished")
+    try:
+      with open(mpath, encoding="utf-8") as f:
+        self.manifest = json.load(f)
+    except json.JSONDecodeError as e:
+      raise _err(mpath, MANIFEST, "valid JSON", f"parse error: {e}") from e
+    v = self.manifest.get("format_version")
+    if v != FORMAT_VERSION:
+      raise _err(mpath, "format_version", FORMAT_VERSION, v)
+    for key in ("modalities", "splits", "files"):
+      if key not in self.manifest:
+        raise _err(mpath, key, "present", "missing")
+
+  # -- metadata
+  @property
+  def modalities(self) -> list[str]:
+    return list(self.manifest["modalities"])
+
+  @property
+  def splits(self) -> list[str]:
+    return list(self.manifest["splits"])
+
+  @property
+  def class_names(self) -> list[str] | None:
+    return self.manifest.get("class_names")
+
+  @property
+  def num_classes(self) -> int | None:
+    c = self.class_names
+    return None if c is None else len(c)
+
+  def spec(self, modality: str) -> ModalitySpec:
+    return ModalitySpec(**self.manifest["modalities"][modality])
+
+  def count(self, split: str) -> int:
+    self._check_split(split)
+    return int(self.manifest["splits"][split]["count"])
+
+  def require_modalities(self, names: Iterable[str], where: str = "config") -> None:
+    for name in names:
+      if name not in self.manifest["modalities"]:
+        raise _err(os.path.join(self.root, MANIFEST), "modalities",
+                   f"to contain '{name}' (asked for by the {where})", sorted(self.modalities))
+
+  def _check_split(self, split: str) -> None:
+    if split not in self.manifest["splits"]:
+      raise _err(os.path.join(self.root, MANIFEST), "splits", f"to contain '{split}'",
+                 sorted(self.splits))
+
+  def _path(self, split: str, name: str) -> str:
+    return os.path.join(self.root, split, name)
+
+  # -- arrays
+  def features(self, split: str, modality: str) -> np.ndarray:
+    self._check_split(split)
+    self.require_modalities([modality])
+    return np.load(self._path(split, f"{modality}.features.npy"), mmap_mode="r")
+
+  def embeddings(self, split: str, modality: str) -> np.ndarray:
+    self._check_split(split)
+    self.require_modalities([modality])
+    return np.load(self._path(split, f"{modality}.embeddings.npy"), mmap_mode="r")
+
+  def labels(self, split: str) -> np.ndarray | None:
+    self._check_split(split)
+    p = self._path(split, "labels.npy")
+    return np.load(p, mmap_mode="r") if os.path.exists(p) else None
+
+  def ids(self, split: str) -> list[str]:
+    self._check_split(split)
+    with open(self._path(split, "ids.json"), encoding="utf-8") as f:
+      return json.load(f)
+
+  def captions(self, split: str) -> list[str] | None:
+    p = self._path(split, "captions.json")
+    if not os.path.exists(p):
+      return None
+    with open(p, encoding="utf-8") as f:
+      return json.load(f)
+
+  def heads(self) -> dict[str, np.ndarray] | None:
+    p = os.path.join(self.root, HEADS)
+    if not os.path.exists(p):
+      return None
+    with np.load(p) as z:
+      return {k: z[k] for k in z.files}
+
+  def info(self) -> str:
+    m = self.manifest
+    lines = [f"store {self.root}", f"  format v{m['format_version']}, encoder "
+             f"{m['encoder'].get('name')} (sha256 {str(m['encoder'].get('checkpoint_sha256'))[:12]})"]
+    for name, s in m["modalities"].items():
+      lines.append(f"  modality {name} ({MODALITY_LETTERS[name]}): features {s['feature_dim']}, "
+                   f"embeddings {s['embedding_dim']}, {s['dtype']}")
+    for split, s in m["splits"].items():
+      lab = "labels" if os.path.exists(self._path(split, "labels.npy")) else "no labels"
+      lines.append(f"  split {split}: {s['count']} instances, {lab}")
+    if m.get("class_names"):
+      cn = m["class_names"]
+      lines.append(f"  {len(cn)} classes: {', '.join(cn[:8])}{' …' if len(cn) > 8 else ''}")
+    lines.append(f"  heads.npz: {'yes' if os.path.exists(os.path.join(self.root, HEADS)) else 'no'}")
+    if m.get("skipped"):
+      lines.append(f"  skipped files: {len(m['skipped'])}")
+    lines.append(f"  command: {m.get('command')}")
+    return "\n".join(lines)
+
+
+def open_store(root: str, validate_store: bool = False) -> Store:
+  if validate_store:
+    validate(root)
+  return Store(root)
+
+
+# ---------------------------------------------------------------------- validate
+
+
+def validate(root: str, modalities: Iterable[str] | None = None, *,
+             check_hashes: bool = True, chunk_rows: int = 65536) -> Store:
+  """Checks a store end to end; raises :class:`StoreError` on the first problem.
+
+  Checks: manifest presence and version; files listed with matching sha256; per split
+  equal row counts across modality files, ``ids.json`` and ``labels.npy``; feature and
+  embedding dims as in the manifest; finite values; unit-norm embeddings; labels in
+  ``[0, num_classes)``; ``modalities`` (e.g. from a config) present.
+  """
+  st = Store(root)
+  if modalities is not None:
+    st.require_modalities(modalities)
+  if check_hashes:
+    for rel, digest in st.manifest["files"].items():
+      p = os.path.join(root, rel)
+      if not os.path.exists(p):
+        raise _err(p, "file", "present (listed in manifest.files)", "missing")
+      found = sha256_file(p)
+      if found != digest:
+        raise _err(p, "sha256", digest, found, "file corrupted or changed after writing")
+  nc = st.num_classes
+  for split in st.splits:
+    expected = st.count(split)
+    n_ids = len(st.ids(split))
+    if n_ids != expected:
+      raise _err(st._path(split, "ids.json"), "length", expected, n_ids)
+    for name in st.modalities:
+      spec = st.spec(name)
+      for kind, dim in (("features", spec.feature_dim), ("embeddings", spec.embedding_dim)):
+        p = st._path(split, f"{name}.{kind}.npy")
+        if not os.path.exists(p):
+          raise _err(p, f"{name}.{kind}", "present", "missing")
+        a = np.load(p, mmap_mode="r")
+        if a.ndim != 2 or a.shape[0] != expected:
+          raise _err(p, "rows", f"{expected} (split '{split}' count)",
+                     a.shape[0] if a.ndim else a.shape)
+        if a.shape[1] != dim:
+          raise _err(p, f"{kind[:-1]}_dim", dim, a.shape[1])
+        for s in range(0, expected, chunk_rows):
+          blk = np.asarray(a[s:s + chunk_rows], np.float32)
+          bad = ~np.isfinite(blk).all(axis=1)
+          if bad.any():
+            r = s + int(np.argmax(bad))
+            raise _err(p, f"row {r}", "finite values", "NaN or inf")
+          if kind == "embeddings":
+            norms = np.linalg.norm(blk, axis=1)
+            off = np.abs(norms - 1.0) > NORM_TOL
+            if off.any():
+              r = s + int(np.argmax(off))
+              raise _err(p, f"row {r} norm", f"1 ± {NORM_TOL} (unit-norm embeddings)",
+                         f"{norms[r - s]:.4f}")
+    labs = st.labels(split)
+    if labs is not None:
+      p = st._path(split, "labels.npy")
+      if labs.shape != (expected,):
+        raise _err(p, "shape", (expected,), labs.shape)
+      if nc is None:
+        raise _err(os.path.join(root, MANIFEST), "class_names", "a list (labels.npy exists)", None)
+      if expected and (labs.min() < 0 or labs.max() >= nc):
+        bad = int(labs[(labs < 0) | (labs >= nc)][0])
+        raise _err(p, "label", f"in [0, {nc})", bad)
+    caps = st.captions(split)
+    if caps is not None and len(caps) != expected:
+      raise _err(st._path(split, "captions.json"), "length", expected, len(caps))
+  return st
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def merge(root: str) -> dict:
+  """Merges shards written by several workers (``--num-shards``) and writes the
+  manifest. Reads the writer's parameters from ``<root>/.writer.json``."""
+  p = os.path.join(root, ".writer.json")
+  if not os.path.exists(p):
+    raise _err(p, ".writer.json", "written by the embedding stage", "no file")
+  with open(p, encoding="utf-8") as f:
+    cfg = json.load(f)
+  w = StoreWriter(root, {k: ModalitySpec(**v) for k, v in cfg["modalities"].items()},
+                  encoder=cfg["encoder"], checkpoint_sha256=cfg.get("checkpoint_sha256", ""),
+                  class_names=cfg.get("class_names"), command=cfg.get("command"),
+                  extra=cfg.get("extra"))
+  manifest = w.finalize(cfg.get("splits"))
+  validate(root)
+  return manifest
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  ap = argparse.ArgumentParser(prog="python -m embed.store",
+                               description="Inspect, validate or merge an embedding store (format v1).")
+  sub = ap.add_subparsers(dest="cmd", required=True)
+  p_info = sub.add_parser("info", help="print a summary of a store")
+  p_info.add_argument("dir", help="store directory")
+  p_val = sub.add_parser("validate", help="check a store; exit 0 if valid, 1 with the problem otherwise")
+  p_val.add_argument("dir", help="store directory")
+  p_val.add_argument("--modalities", default=None,
+                     help="comma-separated modalities that must be present (e.g. vision,audio,text)")
+  p_val.add_argument("--no-hashes", action="store_true", help="skip sha256 checks (faster)")
+  p_merge = sub.add_parser("merge", help="merge the shards of a sharded embedding run and validate")
+  p_merge.add_argument("dir", help="store directory")
+  args = ap.parse_args(argv)
+  try:
+    if args.cmd == "info":
+      print(Store(args.dir).info())
+    elif args.cmd == "validate":
+      mods = args.modalities.split(",") if args.modalities else None
+      st = validate(args.dir, mods, check_hashes=not args.no_hashes)
+      print(f"valid: {args.dir} ({', '.join(f'{s}={st.count(s)}' for s in st.splits)})")
+    elif args.cmd == "merge":
+      m = merge(args.dir)
+      counts = ", ".join(f"{s}={v['count']}" for s, v in m["splits"].items())
+      print(f"merged: {args.dir} ({counts})")
+  except StoreError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,105 @@
+"""ImageBind-shaped projection heads (Flax Linen, ``apply(params, x)`` style).
+
+Each modality's head is ``LayerNorm → Linear (no bias; depth has a bias) → L2
+normalise``, as ImageBind's (SPEC §2). Parameters are plain pytrees,
+``{modality: {"LayerNorm_0": {"scale", "bias"}, "Dense_0": {"kernel"[, "bias"]}}}``,
+so that rollouts differentiate through them explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LN_EPS = 1e-6
+NORM_EPS = 1e-12
+
+
+def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
+  """``x / ‖x‖`` with a safe gradient at 0."""
+  sq = jnp.sum(x * x, axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(sq, NORM_EPS))
+
+
+class ImageBindHead(nn.Module):
+  """LayerNorm → Dense(out_dim) → L2 normalise. ``normalize=False`` returns the
+  pre-normalisation projection."""
+  out_dim: int = 1024
+  use_bias: bool = False
+  normalize: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.LayerNorm(epsilon=LN_EPS)(x)
+    x = nn.Dense(self.out_dim, use_bias=self.use_bias,
+                 kernel_init=nn.initializers.lecun_normal())(x)
+    return l2_normalize(x) if self.normalize else x
+
+
+def head_module(modality: str, out_dim: int = 1024) -> ImageBindHead:
+  return ImageBindHead(out_dim=out_dim, use_bias=(modality == "depth"))
+
+
+def apply_head(params: Mapping, x: jax.Array, *, modality: str = "vision",
+               normalize: bool = True) -> jax.Array:
+  """Pure function: one modality's head. ``params`` is that modality's subtree."""
+  out_dim = params["Dense_0"]["kernel"].shape[-1]
+  mod = ImageBindHead(out_dim=out_dim, use_bias="bias" in params["Dense_0"], normalize=normalize)
+  return mod.apply({"params": params}, x)
+
+
+def apply_heads(params: Mapping, xs: Mapping[str, jax.Array], *,
+                normalize: bool = True) -> dict[str, jax.Array]:
+  """All modalities: ``{m: head_m(xs[m])}`` for the modalities in ``params``."""
+  return {m: apply_head(params[m], xs[m], modality=m, normalize=normalize) for m in params}
+
+
+def init_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1024) -> dict:
+  """Random heads (LayerNorm identity, lecun-normal kernels)."""
+  params = {}
+  for i, (m, d) in enumerate(sorted(feature_dims.items())):
+    v = head_module(m, out_dim).init(jax.random.fold_in(key, i), jnp.zeros((1, d), jnp.float32))
+    params[m] = v["params"]
+  return params
+
+
+def heads_from_npz(arrays: Mapping[str, np.ndarray], modalities=None) -> dict:
+  """Builds the params pytree from ``heads.npz`` keys ``<m>/ln_scale``, ``<m>/ln_bias``,
+  ``<m>/kernel`` ``[d_in, out]`` and optional ``<m>/bias``."""
+  mods = sorted({k.split("/")[0] for k in arrays}) if modalities is None else list(modalities)
+  params = {}
+  for m in mods:
+    for f in ("ln_scale", "ln_bias", "kernel"):
+      if f"{m}/{f}" not in arrays:
+        raise KeyError(f"heads.npz: field '{m}/{f}': expected an array, found nothing "
+                       f"(available: {sorted(arrays)})")
+    dense = {"kernel": jnp.asarray(arrays[f"{m}/kernel"], jnp.float32)}
+    if f"{m}/bias" in arrays:
+      dense["bias"] = jnp.asarray(arrays[f"{m}/bias"], jnp.float32)
+    params[m] = {"LayerNorm_0": {"scale": jnp.asarray(arrays[f"{m}/ln_scale"], jnp.float32),
+                                 "bias": jnp.asarray(arrays[f"{m}/ln_bias"], jnp.float32)},
+                 "Dense_0": dense}
+  return params
+
+
+def heads_to_npz(params: Mapping) -> dict[str, np.ndarray]:
+  out = {}
+  for m, p in params.items():
+    out[f"{m}/ln_scale"] = np.asarray(p["LayerNorm_0"]["scale"])
+    out[f"{m}/ln_bias"] = np.asarray(p["LayerNorm_0"]["bias"])
+    out[f"{m}/kernel"] = np.asarray(p["Dense_0"]["kernel"])
+    if "bias" in p["Dense_0"]:
+      out[f"{m}/bias"] = np.asarray(p["Dense_0"]["bias"])
+  return out
+
+
+def perturb(key: jax.Array, params, scale: float):
+  """Adds ``N(0, scale²)`` noise to every leaf (per-expert initial noise)."""
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  return jax.tree_util.tree_unflatten(
+      tree, [l + scale * jax.random.normal(k, l.shape, l.dtype) for l, k in zip(leaves, keys)])

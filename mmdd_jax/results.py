@@ -1,0 +1,132 @@
+"""Workdir outputs shared by every binary: ``config.json``, ``metrics.jsonl``,
+``results.json`` (one schema) and ``results.md``.
+
+``results.json`` schema::
+
+  {"dataset", "method", "n_syn" (int|null), "runs",
+   "retrieval": {"VT": {"R@1", "R@5", "R@10"}, …} | null, "retrieval_std": {…} | null,
+   "avg": {"R@1", "R@5", "R@10"} | null, "accuracy" | null, "accuracy_std" | null,
+   "time_s": {stage: seconds}, "device", "config"}
+
+Recalls and accuracies are percentages; means and (population) standard deviations
+over runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from embed.store import atomic_write_json, atomic_write_text
+
+
+def device_string() -> str:
+  import jax
+  d = jax.devices()
+  return f"{d[0].platform}:{d[0].device_kind} x{len(d)}"
+
+
+def jsonable(obj: Any) -> Any:
+  if isinstance(obj, Mapping):
+    return {str(k): jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [jsonable(v) for v in obj]
+  if isinstance(obj, (np.floating, np.integer)):
+    return obj.item()
+  if hasattr(obj, "to_dict"):
+    return jsonable(obj.to_dict())
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  return obj
+
+
+class MetricsWriter:
+  """Appends one JSON object per line to ``<workdir>/metrics.jsonl`` (flushed)."""
+
+  def __init__(self, workdir: str, name: str = "metrics.jsonl"):
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, name)
+
+  def write(self, **record) -> None:
+    record.setdefault("time", time.time())
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(jsonable(record)) + "\n")
+
+
+def write_config(workdir: str, config: Any) -> None:
+  atomic_write_json(os.path.join(workdir, "config.json"), jsonable(config))
+
+
+def summarize_retrieval(runs: Sequence[Mapping[str, Mapping[str, float]]]):
+  """Mean and std per direction and recall over runs, plus the average row."""
+  dirs = list(runs[0])
+  ks = list(runs[0][dirs[0]])
+  mean = {d: {k: float(np.mean([r[d][k] for r in runs])) for k in ks} for d in dirs}
+  std = {d: {k: float(np.std([r[d][k] for r in runs])) for k in ks} for d in dirs}
+  avg_runs = [{k: float(np.mean([r[d][k] for d in dirs])) for k in ks} for r in runs]
+  avg = {k: float(np.mean([a[k] for a in avg_runs])) for k in ks}
+  avg_std = {k: float(np.std([a[k] for a in avg_runs])) for k in ks}
+  return mean, std, avg, avg_std
+
+
+def make_results(*, dataset: str, method: str, n_syn: int | None, config: Any,
+                 retrieval_runs: Sequence[Mapping] | None = None,
+                 accuracy_runs: Sequence[float] | None = None,
+                 time_s: Mapping[str, float] | None = None) -> dict:
+  res = {"dataset": dataset, "method": method, "n_syn": n_syn, "runs": 0,
+         "retrieval": None, "retrieval_std": None, "avg": None, "avg_std": None,
+         "accuracy": None, "accuracy_std": None,
+         "time_s": dict(time_s or {}), "device": device_string(), "config": jsonable(config)}
+  if retrieval_runs:
+    mean, std, avg, avg_std = summarize_retrieval(retrieval_runs)
+    res.update(retrieval=mean, retrieval_std=std, avg=avg, avg_std=avg_std,
+               runs=len(retrieval_runs))
+  if accuracy_runs:
+    res.update(accuracy=float(np.mean(accuracy_runs)), accuracy_std=float(np.std(accuracy_runs)),
+               runs=len(accuracy_runs))
+  return res
+
+
+def _pm(m: float, s: float | None) -> str:
+  return f"{m:.1f}" if not s else f"{m:.1f} ± {s:.1f}"
+
+
+def results_table(rows: Sequence[Mapping], ks: Sequence[str] = ("R@1", "R@5")) -> str:
+  """Markdown table: one row per results dict (retrieval or classification)."""
+  if not rows:
+    return ""
+  if rows[0].get("retrieval"):
+    dirs = list(rows[0]["retrieval"])
+    head = ["method", "n"] + [f"{d} {k}" for d in dirs for k in ks] + [f"avg {k}" for k in ks] + ["min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+      std = r.get("retrieval_std") or {}
+      cells = [r["method"], str(r["n_syn"] if r["n_syn"] is not None else "all")]
+      cells += [_pm(r["retrieval"][d][k], (std.get(d) or {}).get(k)) for d in dirs for k in ks]
+      cells += [_pm(r["avg"][k], (r.get("avg_std") or {}).get(k)) for k in ks]
+      cells.append(f"{sum(r['time_s'].values()) / 60:.2f}")
+      lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+  head = ["method", "ipc/n", "accuracy (%)", "runs", "min"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in rows:
+    lines.append(f"| {r['method']} | {r['n_syn'] if r['n_syn'] is not None else 'all'} | "
+                 f"{_pm(r['accuracy'], r['accuracy_std'])} | {r['runs']} | "
+                 f"{sum(r['time_s'].values()) / 60:.2f} |")
+  return "\n".join(lines)
+
+
+def write_results(workdir: str, results: Mapping | Sequence[Mapping], title: str = "") -> str:
+  """Writes ``results.json`` (a dict, or a list of dicts for multi-row binaries) and
+  ``results.md``; returns the markdown table."""
+  rows = [results] if isinstance(results, Mapping) else list(results)
+  atomic_write_json(os.path.join(workdir, "results.json"),
+                    jsonable(rows[0] if isinstance(results, Mapping) else rows))
+  md = (f"# {title}\n\n" if title else "") + results_table(rows) + "\n"
+  atomic_write_text(os.path.join(workdir, "results.md"), md)
+  return md

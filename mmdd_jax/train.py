@@ -1,0 +1,48 @@
+"""Fitting heads: one jitted program, ``lax.scan`` over epochs and steps.
+
+:func:`make_fit` builds ``fit(params, data, key) -> (params, epoch_losses)`` for any
+pure ``loss_fn(params, batch, idx)``; ``idx`` are the batch's row indices (so a loss
+can slice per-instance targets such as a learned similarity matrix). Each epoch is a
+fresh permutation from ``fold_in(key, epoch)``; the remainder that does not fill a
+batch is dropped (every row is still seen across epochs). ``vmap`` over ``key`` runs
+several seeds in one program.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+LossFn = Callable[[Any, Any, jax.Array], jax.Array]
+
+
+def num_rows(data) -> int:
+  return int(jax.tree_util.tree_leaves(data)[0].shape[0])
+
+
+def make_fit(loss_fn: LossFn, tx: optax.GradientTransformation, *, epochs: int,
+             batch_size: int, n: int) -> Callable:
+  """Returns a jitted ``fit(params, data, key)`` for data with ``n`` rows."""
+  bs = min(batch_size, n)
+  steps = max(n // bs, 1)
+
+  def fit(params, data, key):
+    def step(carry, idx):
+      params, opt_state = carry
+      batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+      loss, grads = jax.value_and_grad(loss_fn)(params, batch, idx)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), loss
+
+    def epoch(carry, e):
+      perm = jax.random.permutation(jax.random.fold_in(key, e), n)[: steps * bs]
+      carry, losses = jax.lax.scan(step, carry, perm.reshape(steps, bs))
+      return carry, losses.mean()
+
+    (params, _), losses = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
+    return params, losses
+
+  return jax.jit(fit)
