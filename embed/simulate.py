@@ -103,11 +103,11 @@ DATASETS: dict[str, SimSpec] = {
         leak={"vision": 0.2, "audio": 0.2, "text": 0.2}, has_labels=False,
         paper="DiDeMo (official split)"),
     "ave_sim": SimSpec(
-        "ave_sim", ("vision", "audio"), 3339, 402, 28, k=48, class_strength=0.55,
+        "ave_sim", ("vision", "audio"), 3339, 402, 28, k=48, class_strength=0.577,
         reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
         task="classification", paper="AVE (28 classes)"),
     "vggs10k_sim": SimSpec(
-        "vggs10k_sim", ("vision", "audio"), 8000, 2000, 10, k=48, class_strength=0.35,
+        "vggs10k_sim", ("vision", "audio"), 8000, 2000, 10, k=48, class_strength=0.3785,
         reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
         task="classification", paper="VGGS-10K (10 classes)"),
     "nyuv2_sim": SimSpec(
@@ -193,8 +193,6 @@ class _World:
       heads[f"{m}/ln_scale"] = np.ones(d, np.float32)
       heads[f"{m}/ln_bias"] = np.zeros(d, np.float32)
       heads[f"{m}/kernel"] = W.astype(np.float32)
-      if m == "depth":  # ImageBind's depth head has a bias
-        heads[f"{m}/bias"] = np.zeros(EMBED_DIM, np.float32)
     return heads
 
   def embed(self, m: str, x: np.ndarray) -> np.ndarray:

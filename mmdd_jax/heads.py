@@ -1,6 +1,6 @@
 """ImageBind-shaped projection heads (Flax Linen, ``apply(params, x)`` style).
 
-Each modality's head is ``LayerNorm → Linear (no bias; depth has a bias) → L2
+Each modality's head is ``LayerNorm → Linear (no bias) → L2
 normalise``, as ImageBind's (SPEC §2). Parameters are plain pytrees,
 ``{modality: {"LayerNorm_0": {"scale", "bias"}, "Dense_0": {"kernel"[, "bias"]}}}``,
 so that rollouts differentiate through them explicitly.
@@ -63,7 +63,10 @@ def _head(ln: Mapping, dense: Mapping, x: jax.Array, normalize: bool) -> jax.Arr
 
 
 def head_module(modality: str, out_dim: int = 1024) -> ImageBindHead:
-  return ImageBindHead(out_dim=out_dim, use_bias=(modality == "depth"))
+  """ImageBind's heads are all bias-free (checked against its model code; SPEC §2's
+  depth bias is not in the released model). A ``<m>/bias`` in heads.npz is still honoured."""
+  del modality
+  return ImageBindHead(out_dim=out_dim, use_bias=False)
 
 
 def apply_head(params: Mapping, x: jax.Array, *, modality: str = "vision",

@@ -58,10 +58,17 @@ def test_linear_classifier_learns_separable(key):
 
 def test_heads_npz_round_trip_and_normalised(key):
   p = heads.init_heads(key, {"vision": 6, "depth": 5}, out_dim=4)
-  assert "bias" in p["depth"]["Dense_0"] and "bias" not in p["vision"]["Dense_0"]
+  assert "bias" not in p["depth"]["Dense_0"] and "bias" not in p["vision"]["Dense_0"]
   q = heads.heads_from_npz(heads.heads_to_npz(p))
+  arr = heads.heads_to_npz(p)
+  arr["depth/bias"] = np.ones(4, np.float32)       # a bias in heads.npz is honoured
+  pb = heads.heads_from_npz(arr)
+  assert "bias" in pb["depth"]["Dense_0"]
   x = {"vision": jnp.arange(18.0).reshape(3, 6) ** 1.5, "depth": jnp.arange(15.0).reshape(3, 5)}
   a, b = heads.apply_heads(p, x), heads.apply_heads(q, x)
+  xd = x["depth"]
+  np.testing.assert_allclose(heads.apply_head(pb["depth"], xd, normalize=False),
+                             heads.apply_head(p["depth"], xd, normalize=False) + 1.0, rtol=1e-5)
   for m in a:
     np.testing.assert_allclose(a[m], b[m], rtol=1e-6)
     np.testing.assert_allclose(jnp.linalg.norm(a[m], axis=1), 1.0, rtol=1e-5)
