@@ -311,10 +311,12 @@ def run(args: argparse.Namespace) -> dict | None:
       for pos, data, bad in batch:
         if bad is not None:
           if args.on_bad_file == "error":
+            where = "" if bad["path"] and bad["error"].startswith(bad["path"]) else \
+                f"{bad['path'] or '(no file)'}: "
             raise StageError(
-                f"{bad['path'] or '(no file)'}: {bad['modality']} of instance '{bad['id']}' "
-                f"(split {split}): {bad['error']}. Fix or remove the file, or pass "
-                "--on-bad-file=skip to record and skip such instances.")
+                f"instance '{bad['id']}' (split {split}), {bad['modality']}: {where}"
+                f"{bad['error']}. Fix or remove the file, or pass --on-bad-file=skip to "
+                "record and skip such instances.")
           skipped.append(bad)
           continue
         good.append((items[pos], data))
