@@ -143,20 +143,14 @@ def test_deterministic(env):
   out = str(env["dir"] / "again")
   assert _run(env["data"], env["ckpt"], out) == 0
   _assert_same(_arrays(env["ref"]), _arrays(out))
-  out5 = str(env["dir"] / "batch5")
-  assert _run(env["data"], env["ckpt"], out5, "--batch-size", "5", "--num-workers", "2") == 0
-  a, b = _arrays(env["ref"]), _arrays(out5)
-  for k in a:
-    if isinstance(a[k], list):
-      assert a[k] == b[k]
-    else:
-      np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+  # other batch sizes / worker processes are checked in the kill-and-resume test
 
 
 def test_resume_after_kill_loses_and_duplicates_nothing(env):
   out = str(env["dir"] / "killed")
   cmd = [sys.executable, "-m", "embed.imagebind", "--dataset", "manifest", "--root", env["data"],
-         "--checkpoint", env["ckpt"], "--out", out, "--shard-size", "2", "--quiet"]
+         "--checkpoint", env["ckpt"], "--out", out, "--shard-size", "2", "--quiet",
+         "--num-workers", "2", "--batch-size", "5"]  # a fresh process: forking is safe
   r = subprocess.run(cmd, cwd=REPO, env={**os.environ, IB.CRASH_ENV: "2"}, capture_output=True,
                      text=True, timeout=300)
   assert r.returncode == 137, r.stderr
@@ -165,7 +159,12 @@ def test_resume_after_kill_loses_and_duplicates_nothing(env):
                 for f in os.listdir(os.path.join(out, s, ".shards")) if f.endswith(".done.json"))
   assert len(done) == 2
   assert _run(env["data"], env["ckpt"], out) == 0
-  _assert_same(_arrays(env["ref"]), _arrays(out))
+  a, b = _arrays(env["ref"]), _arrays(out)
+  for k in a:  # other batch sizes: equal up to float32 summation order
+    if isinstance(a[k], list):
+      assert a[k] == b[k], k
+    else:
+      np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
   assert _run(env["data"], env["ckpt"], out) == 0  # a finished store: nothing to do
 
 
