@@ -178,3 +178,16 @@ def test_missing_and_garbage_files_name_the_path(tmp_path):
   with pytest.raises(P.MediaError, match="v.mp4"):
     (tmp_path / "v.mp4").write_bytes(b"\x00" * 100)
     P.load_video(str(tmp_path / "v.mp4"))
+
+
+def test_video_without_audio_track(tmp_path):
+  from tests import embed_example
+  p = str(tmp_path / "silent.mp4")
+  embed_example.write_video(p, [1, 2], seconds=2.0, audio=False)
+  with pytest.raises(P.MediaError, match="without an audio stream"):
+    P.load_audio(p)
+  x = P.load_audio(p, silence_if_missing=True)
+  assert x.shape == (3, 1, 128, 204)
+  np.testing.assert_allclose(x[..., :198].numpy(), (LOG_EPS - P.AUDIO_MEAN) / P.AUDIO_STD, atol=1e-4)
+  v = P.load_video(p)
+  assert v.shape == (15, 3, 2, 224, 224)

@@ -175,11 +175,14 @@ def test_resume_with_other_settings_is_refused(env, capsys):
   assert "extra" in capsys.readouterr().err
 
 
-def test_shards_from_two_workers_merge(env):
+def test_shards_from_two_workers_merge(env, monkeypatch):
   out = str(env["dir"] / "sharded")
-  for i in (1, 0):
-    assert _run(env["data"], env["ckpt"], out, "--num-shards", "2", "--shard-index", str(i)) == 0
-    assert not os.path.exists(os.path.join(out, S.MANIFEST))
+  assert _run(env["data"], env["ckpt"], out, "--num-shards", "2", "--shard-index", "1") == 0
+  assert not os.path.exists(os.path.join(out, S.MANIFEST))
+  monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun: rank 0 of 2
+  monkeypatch.setenv("RANK", "0")
+  assert _run(env["data"], env["ckpt"], out) == 0
+  assert not os.path.exists(os.path.join(out, S.MANIFEST))
   assert S.main(["merge", out]) == 0
   _assert_same(_arrays(env["ref"]), _arrays(out))
 
