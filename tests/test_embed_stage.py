@@ -12,6 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the embed extra (torch) is not installed: "
                             "bash scripts/install_embed.sh .venv/bin/python")
+for _mod in ("av", "soundfile", "sklearn", "PIL"):
+  pytest.importorskip(_mod, reason=f"{_mod} is needed to write the example dataset: "
+                      "bash scripts/install_embed.sh .venv/bin/python")
 try:
   from embed import imagebind_loader as L
   L.import_imagebind()
