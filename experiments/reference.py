@@ -20,21 +20,26 @@ from embed import simulate
 from mmdd_jax import data, reference, results
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "msrvtt_sim",
-                    "a store directory, or a simulator name: " + ", ".join(sorted(simulate.DATASETS)))
-flags.DEFINE_float("scale", 1.0, "simulator scale in (0, 1] (ignored for a store directory)")
-flags.DEFINE_integer("seed", 0, "simulator seed and training key")
-flags.DEFINE_string("workdir", None, "output directory (created)")
-flags.DEFINE_string("data_dir", None, "where simulated stores are cached (default runs/data)")
-flags.DEFINE_integer("runs", 1, "Full-retrieval training runs (seeds) to average; "
-                     "classification always uses --cls_runs")
-flags.DEFINE_integer("cls_runs", 5, "linear-head runs for classification rows")
-flags.DEFINE_integer("epochs", 10, "Full retrieval: epochs of SGD over the train split")
-flags.DEFINE_float("lr", 0.01, "Full retrieval: SGD learning rate")
-flags.DEFINE_integer("batch_size", 128, "Full retrieval: batch size")
-flags.DEFINE_float("tau", reference.FULL_TAU, "Full retrieval: InfoNCE temperature")
-flags.DEFINE_string("task", "auto", "retrieval, classification, or auto (from the store: "
-                    "≥3 modalities or no labels → retrieval)")
+
+
+def define_flags():
+  """Flags are defined only when this module runs as the binary (so that the demo
+  and notebooks can import ``train_and_evaluate``)."""
+  flags.DEFINE_string("dataset", "msrvtt_sim",
+                      "a store directory, or a simulator name: " + ", ".join(sorted(simulate.DATASETS)))
+  flags.DEFINE_float("scale", 1.0, "simulator scale in (0, 1] (ignored for a store directory)")
+  flags.DEFINE_integer("seed", 0, "simulator seed and training key")
+  flags.DEFINE_string("workdir", None, "output directory (created)")
+  flags.DEFINE_string("data_dir", None, "where simulated stores are cached (default runs/data)")
+  flags.DEFINE_integer("runs", 1, "Full-retrieval training runs (seeds) to average; "
+                       "classification always uses --cls_runs")
+  flags.DEFINE_integer("cls_runs", 5, "linear-head runs for classification rows")
+  flags.DEFINE_integer("epochs", 10, "Full retrieval: epochs of SGD over the train split")
+  flags.DEFINE_float("lr", 0.01, "Full retrieval: SGD learning rate")
+  flags.DEFINE_integer("batch_size", 128, "Full retrieval: batch size")
+  flags.DEFINE_float("tau", reference.FULL_TAU, "Full retrieval: InfoNCE temperature")
+  flags.DEFINE_string("task", "auto", "retrieval, classification, or auto (from the store: "
+                      "≥3 modalities or no labels → retrieval)")
 
 
 def task_of(st) -> str:
@@ -103,5 +108,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("workdir")
   app.run(main)
