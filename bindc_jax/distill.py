@@ -27,6 +27,7 @@ and Orbax checkpoints (resume is bit-identical: every random draw is a function 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Mapping
 
@@ -168,8 +169,9 @@ def make_step(cfg: DistillConfig, real_batch: int) -> Callable:
   return step
 
 
+@functools.lru_cache(maxsize=32)
 def make_run(cfg: DistillConfig, real_batch: int, length: int) -> Callable:
-  """Jitted ``run(state, data, base_key) -> (state, metrics of the last step)``:
+  """Cached, jitted ``run(state, data, base_key) -> (state, metrics of the last step)``:
   ``lax.scan`` over ``length`` steps with the state donated."""
   step = make_step(cfg, real_batch)
 
@@ -231,15 +233,12 @@ def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
     state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(state))
   start = int(state.step)
   end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-  runs: dict[int, Callable] = {}
   bar = tqdm.tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress,
                   leave=False)
   pos = start
   for b in _boundaries(start, end, log_every, ckpt_every):
     n = b - pos
-    if n not in runs:
-      runs[n] = make_run(cfg, rb, n)
-    state, metrics = runs[n](state, data, base_key)
+    state, metrics = make_run(cfg, rb, n)(state, data, base_key)
     pos = b
     bar.update(n)
     if b % (log_every or end) == 0 or b == end:
