@@ -43,14 +43,9 @@ def evaluate(key: jax.Array, train_xs: Mapping[str, np.ndarray], train_y: np.nda
   """Test accuracies (%) of ``runs`` linear-head ensembles trained on ``train_xs``."""
   n = int(np.asarray(train_y).shape[0])
   ep = epochs_for(n, epochs, batch_size, min_steps)
-  # mmdd_jax.classification.logits_per_modality adds the [C] bias to [N, C] logits by
-  # implicit rank promotion; allow it here so callers running under
-  # jax_numpy_rank_promotion='raise' (the tests) work until the foundation broadcasts
-  # explicitly (`+ p["bias"][None, :]`).
-  with jax.numpy_rank_promotion("allow"):
-    return classification.evaluate_runs(key, train_xs, np.asarray(train_y), test_xs,
-                                        np.asarray(test_y), num_classes, runs=runs, epochs=ep,
-                                        lr=lr, batch_size=batch_size)
+  return classification.evaluate_runs(key, train_xs, np.asarray(train_y), test_xs,
+                                      np.asarray(test_y), num_classes, runs=runs, epochs=ep,
+                                      lr=lr, batch_size=batch_size)
 
 
 def evaluate_distilled(key: jax.Array, syn: Mapping[str, np.ndarray],

@@ -25,11 +25,18 @@ from embed import store as store_lib
 from mmdd_jax import data as data_lib
 from mmdd_jax import results as results_lib
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/bindc.py", "ImageBindDC config file, "
-    "`path:key=value,...` (see the config's docstring; local=1 for a seconds-long run).",
-    lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (created; reruns resume)")
+_FLAGS = {}
+
+
+def define_flags():
+  """Flags exist only when this module runs as the binary, so the demo and the
+  notebooks can import :func:`train_and_evaluate`."""
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+      "config", "experiments/configs/bindc.py", "ImageBindDC config file, "
+      "`path:key=value,...` (see the config's docstring; local=1 for a seconds-long run).",
+      lock_config=False)
+  _FLAGS["workdir"] = flags.DEFINE_string("workdir", None,
+                                          "output directory (created; reruns resume)")
 
 SELECTION_METHODS = ("random", "herding")
 
@@ -167,12 +174,13 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _WORKDIR.value is None:
+  if _FLAGS["workdir"].value is None:
     raise app.UsageError("--workdir is required")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  rows = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  rows = train_and_evaluate(_FLAGS["config"].value, _FLAGS["workdir"].value)
   print(results_lib.results_table(rows))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
