@@ -111,10 +111,16 @@ DATASETS: dict[str, SimSpec] = {
         reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
         task="classification", paper="VGGS-10K (10 classes)"),
     "nyuv2_sim": SimSpec(
-        "nyuv2_sim", ("depth", "text"), 795, 654, 10, k=48, class_strength=1.5,
+        "nyuv2_sim", ("depth", "text"), 795, 654, 10, k=48, class_strength=0.7969,
         reliability={"depth": 0.6, "text": 0.7}, leak={"depth": 0.3, "text": 0.3},
         task="classification", paper="NYU-v2 (10 scene classes)"),
 }
+
+
+def spec_digest(spec: SimSpec) -> str:
+  """Short hash of a simulator's constants (part of cache names, so a changed
+  calibration never reuses a stale cached store)."""
+  return format(zlib.crc32(repr(spec).encode()), "08x")
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -235,6 +241,7 @@ def simulate(dataset: str, out: str, *, scale: float = 1.0, seed: int = 0,
       checkpoint_sha256=f"simulator-v1-seed{seed}", class_names=class_names,
       command=command or f"python -m embed.simulate --dataset {dataset} --scale {scale} --seed {seed} --out {out}",
       extra={"simulator": {"dataset": spec.name, "scale": scale, "seed": seed,
+                           "spec_digest": spec_digest(spec),
                            "task": spec.task, "paper": spec.paper}})
   del return_manifest
   return store_lib.Store(out)

@@ -21,7 +21,8 @@ def resolve_store(dataset: str, *, scale: float = 1.0, seed: int = 0,
   if os.path.isdir(dataset) or os.sep in dataset:
     st = store_lib.Store(dataset)
   elif dataset in simulate.DATASETS:
-    d = os.path.join(data_dir or DEFAULT_DATA_DIR, f"{dataset}-scale{scale:g}-seed{seed}")
+    digest = simulate.spec_digest(simulate.DATASETS[dataset])
+    d = os.path.join(data_dir or DEFAULT_DATA_DIR, f"{dataset}-scale{scale:g}-seed{seed}-{digest}")
     if os.path.exists(os.path.join(d, store_lib.MANIFEST)):
       st = store_lib.Store(d)
     else:
