@@ -27,6 +27,7 @@ mode and representation blending; ``random`` has no optimisation at all.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Callable, Mapping
@@ -291,11 +292,13 @@ def sample_segment(key: jax.Array, traj, cfg: DistillConfig):
   return theta0, theta_star, e, s
 
 
+@functools.lru_cache(maxsize=16)
 def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
   """``step(state, traj) -> (state, metrics)``: one distillation iteration.
 
   ``traj`` (expert trajectories, leaves ``[E, T+1, ...]``) is an argument, not a
   closure constant; ``state`` is donated. Randomness: ``fold_in(state.key, state.step)``.
+  Cached per ``cfg`` (a resumed run in the same process reuses the compiled step).
   """
   cfg.validate()
   loss_and_grads = make_loss_and_grads(cfg)
