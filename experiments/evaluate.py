@@ -25,17 +25,21 @@ from hopa_jax import objectives as obj_lib
 from mmdd_jax import data, reference, results
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("store", None, "store directory to evaluate (its train split is the "
-                    "training set)")
-flags.DEFINE_string("test_store", None, "store whose test split is scored (default --store)")
-flags.DEFINE_string("workdir", None, "output directory")
-flags.DEFINE_float("lr", None, "learning rate (default: the store's learned η, else 0.01)")
-flags.DEFINE_string("objective", None, "inner objective: " + ", ".join(sorted(obj_lib.OBJECTIVES))
-                    + " (default: the store's, else hopa)")
-flags.DEFINE_integer("runs", 5, "evaluation runs (vmapped over keys)")
-flags.DEFINE_integer("epochs", 100, "epochs (lr ×0.1 at the halfway epoch)")
-flags.DEFINE_integer("batch_size", 128, "batch size (n if smaller)")
-flags.DEFINE_integer("seed", 0, "evaluation key")
+
+
+def define_flags() -> None:
+  """Defined only when run as a binary (importable without flag clashes)."""
+  flags.DEFINE_string("store", None, "store directory to evaluate (its train split is the "
+                      "training set)")
+  flags.DEFINE_string("test_store", None, "store whose test split is scored (default --store)")
+  flags.DEFINE_string("workdir", None, "output directory")
+  flags.DEFINE_float("lr", None, "learning rate (default: the store's learned η, else 0.01)")
+  flags.DEFINE_string("objective", None, "inner objective: " + ", ".join(sorted(obj_lib.OBJECTIVES))
+                      + " (default: the store's, else hopa)")
+  flags.DEFINE_integer("runs", 5, "evaluation runs (vmapped over keys)")
+  flags.DEFINE_integer("epochs", 100, "epochs (lr ×0.1 at the halfway epoch)")
+  flags.DEFINE_integer("batch_size", 128, "batch size (n if smaller)")
+  flags.DEFINE_integer("seed", 0, "evaluation key")
 
 
 def train_and_evaluate(config: dict, workdir: str) -> list[dict]:
@@ -81,5 +85,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["store", "workdir"])
   app.run(main)

@@ -32,10 +32,16 @@ from hopa_jax import similarity as sim_lib
 from mmdd_jax import data, heads as heads_lib, reference, results
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "config file and arg, e.g. experiments/configs/hopa.py:dataset=msrvtt_sim,n=100 "
-    "(keys: see the config file)", lock_config=False)
-flags.DEFINE_string("workdir", None, "output directory (created; a rerun resumes)")
+
+
+def define_flags() -> None:
+  """Flags are defined only when run as a binary, so that other binaries (the demo)
+  can import :func:`train_and_evaluate` without flag clashes."""
+  config_flags.DEFINE_config_file(
+      "config", None, "config file and arg, e.g. experiments/configs/hopa.py:"
+      "dataset=msrvtt_sim,n=100,method=hopa (keys and defaults: see the config file)",
+      lock_config=False)
+  flags.DEFINE_string("workdir", None, "output directory (created; a rerun resumes)")
 
 
 def _get(config, k, default=None):
@@ -196,5 +202,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)

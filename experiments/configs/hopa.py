@@ -68,7 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the run config; see the module docstring."""
   kv = _parse(arg)
   dataset = kv.get("dataset", "msrvtt_sim")
-  n = int(kv.get("n", 100))
+  n = _convert("n", kv.get("n", "100"), 100)
   local = _convert("local", kv.get("local", "0"), False)
   lr_sim, sim_rank, sim_alpha, iterations, max_start = _TABLE[family(dataset)][bucket(n)]
 
