@@ -46,10 +46,10 @@ def batch_targets(params: dict, idx: jax.Array, kind: str = "lowrank",
   b = idx.shape[0]
   if kind == "lowrank":
     r = params["L"].shape[1]
-    low = (alpha / r) * (params["L"][idx] @ params["R"][idx].T)
-    return jnp.diag(params["a"][idx]) + low
+    low = (alpha / r) * (jnp.asarray(params["L"])[idx] @ jnp.asarray(params["R"])[idx].T)
+    return jnp.diag(jnp.asarray(params["a"])[idx]) + low
   if kind == "full":
-    return params["S"][idx][:, idx]
+    return jnp.asarray(params["S"])[idx][:, idx]
   return jnp.eye(b, dtype=jnp.float32)
 
 
