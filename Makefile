@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip -q --disable-pip-version-check
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test venv dev clean
+.PHONY: demo test venv dev embed bench-bindc clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,24 @@ $(VENV)/.dev: $(VENV)/.core
 	$(PIP) install -e '.[dev]'
 	touch $@
 
+# The PyTorch embedding stage (torch CPU wheel first, ImageBind without its deps, espeak-ng
+# for the tests); idempotent. See docs/embedding.md.
+$(VENV)/.embed: $(VENV)/.dev scripts/install_embed.sh
+	bash scripts/install_embed.sh $(PY)
+	touch $@
+
 venv: $(VENV)/.core
 dev: $(VENV)/.dev
+embed: $(VENV)/.embed
 
 demo: $(VENV)/.core
 	$(PY) -m experiments.demo --workdir $(DEMO_DIR)
 
-test: $(VENV)/.dev
+test: $(VENV)/.embed
 	$(PY) -m pytest -q -n 2 tests
+
+bench-bindc: $(VENV)/.core
+	$(PY) benchmarks/bindc_bench.py --quick
 
 clean:
 	rm -rf $(VENV) runs

@@ -79,6 +79,7 @@ class SimSpec:
   leak: Mapping[str, float] = field(default_factory=dict)  # ℓ_m
   noise: float = 0.3                      # σ_m (relative to the semantic block)
   gap: float = 0.6                        # ‖γ_m‖ before normalisation
+  head_scale: float = 20.0                # norm of the heads' output before L2 normalisation
   has_labels: bool = True
   task: str = "retrieval"                 # or "classification"
   paper: str = ""
@@ -88,25 +89,25 @@ class SimSpec:
 DATASETS: dict[str, SimSpec] = {
     "msrvtt_sim": SimSpec(
         "msrvtt_sim", ("vision", "audio", "text"), 9000, 1000, 20, k=48,
-        class_strength=0.7, reliability={"vision": 0.80, "audio": 0.62, "text": 0.66},
-        leak={"vision": 0.5, "audio": 0.5, "text": 0.5},
+        class_strength=0.7, reliability={"vision": 0.6114, "audio": 0.249, "text": 0.3223},
+        leak={"vision": 0.2, "audio": 0.2, "text": 0.2},
         paper="MSR-VTT 1kA (20 categories)"),
     "vggsound_s_sim": SimSpec(
         "vggsound_s_sim", ("vision", "audio", "text"), 8000, 2000, 50, k=48,
-        class_strength=0.7, reliability={"vision": 0.72, "audio": 0.72, "text": 0.45},
-        leak={"vision": 0.5, "audio": 0.5, "text": 0.5},
+        class_strength=0.7, reliability={"vision": 0.4301, "audio": 0.426, "text": 0.1965},
+        leak={"vision": 0.2, "audio": 0.2, "text": 0.2},
         paper="VGGSound-S (10k/2k from VGGSound)"),
     "didemo_sim": SimSpec(
         "didemo_sim", ("vision", "audio", "text"), 8395, 1004, 20, k=48,
-        class_strength=0.7, reliability={"vision": 0.78, "audio": 0.60, "text": 0.62},
-        leak={"vision": 0.5, "audio": 0.5, "text": 0.5}, has_labels=False,
+        class_strength=0.7, reliability={"vision": 0.614, "audio": 0.2238, "text": 0.296},
+        leak={"vision": 0.2, "audio": 0.2, "text": 0.2}, has_labels=False,
         paper="DiDeMo (official split)"),
     "ave_sim": SimSpec(
-        "ave_sim", ("vision", "audio"), 3339, 402, 28, k=48, class_strength=0.55,
+        "ave_sim", ("vision", "audio"), 3339, 402, 28, k=48, class_strength=0.577,
         reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
         task="classification", paper="AVE (28 classes)"),
     "vggs10k_sim": SimSpec(
-        "vggs10k_sim", ("vision", "audio"), 8000, 2000, 10, k=48, class_strength=0.35,
+        "vggs10k_sim", ("vision", "audio"), 8000, 2000, 10, k=48, class_strength=0.3785,
         reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
         task="classification", paper="VGGS-10K (10 classes)"),
     "nyuv2_sim": SimSpec(
@@ -177,7 +178,7 @@ class _World:
     mp = self.maps[m]
     leak = self.spec.leak.get(m, 0.0)
     sem = v + leak * (nu @ mp["Q"].T) / np.sqrt(self.spec.k)
-    return sem @ self.U.T + mp["gap"]
+    return self.spec.head_scale * (sem @ self.U.T + mp["gap"])
 
   def _fit_heads(self, seed: int) -> dict[str, np.ndarray]:
     rng = _rng(self.spec, seed, "pretrain")
@@ -192,8 +193,6 @@ class _World:
       heads[f"{m}/ln_scale"] = np.ones(d, np.float32)
       heads[f"{m}/ln_bias"] = np.zeros(d, np.float32)
       heads[f"{m}/kernel"] = W.astype(np.float32)
-      if m == "depth":  # ImageBind's depth head has a bias
-        heads[f"{m}/bias"] = np.zeros(EMBED_DIM, np.float32)
     return heads
 
   def embed(self, m: str, x: np.ndarray) -> np.ndarray:

@@ -491,6 +491,14 @@ def merge(root: str) -> dict:
                   encoder=cfg["encoder"], checkpoint_sha256=cfg.get("checkpoint_sha256", ""),
                   class_names=cfg.get("class_names"), command=cfg.get("command"),
                   extra=cfg.get("extra"))
+  expected = (cfg.get("extra") or {}).get("shards") or {}
+  for split, k in expected.items():
+    found = w._split_shards(split)
+    if found != list(range(int(k))):
+      missing = sorted(set(range(int(k))) - set(found))
+      raise _err(os.path.join(root, split, ".shards"), "finished shards",
+                 f"0..{int(k) - 1} ({k} shards)", f"missing {missing[:10]}",
+                 "a worker did not finish; rerun it with the same arguments")
   manifest = w.finalize(cfg.get("splits"))
   validate(root)
   return manifest

@@ -23,7 +23,7 @@ def init_linear(key: jax.Array, dims: Mapping[str, int], num_classes: int) -> di
 
 
 def logits_per_modality(params: Mapping, xs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  return {m: xs[m] @ p["kernel"] + p["bias"] for m, p in params.items()}
+  return {m: xs[m] @ p["kernel"] + jnp.expand_dims(p["bias"], 0) for m, p in params.items()}
 
 
 def predict_proba(params: Mapping, xs: Mapping[str, jax.Array]) -> jax.Array:

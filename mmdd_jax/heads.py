@@ -1,6 +1,6 @@
 """ImageBind-shaped projection heads (Flax Linen, ``apply(params, x)`` style).
 
-Each modality's head is ``LayerNorm → Linear (no bias; depth has a bias) → L2
+Each modality's head is ``LayerNorm → Linear (no bias) → L2
 normalise``, as ImageBind's (SPEC §2). Parameters are plain pytrees,
 ``{modality: {"LayerNorm_0": {"scale", "bias"}, "Dense_0": {"kernel"[, "bias"]}}}``,
 so that rollouts differentiate through them explicitly.
@@ -34,22 +34,47 @@ class ImageBindHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.LayerNorm(epsilon=LN_EPS)(x)
-    x = nn.Dense(self.out_dim, use_bias=self.use_bias,
-                 kernel_init=nn.initializers.lecun_normal())(x)
-    return l2_normalize(x) if self.normalize else x
+    # Explicit broadcasting (the tests run with jax_numpy_rank_promotion='raise',
+    # which flax.linen.LayerNorm/Dense trip over); parameter names match Linen's.
+    d = x.shape[-1]
+    scale = self.param("LayerNorm_0", lambda k: {"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))})
+    dense_init = nn.initializers.lecun_normal()
+
+    def init_dense(k):
+      p = {"kernel": dense_init(k, (d, self.out_dim))}
+      if self.use_bias:
+        p["bias"] = jnp.zeros((self.out_dim,))
+      return p
+
+    dense = self.param("Dense_0", init_dense)
+    return _head(scale, dense, x, self.normalize)
+
+
+def _head(ln: Mapping, dense: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
+  mu = jnp.mean(x, -1, keepdims=True)
+  var = jnp.mean(jnp.square(x - mu), -1, keepdims=True)
+  y = (x - mu) * jax.lax.rsqrt(var + LN_EPS)
+  y = y * jnp.expand_dims(ln["scale"], 0) + jnp.expand_dims(ln["bias"], 0) if y.ndim == 2 else \
+      y * ln["scale"] + ln["bias"]
+  y = y @ dense["kernel"]
+  if "bias" in dense:
+    y = y + (jnp.expand_dims(dense["bias"], 0) if y.ndim == 2 else dense["bias"])
+  return l2_normalize(y) if normalize else y
 
 
 def head_module(modality: str, out_dim: int = 1024) -> ImageBindHead:
-  return ImageBindHead(out_dim=out_dim, use_bias=(modality == "depth"))
+  """ImageBind's heads are all bias-free (checked against its model code; SPEC §2's
+  depth bias is not in the released model). A ``<m>/bias`` in heads.npz is still honoured."""
+  del modality
+  return ImageBindHead(out_dim=out_dim, use_bias=False)
 
 
 def apply_head(params: Mapping, x: jax.Array, *, modality: str = "vision",
                normalize: bool = True) -> jax.Array:
-  """Pure function: one modality's head. ``params`` is that modality's subtree."""
-  out_dim = params["Dense_0"]["kernel"].shape[-1]
-  mod = ImageBindHead(out_dim=out_dim, use_bias="bias" in params["Dense_0"], normalize=normalize)
-  return mod.apply({"params": params}, x)
+  """Pure function: one modality's head on ``x`` ([N, d] or [d]); ``params`` is that
+  modality's subtree. Equal to ``ImageBindHead(...).apply({"params": params}, x)``."""
+  del modality  # the structure of ``params`` (bias or not) already says which head
+  return _head(params["LayerNorm_0"], params["Dense_0"], x, normalize)
 
 
 def apply_heads(params: Mapping, xs: Mapping[str, jax.Array], *,

@@ -1,0 +1,258 @@
+"""The distillation loop: all classes in one jitted, vmapped step.
+
+State is a :class:`DistillState` (``flax.struct.dataclass``): the step counter, the
+synthetic embeddings ``{m: [C, ipc, d]}`` and the optax state. One step:
+
+1. ``key = fold_in(base_key, step)``; frequencies ``t`` for CFD are drawn once per
+   step from it (shared by all classes and modalities);
+2. per class (``vmap``): a real batch of ``real_batch`` rows of that class (without
+   replacement while the class is large enough), a synthetic batch of ``syn_batch``
+   of the ``ipc`` rows (all of them when ``ipc ≤ syn_batch``), the siamese
+   augmentation, the class loss (:func:`bindc_jax.losses.class_loss`);
+3. the sum of the class losses is differentiated w.r.t. the synthetic set (each
+   class's rows receive only their class's gradient) and SGD with momentum updates it.
+
+**Unit sphere.** The synthetic embeddings are normalised on use (the losses see
+``ẽ / ‖ẽ‖``) *and*, with ``project=True`` (default), projected back onto the sphere
+after every update, so the parameters stay unit-norm and the step size keeps its
+meaning. The distilled set that is returned is always unit-norm.
+
+:func:`make_run` builds a jitted ``run(state, data, base_key)`` that ``lax.scan``-s
+a fixed number of steps (donating the state); :func:`distill` drives it chunk by chunk
+between log steps, with a tqdm bar, JSONL metrics, a hard error on NaN/inf at log steps
+and Orbax checkpoints (resume is bit-identical: every random draw is a function of
+``(base_key, step)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Callable, Mapping
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from bindc_jax import augment as aug_lib
+from bindc_jax import distances as dist_lib
+from bindc_jax import losses as loss_lib
+from mmdd_jax.heads import l2_normalize
+
+
+@flax.struct.dataclass
+class DistillState:
+  step: jax.Array                      # int32 scalar
+  syn: dict                            # {m: [C, ipc, d]}
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+  """Static options of the distillation loop.
+
+  Attributes:
+    loss: :class:`bindc_jax.losses.LossConfig`.
+    augment: :class:`bindc_jax.augment.AugmentConfig`.
+    iterations: number of steps (SPEC: 2000).
+    real_batch: real rows per class per step (128).
+    syn_batch: synthetic rows per class per step (32).
+    lr: SGD learning rate (0.5).
+    momentum: SGD momentum (0.5).
+    project: renormalise the synthetic set after every update.
+  """
+  loss: loss_lib.LossConfig = loss_lib.LossConfig()
+  augment: aug_lib.AugmentConfig = aug_lib.AugmentConfig()
+  iterations: int = 2000
+  real_batch: int = 128
+  syn_batch: int = 32
+  lr: float = 0.5
+  momentum: float = 0.5
+  project: bool = True
+
+
+# Methods: a LossConfig override, or None for the selection-only baselines.
+METHODS: dict[str, dict | None] = {
+    "bindc": dict(kind="bindc"),
+    "cfd_only": dict(kind="bindc", use_cross=False, use_joint=False),
+    "mmd": dict(kind="bindc", distance="mmd", use_cross=False, use_joint=False),
+    "bindc_mmd": dict(kind="bindc", distance="mmd"),
+    "bindc_no_uni": dict(kind="bindc", use_uni=False),
+    "bindc_no_cross": dict(kind="bindc", use_cross=False),
+    "bindc_no_joint": dict(kind="bindc", use_joint=False),
+    "dm": dict(kind="dm"),
+    "avdd": dict(kind="avdd"),
+    "random": None,
+    "herding": None,
+}
+
+
+def method_loss_config(method: str, base: loss_lib.LossConfig = loss_lib.LossConfig()
+                       ) -> loss_lib.LossConfig | None:
+  """The :class:`LossConfig` of ``method`` (``None`` for ``random`` / ``herding``)."""
+  if method not in METHODS:
+    raise ValueError(f"method: expected one of {sorted(METHODS)}, found '{method}'")
+  over = METHODS[method]
+  return None if over is None else dataclasses.replace(base, **over)
+
+
+def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
+  return optax.sgd(cfg.lr, momentum=cfg.momentum)
+
+
+def init_state(syn: Mapping[str, jax.Array], cfg: DistillConfig) -> DistillState:
+  syn = {m: l2_normalize(jnp.asarray(v, jnp.float32)) for m, v in syn.items()}
+  return DistillState(step=jnp.zeros((), jnp.int32), syn=syn,
+                      opt_state=make_optimizer(cfg).init(syn))
+
+
+def sample_rows(key: jax.Array, mask: jax.Array, size: int) -> jax.Array:
+  """``size`` random indices of the valid rows of ``mask`` (without replacement while
+  possible, then cycling through the same permutation)."""
+  count = jnp.maximum(jnp.sum(mask), 1)
+  perm = jnp.argsort(jax.random.uniform(key, mask.shape) + 2.0 * (~mask))
+  return perm[jnp.arange(size) % count]
+
+
+def make_loss(cfg: DistillConfig, real_batch: int) -> Callable:
+  """``loss(syn, data, key) -> (total, aux)`` summed over classes (vmapped)."""
+  lcfg = cfg.loss
+
+  def per_class(real_c, mask_c, syn_c, t, key):
+    kr, ks, ka = jax.random.split(key, 3)
+    ridx = sample_rows(kr, mask_c, real_batch)
+    real_b = {m: v[ridx] for m, v in real_c.items()}
+    ipc = next(iter(syn_c.values())).shape[0]
+    if ipc > cfg.syn_batch:
+      sidx = sample_rows(ks, jnp.ones((ipc,), bool), cfg.syn_batch)
+      syn_c = {m: v[sidx] for m, v in syn_c.items()}
+    syn_b = {m: l2_normalize(v) for m, v in syn_c.items()}
+    real_b, syn_b = aug_lib.siamese(ka, real_b, syn_b, cfg.augment)
+    return loss_lib.class_loss(real_b, syn_b, t, lcfg)
+
+  def loss(syn, data, key):
+    xs_c, mask = data
+    num_classes = mask.shape[0]
+    k_t, k_c = jax.random.split(key)
+    t = None
+    if lcfg.needs_frequencies():
+      dim = next(iter(syn.values())).shape[-1]
+      t = dist_lib.sample_frequencies(k_t, lcfg.dist.num_freqs, dim, lcfg.dist.freq_scale)
+    keys = jax.random.split(k_c, num_classes)
+    losses, comps = jax.vmap(per_class, in_axes=(0, 0, 0, None, 0))(xs_c, mask, syn, t, keys)
+    aux = {"loss": jnp.mean(losses), **{k: jnp.mean(v) for k, v in comps.items()}}
+    return jnp.sum(losses), aux
+
+  return loss
+
+
+def make_step(cfg: DistillConfig, real_batch: int) -> Callable:
+  """``step(state, data, base_key) -> (state, metrics)`` (not jitted; see :func:`make_run`)."""
+  tx = make_optimizer(cfg)
+  loss_fn = make_loss(cfg, real_batch)
+
+  def step(state: DistillState, data, base_key):
+    key = jax.random.fold_in(base_key, state.step)
+    grads, aux = jax.grad(loss_fn, has_aux=True)(state.syn, data, key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.syn)
+    syn = optax.apply_updates(state.syn, updates)
+    if cfg.project:
+      syn = {m: l2_normalize(v) for m, v in syn.items()}
+    aux["grad_norm"] = optax.global_norm(grads)
+    return DistillState(step=state.step + 1, syn=syn, opt_state=opt_state), aux
+
+  return step
+
+
+@functools.lru_cache(maxsize=32)
+def make_run(cfg: DistillConfig, real_batch: int, length: int) -> Callable:
+  """Cached, jitted ``run(state, data, base_key) -> (state, metrics of the last step)``:
+  ``lax.scan`` over ``length`` steps with the state donated."""
+  step = make_step(cfg, real_batch)
+
+  def run(state, data, base_key):
+    def body(s, _):
+      return step(s, data, base_key)
+    state, metrics = jax.lax.scan(body, state, None, length=length)
+    return state, jax.tree_util.tree_map(lambda a: a[-1], metrics)
+
+  return jax.jit(run, donate_argnums=0)
+
+
+def effective_real_batch(cfg: DistillConfig, mask: np.ndarray) -> int:
+  return int(min(cfg.real_batch, int(np.asarray(mask).sum(1).max())))
+
+
+def _boundaries(start: int, total: int, *everies: int | None) -> list[int]:
+  pts = {total}
+  for e in everies:
+    if e:
+      pts.update(range(e, total, e))
+  return sorted(p for p in pts if p > start)
+
+
+def checkpoint_manager(ckpt_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(os.path.abspath(ckpt_dir),
+                               options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                                                    create=True))
+
+
+def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
+            cfg: DistillConfig, base_key: jax.Array, *, log_every: int = 100,
+            ckpt_dir: str | None = None, ckpt_every: int | None = None,
+            log_fn: Callable[..., None] | None = None, progress: bool = True,
+            desc: str = "distill", stop_at: int | None = None) -> tuple[dict, DistillState]:
+  """Runs ``cfg.iterations`` steps from ``syn0`` (or resumes from ``ckpt_dir``).
+
+  Args:
+    syn0: initial synthetic set ``{m: [C, ipc, d]}``.
+    xs_c, mask: real data per class (:func:`bindc_jax.init.group_by_class`).
+    cfg: :class:`DistillConfig`.
+    base_key: the run's key; step ``s`` uses ``fold_in(base_key, s)``.
+    log_every: steps between host syncs (metrics, NaN check, progress).
+    ckpt_dir: Orbax checkpoint directory; the latest checkpoint there is restored.
+    ckpt_every: steps between checkpoints (default: only at the end).
+    log_fn: called as ``log_fn(step=..., **metrics)`` at every log step.
+    progress: show a tqdm bar.
+    desc: the bar's label.
+    stop_at: stop after this step (for tests of interrupted runs); default: the end.
+
+  Returns:
+    ``(syn, state)``: the unit-norm synthetic set and the final state.
+  """
+  data = ({m: jnp.asarray(v, jnp.float32) for m, v in xs_c.items()}, jnp.asarray(mask, bool))
+  rb = effective_real_batch(cfg, np.asarray(mask))
+  state = init_state(syn0, cfg)
+  mngr = checkpoint_manager(ckpt_dir) if ckpt_dir else None
+  if mngr is not None and mngr.latest_step() is not None:
+    state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(state))
+  start = int(state.step)
+  end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
+  bar = tqdm.tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress,
+                  leave=False)
+  pos = start
+  for b in _boundaries(start, end, log_every, ckpt_every):
+    n = b - pos
+    state, metrics = make_run(cfg, rb, n)(state, data, base_key)
+    pos = b
+    bar.update(n)
+    if b % (log_every or end) == 0 or b == end:
+      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not all(np.isfinite(v) for v in m.values()):
+        raise FloatingPointError(f"distill step {b}: non-finite metrics {m}")
+      bar.set_postfix(loss=f"{m['loss']:.4g}")
+      if log_fn is not None:
+        log_fn(step=b, **m)
+    if mngr is not None and ((ckpt_every and b % ckpt_every == 0) or b == end):
+      mngr.save(b, args=ocp.args.StandardSave(state))
+      mngr.wait_until_finished()  # the next chunk donates these buffers
+  bar.close()
+  if mngr is not None:
+    mngr.wait_until_finished()
+    mngr.close()
+  return {m: np.asarray(l2_normalize(v)) for m, v in state.syn.items()}, state
