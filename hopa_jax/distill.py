@@ -1,0 +1,395 @@
+"""Trajectory-matching distillation (SPEC §3.5) for HoPA and the pairwise baselines.
+
+The whole learnable state is one :class:`DistillState`; one jitted iteration is
+built by :func:`make_distill_step` (state donated). An iteration samples an expert
+``e`` and a start epoch ``s`` from the step key, unrolls ``syn_steps`` student SGD
+steps from ``θ₀ = θ_e[s]`` on synthetic mini-batches with the learnable step size
+``η = exp(log_lr)``, and matches ``θ* = θ_e[s + expert_epochs]`` with the branch-wise
+normalised distance ``Σ_m ‖θ̂_m − θ*_m‖² / ‖θ₀_m − θ*_m‖²``.
+
+Gradient modes:
+
+* ``full``: backprop through the unrolled ``lax.scan`` (``jax.checkpoint`` per step:
+  memory grows with ``syn_steps`` by one set of heads per step);
+* ``tesla``: constant memory (TESLA). Pass 1 runs the student and accumulates
+  ``G = Σ_i g_i``; then ``c = 2(η(θ*−θ₀) + η²G)/D`` per branch and pass 2 re-runs the
+  student, accumulating ``∂/∂x ⟨c, g_i(θ_i, x)⟩`` for every step. ``η``'s gradient
+  comes from ``‖θ₀ − ηG − θ*‖²/D`` with ``G`` held fixed. **Approximation:** the
+  dependence of ``θ_i`` on the learnables through earlier steps is dropped (the
+  ``θ_i`` are treated as constants), so tesla gradients differ from full ones by
+  terms of relative order ``η·syn_steps·‖∇²L‖``; the tests bound that gap on a tiny
+  problem.
+
+Methods (:data:`METHODS`) select the inner objective, similarity mining, gradient
+mode and representation blending; ``random`` has no optimisation at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from typing import Any, Callable, Mapping
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from hopa_jax import objectives as obj_lib
+from hopa_jax import similarity as sim_lib
+from mmdd_jax import heads as heads_lib
+
+GRAD_MODES = ("full", "tesla")
+
+# name -> (objective, mining, grad_mode, blend, objective-config overrides)
+METHODS: dict[str, dict] = {
+    "hopa": dict(objective="hopa", mining=True, grad_mode="full"),
+    "rank2": dict(objective="hopa", mining=True, grad_mode="full", obj=dict(rank=2)),
+    "no_mining": dict(objective="hopa", mining=False, grad_mode="full"),
+    "no_lmod": dict(objective="hopa", mining=True, grad_mode="full", obj=dict(use_mod=False)),
+    "no_linst": dict(objective="hopa", mining=True, grad_mode="full", obj=dict(use_inst=False)),
+    "lors": dict(objective="3pair", mining=True, grad_mode="full"),
+    "3pair": dict(objective="3pair", mining=True, grad_mode="full"),
+    "tbind": dict(objective="tbind", mining=True, grad_mode="full"),
+    "vbind": dict(objective="vbind", mining=True, grad_mode="full"),
+    "mtt_vl": dict(objective="infonce", mining=False, grad_mode="full"),
+    "tesla": dict(objective="infonce", mining=False, grad_mode="tesla"),
+    "repblend": dict(objective="3pair", mining=True, grad_mode="full", blend=True),
+    "random": dict(objective="hopa", mining=False, grad_mode="full", optimize=False),
+}
+
+
+def method_spec(name: str) -> dict:
+  """Defaults of method ``name`` with every field present."""
+  if name not in METHODS:
+    raise ValueError(f"method: expected one of {sorted(METHODS)}, found '{name}'")
+  spec = dict(objective="hopa", mining=True, grad_mode="full", blend=False, optimize=True,
+              obj={})
+  spec.update(METHODS[name])
+  return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+  """Static configuration of one distillation (hashable; closed over by the step).
+
+  Attributes:
+    n: synthetic instances.
+    objective: inner objective name; obj: its :class:`ObjectiveConfig`.
+    sim_kind: ``lowrank`` / ``full`` / ``fixed`` (``fixed`` = no similarity mining).
+    sim_rank, sim_alpha: low-rank ``Ŝ`` rank ``r`` and scale ``α``.
+    syn_steps: student steps per iteration; mini_batch: synthetic batch size.
+    expert_epochs: target offset; max_start_epoch: starts ``s ~ U{0..max_start_epoch−1}``.
+    grad_mode: ``full`` or ``tesla``.
+    lr_data, lr_lr, lr_sim: SGD (momentum 0.5) learning rates of features, ``log η``
+      and ``Ŝ`` params.
+    blend: RepBlend's representation blending of every student mini-batch.
+    learn_lr: learn ``η`` (else it stays at its initial value).
+  """
+  n: int = 100
+  objective: str = "hopa"
+  obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
+  sim_kind: str = "lowrank"
+  sim_rank: int = 10
+  sim_alpha: float = 1.0
+  syn_steps: int = 16
+  mini_batch: int = 25
+  expert_epochs: int = 2
+  max_start_epoch: int = 5
+  grad_mode: str = "full"
+  lr_data: float = 100.0
+  lr_lr: float = 1e-4
+  lr_sim: float = 10.0
+  blend: bool = False
+  learn_lr: bool = True
+  momentum: float = 0.5
+
+  def validate(self, num_snapshots: int | None = None) -> None:
+    if self.grad_mode not in GRAD_MODES:
+      raise ValueError(f"grad_mode: expected one of {GRAD_MODES}, found '{self.grad_mode}'")
+    if self.sim_kind not in sim_lib.KINDS:
+      raise ValueError(f"sim_kind: expected one of {sim_lib.KINDS}, found '{self.sim_kind}'")
+    obj_lib.get_objective(self.objective)
+    for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch"):
+      if getattr(self, f) < 1:
+        raise ValueError(f"{f}: expected ≥ 1, found {getattr(self, f)}")
+    if num_snapshots is not None and self.max_start_epoch - 1 + self.expert_epochs > num_snapshots - 1:
+      raise ValueError(
+          f"max_start_epoch + expert_epochs: expected ≤ expert epochs = {num_snapshots - 1} "
+          f"(the last target is θ[max_start_epoch − 1 + expert_epochs]), found "
+          f"{self.max_start_epoch} + {self.expert_epochs}")
+
+
+@flax.struct.dataclass
+class DistillState:
+  """Everything that changes during distillation (one pytree; checkpointed whole)."""
+  syn: dict          # {modality: [n, d_m]} synthetic features
+  log_lr: jax.Array  # log η
+  sim: dict          # Ŝ params (empty for "fixed")
+  opt_syn: Any
+  opt_lr: Any
+  opt_sim: Any
+  key: jax.Array     # uint32[2] base key; iteration t uses fold_in(key, t)
+  step: jax.Array    # int32 iteration counter
+
+
+def _txs(cfg: DistillConfig):
+  m = cfg.momentum
+  return (optax.sgd(cfg.lr_data, momentum=m), optax.sgd(cfg.lr_lr, momentum=m),
+          optax.sgd(cfg.lr_sim, momentum=m))
+
+
+def init_state(key: jax.Array, cfg: DistillConfig, init_syn: Mapping[str, np.ndarray],
+               lr0: float) -> DistillState:
+  """Synthetic features from ``init_syn`` (``n`` real instances), ``η₀ = lr0``,
+  ``Ŝ₀ = I``. ``key`` is a raw ``uint32[2]`` key (``jax.random.PRNGKey``)."""
+  syn = {m: jnp.asarray(v, jnp.float32) for m, v in init_syn.items()}
+  for m, v in syn.items():
+    if v.shape[0] != cfg.n:
+      raise ValueError(f"init_syn['{m}']: expected {cfg.n} rows (n), found {v.shape[0]}")
+  ksim, kstate = jax.random.split(key)
+  sim = sim_lib.init_similarity(ksim, cfg.n, cfg.sim_kind, cfg.sim_rank)
+  log_lr = jnp.log(jnp.asarray(lr0, jnp.float32))
+  tx_syn, tx_lr, tx_sim = _txs(cfg)
+  return DistillState(syn=syn, log_lr=log_lr, sim=sim, opt_syn=tx_syn.init(syn),
+                      opt_lr=tx_lr.init(log_lr), opt_sim=tx_sim.init(sim), key=kstate,
+                      step=jnp.zeros((), jnp.int32))
+
+
+def make_inner_loss(cfg: DistillConfig) -> Callable:
+  """``inner(theta, syn, sim, idx, bkey)``: the inner objective on the synthetic
+  mini-batch ``idx`` with targets ``Ŝ[idx, idx]`` (and blending for RepBlend)."""
+  f = obj_lib.get_objective(cfg.objective)
+
+  def inner(theta, syn, sim, idx, bkey):
+    xs = {m: jnp.asarray(v)[idx] for m, v in syn.items()}
+    if cfg.blend:
+      kl, kp = jax.random.split(bkey)
+      lam = jax.random.beta(kl, 1.0, 1.0)
+      perm = jax.random.permutation(kp, idx.shape[0])
+      xs = {m: lam * x + (1.0 - lam) * x[perm] for m, x in xs.items()}
+    y = sim_lib.batch_targets(sim, idx, cfg.sim_kind, cfg.sim_alpha)
+    return f(heads_lib.apply_heads(theta, xs), y, cfg.obj)
+  return inner
+
+
+def batch_indices(key: jax.Array, n: int, steps: int, batch: int) -> jax.Array:
+  """``[steps, batch]`` indices: consecutive chunks of fresh permutations of ``n``."""
+  batch = min(batch, n)
+  need = steps * batch
+  reps = math.ceil(need / n)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, reps))
+  return perms.reshape(-1)[:need].reshape(steps, batch)
+
+
+def _sqnorm(tree) -> jax.Array:
+  return sum(jnp.sum(jnp.square(l)) for l in jax.tree_util.tree_leaves(tree))
+
+
+def branch_denominators(theta0, theta_star) -> dict:
+  """``D_m = ‖θ₀_m − θ*_m‖²`` per modality branch (floored)."""
+  diff = jax.tree_util.tree_map(jnp.subtract, theta0, theta_star)
+  return {m: jnp.maximum(_sqnorm(diff[m]), 1e-30) for m in theta0}
+
+
+def match_loss(theta_hat, theta0, theta_star) -> jax.Array:
+  """Eq. 7: ``Σ_m ‖θ̂_m − θ*_m‖² / ‖θ₀_m − θ*_m‖²``."""
+  den = branch_denominators(theta0, theta_star)
+  diff = jax.tree_util.tree_map(jnp.subtract, theta_hat, theta_star)
+  return sum(_sqnorm(diff[m]) / den[m] for m in theta0)
+
+
+def student_rollout(inner: Callable, theta0, syn, log_lr, sim, idxs, bkeys, *,
+                    remat: bool = True):
+  """``syn_steps`` SGD steps (``lax.scan``; each step under ``jax.checkpoint``)."""
+  eta = jnp.exp(log_lr)
+
+  def body(theta, xs):
+    idx, bkey = xs
+    g = jax.grad(inner)(theta, syn, sim, idx, bkey)
+    return jax.tree_util.tree_map(lambda p, q: p - eta * q, theta, g), None
+
+  if remat:
+    body = jax.checkpoint(body)
+  theta, _ = jax.lax.scan(body, theta0, (idxs, bkeys))
+  return theta
+
+
+def student_rollout_loop(inner: Callable, theta0, syn, log_lr, sim, idxs, bkeys):
+  """Python-loop reference of :func:`student_rollout` (for equivalence tests)."""
+  eta = jnp.exp(log_lr)
+  theta = theta0
+  for i in range(idxs.shape[0]):
+    g = jax.grad(inner)(theta, syn, sim, idxs[i], bkeys[i])
+    theta = jax.tree_util.tree_map(lambda p, q: p - eta * q, theta, g)
+  return theta
+
+
+def full_loss_and_grads(inner, theta0, theta_star, syn, log_lr, sim, idxs, bkeys):
+  """Matching loss and its exact gradient wrt ``(syn, log_lr, sim)``."""
+  def f(syn, log_lr, sim):
+    th = student_rollout(inner, theta0, syn, log_lr, sim, idxs, bkeys)
+    return match_loss(th, theta0, theta_star)
+  loss, grads = jax.value_and_grad(f, argnums=(0, 1, 2))(syn, log_lr, sim)
+  return loss, grads
+
+
+def tesla_loss_and_grads(inner, theta0, theta_star, syn, log_lr, sim, idxs, bkeys):
+  """Matching loss and TESLA's constant-memory gradient (see the module docstring)."""
+  eta = jnp.exp(log_lr)
+  tmap = jax.tree_util.tree_map
+  ginner = jax.grad(inner)
+
+  def fwd(carry, xs):
+    theta, gsum = carry
+    idx, bkey = xs
+    g = ginner(theta, syn, sim, idx, bkey)
+    return (tmap(lambda p, q: p - eta * q, theta, g), tmap(jnp.add, gsum, g)), None
+
+  zeros = tmap(jnp.zeros_like, theta0)
+  (_, gsum), _ = jax.lax.scan(fwd, (theta0, zeros), (idxs, bkeys))
+  den = branch_denominators(theta0, theta_star)
+  theta_hat = tmap(lambda p, q: p - eta * q, theta0, gsum)
+  resid = tmap(jnp.subtract, theta_hat, theta_star)
+  loss = sum(_sqnorm(resid[m]) / den[m] for m in theta0)
+  c = {m: tmap(lambda r: -2.0 * eta * r / den[m], resid[m]) for m in theta0}
+  dlog_lr = eta * sum(-2.0 * sum(jnp.vdot(r, g) for r, g in zip(
+      jax.tree_util.tree_leaves(resid[m]), jax.tree_util.tree_leaves(gsum[m]))) / den[m]
+      for m in theta0)
+
+  def bwd(carry, xs):
+    theta, acc_syn, acc_sim = carry
+    idx, bkey = xs
+    g, vjp = jax.vjp(lambda s, q: ginner(theta, s, q, idx, bkey), syn, sim)
+    d_syn, d_sim = vjp(c)
+    return (tmap(lambda p, q: p - eta * q, theta, g), tmap(jnp.add, acc_syn, d_syn),
+            tmap(jnp.add, acc_sim, d_sim)), None
+
+  init = (theta0, tmap(jnp.zeros_like, syn), tmap(jnp.zeros_like, sim))
+  (_, g_syn, g_sim), _ = jax.lax.scan(bwd, init, (idxs, bkeys))
+  return loss, (g_syn, dlog_lr, g_sim)
+
+
+def make_loss_and_grads(cfg: DistillConfig) -> Callable:
+  inner = make_inner_loss(cfg)
+  fn = full_loss_and_grads if cfg.grad_mode == "full" else tesla_loss_and_grads
+  return lambda *a: fn(inner, *a)
+
+
+def sample_segment(key: jax.Array, traj, cfg: DistillConfig):
+  """``(θ₀, θ*)`` from a random expert and start epoch; ``traj`` leaves ``[E, T+1, …]``."""
+  leaf = jax.tree_util.tree_leaves(traj)[0]
+  num_experts = leaf.shape[0]
+  ke, ks = jax.random.split(key)
+  e = jax.random.randint(ke, (), 0, num_experts)
+  s = jax.random.randint(ks, (), 0, cfg.max_start_epoch)
+  theta0 = jax.tree_util.tree_map(lambda a: a[e, s], traj)
+  theta_star = jax.tree_util.tree_map(lambda a: a[e, s + cfg.expert_epochs], traj)
+  return theta0, theta_star, e, s
+
+
+@functools.lru_cache(maxsize=16)
+def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
+  """``step(state, traj) -> (state, metrics)``: one distillation iteration.
+
+  ``traj`` (expert trajectories, leaves ``[E, T+1, ...]``) is an argument, not a
+  closure constant; ``state`` is donated. Randomness: ``fold_in(state.key, state.step)``.
+  Cached per ``cfg`` (a resumed run in the same process reuses the compiled step).
+  """
+  cfg.validate()
+  loss_and_grads = make_loss_and_grads(cfg)
+  tx_syn, tx_lr, tx_sim = _txs(cfg)
+
+  def step(state: DistillState, traj):
+    k = jax.random.fold_in(state.key, state.step)
+    kseg, kb, kx = jax.random.split(k, 3)
+    theta0, theta_star, e, s = sample_segment(kseg, traj, cfg)
+    idxs = batch_indices(kb, cfg.n, cfg.syn_steps, cfg.mini_batch)
+    bkeys = jax.random.split(kx, cfg.syn_steps)
+    loss, (g_syn, g_lr, g_sim) = loss_and_grads(theta0, theta_star, state.syn, state.log_lr,
+                                                state.sim, idxs, bkeys)
+    u, opt_syn = tx_syn.update(g_syn, state.opt_syn, state.syn)
+    syn = optax.apply_updates(state.syn, u)
+    log_lr, opt_lr = state.log_lr, state.opt_lr
+    if cfg.learn_lr:
+      u, opt_lr = tx_lr.update(g_lr, state.opt_lr, state.log_lr)
+      log_lr = optax.apply_updates(state.log_lr, u)
+    sim, opt_sim = state.sim, state.opt_sim
+    if cfg.sim_kind != "fixed":
+      u, opt_sim = tx_sim.update(g_sim, state.opt_sim, state.sim)
+      sim = optax.apply_updates(state.sim, u)
+    new = state.replace(syn=syn, log_lr=log_lr, sim=sim, opt_syn=opt_syn, opt_lr=opt_lr,
+                        opt_sim=opt_sim, step=state.step + 1)
+    metrics = {"loss": loss, "lr": jnp.exp(log_lr), "grad_syn": jnp.sqrt(_sqnorm(g_syn)),
+               "expert": e, "start": s}
+    return new, metrics
+
+  return jax.jit(step, donate_argnums=(0,)) if jit else step
+
+
+def _manager(directory: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
+                                           enable_async_checkpointing=False))
+
+
+def _abstract(tree):
+  return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+def distill(state: DistillState, traj, cfg: DistillConfig, iterations: int, *,
+            ckpt_dir: str | None = None, ckpt_every: int = 100, log_every: int = 50,
+            log_fn: Callable | None = None, progress: bool = False,
+            stop_after: int | None = None) -> DistillState:
+  """Runs (or resumes from ``ckpt_dir``) ``iterations`` distillation iterations.
+
+  Args:
+    state: the initial state (used when ``ckpt_dir`` holds no checkpoint).
+    traj: expert trajectories, leaves ``[E, T+1, ...]``.
+    cfg: :class:`DistillConfig`.
+    iterations: total iterations.
+    ckpt_dir: Orbax directory (checkpoint every ``ckpt_every`` iterations and at the end).
+    log_every: host sync, NaN/inf check and ``log_fn(step=…, **metrics)`` period.
+    progress: tqdm bar.
+    stop_after: stop after this many iterations in total (simulates a kill in tests).
+  Returns:
+    The final state.
+  """
+  num_snapshots = jax.tree_util.tree_leaves(traj)[0].shape[1]
+  cfg.validate(num_snapshots)
+  mngr = _manager(ckpt_dir) if ckpt_dir else None
+  if mngr is not None and mngr.latest_step() is not None:
+    state = mngr.restore(mngr.latest_step(),
+                         args=ocp.args.StandardRestore(_abstract(state)))
+  start = int(state.step)
+  step_fn = make_distill_step(cfg)
+  end = iterations if stop_after is None else min(iterations, stop_after)
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm
+    bar = tqdm(total=iterations, initial=start, desc="distill", unit="it")
+  for t in range(start, end):
+    state, metrics = step_fn(state, traj)
+    done = t + 1
+    if done % log_every == 0 or done == end:
+      m = {k: np.asarray(v).item() for k, v in metrics.items()}
+      if not all(math.isfinite(v) for v in m.values()):
+        raise FloatingPointError(f"distill: non-finite metrics at iteration {done}: {m}")
+      if log_fn is not None:
+        log_fn(step=done, **m)
+      if bar is not None:
+        bar.set_postfix(loss=f"{m['loss']:.4f}", lr=f"{m['lr']:.4g}")
+    if mngr is not None and (done % ckpt_every == 0 or done == iterations):
+      mngr.save(done, args=ocp.args.StandardSave(state))
+    if bar is not None:
+      bar.update(1)
+  if bar is not None:
+    bar.close()
+  if mngr is not None:
+    mngr.wait_until_finished()
+  return state

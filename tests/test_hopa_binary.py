@@ -1,0 +1,62 @@
+"""Smoke run of experiments/hopa.py (local=1) and experiments/evaluate.py; config."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from embed import store as store_lib
+from experiments import evaluate as evaluate_bin
+from experiments import hopa as hopa_bin
+from experiments.configs import hopa as hopa_config
+
+
+def test_config_defaults_and_overrides():
+  c = hopa_config.get_config("dataset=vggsound_s_sim,n=500")
+  assert (c.sim_rank, c.sim_alpha, c.lr_sim, c.iterations, c.max_start_epoch) == (40, 0.1, 100.0, 3000, 7)
+  c = hopa_config.get_config("dataset=didemo_sim,n=200,sim_alpha=0.3,method=lors")
+  assert (c.sim_rank, c.sim_alpha, c.method) == (20, 0.3, "lors")
+  c = hopa_config.get_config("")
+  assert (c.n, c.lr_data, c.lr_lr, c.syn_steps, c.mini_batch, c.num_experts) == (100, 100.0, 1e-4, 16, 25, 20)
+  assert hopa_config.get_config("local=1").iterations < 20
+  with pytest.raises(ValueError, match="unknown"):
+    hopa_config.get_config("nope=1")
+  with pytest.raises(ValueError, match="expected int"):
+    hopa_config.get_config("n=abc")
+
+
+def test_smoke_binary_resume_and_reevaluate(tiny_store, tmp_path):
+  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,progress=0")
+  wd = str(tmp_path / "run")
+  rows = hopa_bin.train_and_evaluate(cfg, wd)
+  res = json.load(open(os.path.join(wd, "results.json")))
+  assert res[0]["method"] == "hopa" and res[0]["n_syn"] == 8 and res[0]["runs"] == cfg.eval_runs
+  assert set(res[0]["time_s"]) == {"experts", "distill", "eval"}
+  assert set(res[0]["retrieval"]) == {"VT", "TV", "VA", "AV", "TA", "AT"}
+  for f in ("config.json", "metrics.jsonl", "results.md"):
+    assert os.path.exists(os.path.join(wd, f)), f
+  st = store_lib.validate(os.path.join(wd, "distilled"))
+  assert st.count("train") == 8 and st.count("test") == tiny_store.count("test")
+  assert st.manifest["extra"]["hopa"]["lr"] == pytest.approx(rows[0]["lr"])
+  assert np.load(os.path.join(wd, "distilled", "similarity.npy")).shape == (8, 8)
+  # A rerun resumes from the saved experts and distillation checkpoint: same set.
+  syn = np.asarray(st.features("train", "vision")).copy()
+  hopa_bin.train_and_evaluate(cfg, wd)
+  np.testing.assert_array_equal(np.asarray(store_lib.Store(os.path.join(wd, "distilled"))
+                                           .features("train", "vision")), syn)
+  # Any store can be re-evaluated.
+  ev = evaluate_bin.train_and_evaluate(
+      dict(store=os.path.join(wd, "distilled"), test_store=None, lr=None, objective=None, runs=2,
+           epochs=2, batch_size=128, seed=0), str(tmp_path / "reeval"))
+  assert ev[0]["config"]["lr_used"] == pytest.approx(rows[0]["lr"])
+  assert ev[0]["runs"] == 2
+
+
+def test_random_method_has_no_distillation(tiny_store, tmp_path):
+  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,method=random,"
+                               "progress=0,random_objective=3pair")
+  rows = hopa_bin.train_and_evaluate(cfg, str(tmp_path / "rnd"))
+  assert rows[0]["time_s"]["experts"] == 0 and rows[0]["time_s"]["distill"] == 0
+  assert rows[0]["lr"] == pytest.approx(cfg.lr_teacher)
+  assert not os.path.exists(tmp_path / "rnd" / "distilled" / "similarity.npy")
