@@ -51,7 +51,8 @@ def _get(config, k, default=None):
 def objective_config(config) -> obj_lib.ObjectiveConfig:
   spec = dl.method_spec(config["method"])
   kw = dict(tau_mod=config["tau_mod"], tau_inst=config["tau_inst"], lam_inst=config["lam_inst"],
-            tau_pair=config["tau_pair"], tau_nce=config["tau_nce"])
+            tau_pair=config["tau_pair"], tau_nce=config["tau_nce"],
+            clip_targets=bool(_get(config, "clip_targets", False)))
   kw.update(spec["obj"])
   return obj_lib.ObjectiveConfig(**kw)
 

@@ -9,12 +9,12 @@ Modules: ``proxy`` (spectrum of the per-instance modality Gram, unified feature)
 from hopa_jax.objectives import (OBJECTIVES, ObjectiveConfig, get_objective, hopa,
                                  hopa_loss_from_spectrum, infonce, pairwise_wbce, tbind,
                                  three_pair, vbind, weighted_bce)
-from hopa_jax.proxy import Proxy, proxy, singular_values, spectrum, sym_eigh, unified_feature
+from hopa_jax.proxy import Proxy, proxy as omnimodal_proxy, singular_values, spectrum, sym_eigh, unified_feature
 from hopa_jax.similarity import batch_targets, full_matrix, init_similarity
 
 __all__ = [
     "OBJECTIVES", "ObjectiveConfig", "get_objective", "hopa", "hopa_loss_from_spectrum",
     "infonce", "pairwise_wbce", "tbind", "three_pair", "vbind", "weighted_bce", "Proxy",
-    "proxy", "singular_values", "spectrum", "sym_eigh", "unified_feature", "batch_targets",
+    "omnimodal_proxy", "singular_values", "spectrum", "sym_eigh", "unified_feature", "batch_targets",
     "full_matrix", "init_similarity",
 ]

@@ -14,6 +14,7 @@ Trajectories are returned as the heads' params pytree with leaves
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable, Mapping
 
@@ -58,6 +59,7 @@ def make_real_loss(objective: str, ocfg: obj_lib.ObjectiveConfig) -> Callable:
   return loss
 
 
+@functools.lru_cache(maxsize=8)
 def make_epoch_fn(cfg: ExpertConfig, n: int) -> Callable:
   """Jitted ``epoch(params_E, keys_E, xs, epoch) -> (params_E, mean_loss_E)``: one
   epoch of every expert (vmapped), scanning over mini-batches."""

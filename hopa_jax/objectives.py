@@ -43,6 +43,9 @@ class ObjectiveConfig:
       pairwise and proxy logits share one scale)
     tau_nce: temperature of pairwise InfoNCE (MTT-VL). [R] 0.07 (CLIP's initial one)
     beta: positive threshold of the weighted BCE (``pos = Y > beta``). 0.5
+    clip_targets: clip the (learned) targets to [0, 1] before the BCE. Off by
+      default (SPEC); with targets outside [0, 1] the BCE is unbounded below, which
+      can destabilise similarity mining at large lr_sim.
   """
   tau_mod: float = 0.1
   tau_inst: float = 0.2
@@ -53,6 +56,7 @@ class ObjectiveConfig:
   tau_pair: float = 0.2
   tau_nce: float = 0.07
   beta: float = 0.5
+  clip_targets: bool = False
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, beta: float = 0.5) -> jax.Array:
@@ -87,6 +91,7 @@ def hopa_loss_from_spectrum(sigma: jax.Array, v: jax.Array, targets: jax.Array,
     logp = jax.nn.log_softmax(sigma / cfg.tau_mod, axis=-1)
     total = total + jnp.mean(-logp[:, 0])
   if cfg.use_inst:
+    targets = jnp.clip(targets, 0.0, 1.0) if cfg.clip_targets else targets
     s = v @ v.T / cfg.tau_inst
     total = total + cfg.lam_inst * weighted_bce(s, targets, cfg.beta)
   return total
@@ -119,6 +124,7 @@ def pairwise_wbce(zs: Mapping[str, jax.Array], targets: jax.Array, cfg: Objectiv
   """Sum over ``pairs`` of ``wBCE(⟨z_{i,m}, z_{j,m'}⟩/τ_pair, Y)``."""
   if not pairs:
     raise ValueError(f"pairwise objective: expected ≥ 1 modality pair, found none for {list(zs)}")
+  targets = jnp.clip(targets, 0.0, 1.0) if cfg.clip_targets else targets
   return sum(weighted_bce(zs[a] @ zs[b].T / cfg.tau_pair, targets, cfg.beta) for a, b in pairs)
 
 

@@ -60,26 +60,28 @@ def _problem(cfg, dtype=jnp.float32, seed=0):
   return traj, theta0, theta_star, syn, jnp.log(jnp.asarray(0.1, dtype)), sim, idxs, bkeys
 
 
-@pytest.mark.parametrize("objective", ["hopa", "3pair", "infonce"])
+@pytest.mark.parametrize("objective", ["hopa", "3pair"])
 def test_check_grads_rollout_full(objective):
   with jax.enable_x64(True):
     cfg = _cfg(objective=objective, sim_kind="fixed" if objective == "infonce" else "lowrank")
     _, th0, ths, syn, log_lr, sim, idxs, bkeys = _problem(cfg, jnp.float64)
     inner = dl.make_inner_loss(cfg)
+    @jax.jit
     def f(syn, log_lr, sim):
       return dl.match_loss(dl.student_rollout(inner, th0, syn, log_lr, sim, idxs, bkeys), th0, ths)
     check_grads(f, (syn, log_lr, sim), order=1, modes=["rev"], eps=1e-5, atol=1e-4, rtol=1e-4)
-    loss, grads = dl.full_loss_and_grads(inner, th0, ths, syn, log_lr, sim, idxs, bkeys)
+    loss, grads = jax.jit(lambda *a: dl.full_loss_and_grads(inner, *a))(
+        th0, ths, syn, log_lr, sim, idxs, bkeys)
     chex.assert_trees_all_close(grads, jax.grad(f, argnums=(0, 1, 2))(syn, log_lr, sim),
                                 rtol=1e-10, atol=1e-12)
 
 
 def test_scan_equals_python_loop():
-  cfg = _cfg(blend=True)
+  cfg = _cfg(blend=True, objective="3pair")
   _, th0, _, syn, log_lr, sim, idxs, bkeys = _problem(cfg)
   inner = dl.make_inner_loss(cfg)
   a = jax.jit(lambda s: dl.student_rollout(inner, th0, s, log_lr, sim, idxs, bkeys))(syn)
-  b = dl.student_rollout_loop(inner, th0, syn, log_lr, sim, idxs, bkeys)
+  b = jax.jit(lambda s: dl.student_rollout_loop(inner, th0, s, log_lr, sim, idxs, bkeys))(syn)
   chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -98,26 +100,26 @@ def test_tesla_matches_full_small_eta():
   feature, Ŝ and log η gradients agree with the exact ones to ``TESLA_TOL``; the
   loss is identical."""
   with jax.enable_x64(True):
-    cfg = _cfg()
+    cfg = _cfg(objective="3pair")
     _, th0, ths, syn, _, sim, idxs, bkeys = _problem(cfg, jnp.float64)
     log_lr = jnp.log(jnp.asarray(1e-3, jnp.float64))
     inner = dl.make_inner_loss(cfg)
-    lf, gf = dl.full_loss_and_grads(inner, th0, ths, syn, log_lr, sim, idxs, bkeys)
-    lt, gt = dl.tesla_loss_and_grads(inner, th0, ths, syn, log_lr, sim, idxs, bkeys)
+    full = jax.jit(lambda *a: dl.full_loss_and_grads(inner, *a))
+    tesla = jax.jit(lambda *a: dl.tesla_loss_and_grads(inner, *a))
+    lf, gf = full(th0, ths, syn, log_lr, sim, idxs, bkeys)
+    lt, gt = tesla(th0, ths, syn, log_lr, sim, idxs, bkeys)
     np.testing.assert_allclose(float(lt), float(lf), rtol=1e-10)
     for i, name in enumerate(["syn", "log_lr", "sim"]):
       cos, rel = _cos(gt[i], gf[i])
       assert rel < TESLA_TOL, (name, cos, rel)
     # A single student step has no earlier-step dependence: tesla is exact.
-    cfg1 = _cfg(syn_steps=1)
-    lf, gf = dl.full_loss_and_grads(inner, th0, ths, syn, log_lr, sim, idxs[:1], bkeys[:1])
-    lt, gt = dl.tesla_loss_and_grads(inner, th0, ths, syn, log_lr, sim, idxs[:1], bkeys[:1])
-    del cfg1
+    lf, gf = full(th0, ths, syn, log_lr, sim, idxs[:1], bkeys[:1])
+    lt, gt = tesla(th0, ths, syn, log_lr, sim, idxs[:1], bkeys[:1])
     chex.assert_trees_all_close(gt, gf, rtol=1e-8, atol=1e-12)
 
 
 def _temp_bytes(mode, steps):
-  cfg = _cfg(grad_mode=mode, syn_steps=steps, n=8, mini_batch=4)
+  cfg = _cfg(grad_mode=mode, syn_steps=steps, n=8, mini_batch=4, objective="3pair")
   _, th0, ths, syn, log_lr, sim, _, _ = _problem(cfg)
   idxs = dl.batch_indices(jax.random.key(3), cfg.n, steps, cfg.mini_batch)
   bkeys = jax.random.split(jax.random.key(4), steps)
@@ -146,8 +148,10 @@ def test_step_traced_once_and_runs():
   assert int(state.step) == 3 and np.isfinite(float(m["loss"]))
 
 
-@pytest.mark.parametrize("method", sorted(dl.METHODS))
-def test_every_method_steps(method):
+# Objectives are checked one by one in test_hopa_proxy.py; here each distinct
+# distillation path (rank-2 proxy, tesla mode, blending, no mining, bind pairs).
+@pytest.mark.parametrize("method", ["rank2", "tesla", "repblend"])
+def test_method_steps(method):
   spec = dl.method_spec(method)
   cfg = _cfg(objective=spec["objective"], grad_mode=spec["grad_mode"], blend=spec["blend"],
              sim_kind="lowrank" if spec["mining"] else "fixed",
@@ -159,7 +163,7 @@ def test_every_method_steps(method):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-  cfg = _cfg()
+  cfg = _cfg(objective="3pair")
   traj, *_ = _problem(cfg)
   init = lambda: dl.init_state(jax.random.PRNGKey(0), cfg, _syn(jax.random.key(1), cfg.n), 0.1)
   ref = dl.distill(init(), traj, cfg, 5, ckpt_dir=str(tmp_path / "a"), ckpt_every=2, log_every=1)
@@ -175,7 +179,8 @@ def test_experts_resume(tmp_path):
   key = jax.random.key(0)
   p0 = _heads(key)
   xs = {m: np.asarray(v) for m, v in _syn(jax.random.key(2), 20).items()}
-  cfg = ex.ExpertConfig(num_experts=3, epochs=3, lr=0.1, batch_size=8, init_noise=0.01)
+  cfg = ex.ExpertConfig(num_experts=3, epochs=3, lr=0.1, batch_size=8, init_noise=0.01,
+                        objective="3pair")
   ref = ex.train_experts(key, p0, xs, cfg, str(tmp_path / "a"))
   leaf = jax.tree_util.tree_leaves(ref)[0]
   assert leaf.shape[:2] == (3, 4)

@@ -87,6 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.lam_inst = 1.0
   c.tau_pair = 0.2
   c.tau_nce = 0.07
+  c.clip_targets = False       # clip learned targets Ŝ to [0, 1] in the wBCE (not in SPEC)
   c.random_objective = "hopa"  # objective used to evaluate method=random
   # similarity mining
   c.sim_kind = "lowrank"       # lowrank | full (fixed when the method has no mining)
