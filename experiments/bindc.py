@@ -108,7 +108,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
   if st.num_classes is None or st.labels("train") is None or st.labels("test") is None:
     raise store_lib.StoreError(f"{st.root}/train/labels.npy: field 'labels': expected class "
                                "labels (ImageBindDC is a classification method), found none")
-  mods = st.modalities
+  mods = [m for m in c.modalities.split("+") if m] or st.modalities
+  st.require_modalities(mods, where=f"config key 'modalities' ({c.modalities})")
   t0 = time.time()
   tr = data_lib.load_split(st, "train", "embeddings", mods)
   te = data_lib.load_split(st, "test", "embeddings", mods)

@@ -134,3 +134,17 @@ def test_binary_smoke(tmp_path):
   assert out.returncode == 0 and "split train" in out.stdout
   with pytest.raises(ValueError, match="config key"):
     cfg_lib.get_config("nonsense=1")
+
+
+def test_binary_modality_subset(tmp_path):
+  """The paper's "Audio only" ablation: a modality subset; an absent one is a clear error."""
+  from embed.store import StoreError
+  from experiments import bindc
+  from experiments.configs import bindc as cfg_lib
+  base = f"local=1,progress=0,data_dir={tmp_path / 'data'},method=dm,eval_runs=2,iterations=2"
+  rows = bindc.train_and_evaluate(cfg_lib.get_config(base + ",modalities=audio"), str(tmp_path / "a"))
+  assert rows[0]["accuracy"] is not None
+  from embed import store
+  assert store.Store(str(tmp_path / "a" / "distilled")).modalities == ["audio"]
+  with pytest.raises(StoreError, match="expected to contain 'depth'"):
+    bindc.train_and_evaluate(cfg_lib.get_config(base + ",modalities=depth"), str(tmp_path / "b"))
