@@ -27,26 +27,10 @@ run takes seconds on a CPU):
 
 import ml_collections
 
-INT_KEYS = ("ipc", "seed", "iterations", "real_batch", "syn_batch", "num_freqs", "eval_runs",
-            "eval_epochs", "eval_batch", "eval_min_steps", "log_every", "ckpt_every", "local",
-            "progress", "project")
-FLOAT_KEYS = ("scale", "lr", "momentum", "bindc_lr", "lam_uni", "lam_cross", "lam_joint",
-              "uni_scale", "alpha", "beta", "freq_scale", "bandwidth", "lam_icm", "lam_cgm",
-              "aug_dropout", "aug_jitter", "aug_mixup", "eval_lr")
-
-
-def parse_arg(arg: str) -> dict:
-  out = {}
-  for item in filter(None, (arg or "").split(",")):
-    if "=" not in item:
-      raise ValueError(f"config argument '{item}': expected key=value")
-    k, v = item.split("=", 1)
-    out[k.strip()] = v.strip()
-  return out
-
+from experiments.configs import common
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  a = parse_arg(arg)
+  a = common.parse_arg(arg)
   c = ml_collections.ConfigDict()
   c.dataset = "vggs10k_sim"
   c.scale = 1.0
@@ -87,13 +71,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_min_steps = 20
     c.log_every = 10
     c.ckpt_every = 10
-  for k, v in a.items():
-    if k not in c:
-      raise ValueError(f"config key '{k}': expected one of {sorted(c.keys())}")
-    if k in INT_KEYS:
-      c[k] = int(v)
-    elif k in FLOAT_KEYS:
-      c[k] = float(v)
-    else:
-      c[k] = v
-  return c
+  return common.apply_overrides(c, a)

@@ -12,37 +12,13 @@ from __future__ import annotations
 
 import ml_collections
 
-
-def _parse(arg: str | None) -> dict[str, str]:
-  out = {}
-  for item in (arg or "").split(","):
-    item = item.strip()
-    if not item:
-      continue
-    if "=" not in item:
-      raise ValueError(f"config arg '{item}': expected key=value")
-    k, v = item.split("=", 1)
-    out[k.strip()] = v.strip()
-  return out
-
-
-def _convert(key: str, raw: str, default):
-  if isinstance(default, bool):
-    if raw.lower() in ("1", "true", "yes"):
-      return True
-    if raw.lower() in ("0", "false", "no"):
-      return False
-    raise ValueError(f"config key '{key}': expected a boolean, found '{raw}'")
-  try:
-    return type(default)(raw) if default is not None else raw
-  except ValueError as e:
-    raise ValueError(f"config key '{key}': expected {type(default).__name__}, found '{raw}'") from e
+from experiments.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the study config; see the module docstring and the comments below."""
-  kv = _parse(arg)
-  local = _convert("local", kv.get("local", "0"), False)
+  kv = common.parse_arg(arg)
+  local = common.convert("local", kv.get("local", "0"), False)
 
   c = ml_collections.ConfigDict()
   c.dataset = "msrvtt_sim"     # store directory or simulator name
@@ -109,8 +85,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.lr_data = 1.0
     c.lr_sim = 0.1
 
-  for k, raw in kv.items():
-    if k not in c:
-      raise ValueError(f"config key '{k}': unknown (known: {sorted(c.keys())})")
-    c[k] = _convert(k, raw, c[k])
-  return c
+  return common.apply_overrides(c, kv)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import common
+
 # (lr_sim, sim_rank, sim_alpha, iterations, max_start_epoch) per family and n bucket.
 _TABLE = {
     "msrvtt": {100: (10.0, 10, 1.0, 2000, 5), 200: (10.0, 20, 0.5, 2000, 5),
@@ -38,38 +40,12 @@ def bucket(n: int) -> int:
   return 100 if n <= 150 else (200 if n <= 350 else 500)
 
 
-def _parse(arg: str | None) -> dict[str, str]:
-  out = {}
-  for item in (arg or "").split(","):
-    item = item.strip()
-    if not item:
-      continue
-    if "=" not in item:
-      raise ValueError(f"config arg '{item}': expected key=value")
-    k, v = item.split("=", 1)
-    out[k.strip()] = v.strip()
-  return out
-
-
-def _convert(key: str, raw: str, default):
-  if isinstance(default, bool):
-    if raw.lower() in ("1", "true", "yes"):
-      return True
-    if raw.lower() in ("0", "false", "no"):
-      return False
-    raise ValueError(f"config key '{key}': expected a boolean, found '{raw}'")
-  try:
-    return type(default)(raw) if default is not None else raw
-  except ValueError as e:
-    raise ValueError(f"config key '{key}': expected {type(default).__name__}, found '{raw}'") from e
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the run config; see the module docstring."""
-  kv = _parse(arg)
+  kv = common.parse_arg(arg)
   dataset = kv.get("dataset", "msrvtt_sim")
-  n = _convert("n", kv.get("n", "100"), 100)
-  local = _convert("local", kv.get("local", "0"), False)
+  n = common.convert("n", kv.get("n", "100"), 100)
+  local = common.convert("local", kv.get("local", "0"), False)
   lr_sim, sim_rank, sim_alpha, iterations, max_start = _TABLE[family(dataset)][bucket(n)]
 
   c = ml_collections.ConfigDict()
@@ -139,8 +115,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_runs = 2
     c.eval_epochs = 4
 
-  for k, raw in kv.items():
-    if k not in c:
-      raise ValueError(f"config key '{k}': unknown (known: {sorted(c.keys())})")
-    c[k] = _convert(k, raw, c[k])
-  return c
+  return common.apply_overrides(c, kv)
