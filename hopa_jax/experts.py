@@ -26,6 +26,7 @@ import optax
 
 from hopa_jax import objectives as obj_lib
 from mmdd_jax import heads as heads_lib
+from mmdd_jax import sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +129,10 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
                        f"found {latest} (experts from another config?)")
     params = mngr.restore(latest, args=ocp.args.StandardRestore({"params": like}))["params"]
     start = latest
+  # Data-parallel over experts: the expert axis is split across devices when it
+  # divides evenly (jax.sharding; a no-op on one device), the data replicated.
+  params = sharding.shard_leading(params)
+  xs = sharding.replicate(xs)
   epoch_fn = make_epoch_fn(cfg, n)
   it = range(start, cfg.epochs)
   if progress:
@@ -154,7 +159,10 @@ def load_trajectories(directory: str, like, epochs: int, mngr=None):
   mngr = mngr or _manager(directory)
   snaps = [mngr.restore(t, args=ocp.args.StandardRestore({"params": like}))["params"]
            for t in range(epochs + 1)]
-  return jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *snaps)
+  # Snapshots may come back with different placements (saved before/after sharding,
+  # or on another device count): stack on the host.
+  return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack([np.asarray(x) for x in a], 1)),
+                                *snaps)
 
 
 def saved_epochs(directory: str) -> list[int]:
