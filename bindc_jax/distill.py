@@ -42,6 +42,7 @@ import tqdm
 from bindc_jax import augment as aug_lib
 from bindc_jax import distances as dist_lib
 from bindc_jax import losses as loss_lib
+from mmdd_jax import sharding
 from mmdd_jax.heads import l2_normalize
 
 
@@ -227,7 +228,10 @@ def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
   """
   data = ({m: jnp.asarray(v, jnp.float32) for m, v in xs_c.items()}, jnp.asarray(mask, bool))
   rb = effective_real_batch(cfg, np.asarray(mask))
-  state = init_state(syn0, cfg)
+  # Data-parallel over classes with jax.sharding: the class axis of the real data and
+  # of the state is split across devices when it divides evenly (no-op on one device).
+  data = sharding.shard_leading(data)
+  state = sharding.shard_leading(init_state(syn0, cfg))
   mngr = checkpoint_manager(ckpt_dir) if ckpt_dir else None
   if mngr is not None and mngr.latest_step() is not None:
     state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(state))
