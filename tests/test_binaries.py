@@ -29,3 +29,20 @@ def test_reference_classification(tmp_path):
   rows = reference.train_and_evaluate(_cfg("nyuv2_sim", scale=0.1, data_dir=str(tmp_path / "d")), wd)
   assert rows[0]["accuracy"] is not None and rows[0]["runs"] == 2
   assert "full" in open(os.path.join(wd, "results.md")).read()
+
+
+def test_reference_cli_and_help(tmp_path):
+  import subprocess
+  import sys
+  h = subprocess.run([sys.executable, "-m", "experiments.reference", "--help"],
+                     capture_output=True, text=True)
+  assert "--dataset" in h.stdout and "--workdir" in h.stdout  # absl exits 1 after --help
+  wd = tmp_path / "w"
+  r = subprocess.run([sys.executable, "-m", "experiments.reference", "--dataset", "nyuv2_sim",
+                      "--scale", "0.05", "--cls_runs", "1", "--data_dir", str(tmp_path / "d"),
+                      "--workdir", str(wd)], capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "| full |" in r.stdout and (wd / "results.json").exists()
+  bad = subprocess.run([sys.executable, "-m", "experiments.reference", "--dataset",
+                        str(tmp_path / "nope"), "--workdir", str(wd)], capture_output=True, text=True)
+  assert bad.returncode != 0 and "expected an existing store directory" in bad.stderr
