@@ -50,15 +50,19 @@ class ImageBindHead(nn.Module):
     return _head(scale, dense, x, self.normalize)
 
 
+def _lead(v: jax.Array, ndim: int) -> jax.Array:
+  """``v`` ([k]) reshaped to broadcast against an ``ndim``-rank array explicitly."""
+  return v.reshape((1,) * (ndim - 1) + (-1,))
+
+
 def _head(ln: Mapping, dense: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
   mu = jnp.mean(x, -1, keepdims=True)
   var = jnp.mean(jnp.square(x - mu), -1, keepdims=True)
   y = (x - mu) * jax.lax.rsqrt(var + LN_EPS)
-  y = y * jnp.expand_dims(ln["scale"], 0) + jnp.expand_dims(ln["bias"], 0) if y.ndim == 2 else \
-      y * ln["scale"] + ln["bias"]
+  y = y * _lead(ln["scale"], y.ndim) + _lead(ln["bias"], y.ndim)
   y = y @ dense["kernel"]
   if "bias" in dense:
-    y = y + (jnp.expand_dims(dense["bias"], 0) if y.ndim == 2 else dense["bias"])
+    y = y + _lead(dense["bias"], y.ndim)
   return l2_normalize(y) if normalize else y
 
 
