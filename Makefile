@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip -q --disable-pip-version-check
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test venv dev embed bench-bindc clean
+.PHONY: demo test venv dev embed bench-hopa bench-bindc clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.embed
 	$(PY) -m pytest -q -n 2 tests
+
+bench-hopa: $(VENV)/.core
+	$(PY) benchmarks/hopa_bench.py --quick
 
 bench-bindc: $(VENV)/.core
 	$(PY) benchmarks/bindc_bench.py --quick
