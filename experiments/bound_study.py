@@ -194,11 +194,8 @@ def run_study(config, workdir: str) -> list[dict]:
                           data_dir=config["data_dir"] or None)
   mods = st.modalities
   train_xs = data.load_split(st, "train", "features", mods)
-  n_real = len(next(iter(train_xs.values())))
-  n = int(config["n"])
-  if not 1 <= n <= n_real:
-    raise ValueError(f"config key 'n': expected 1 ≤ n ≤ {n_real} (train split of {st.root}), "
-                     f"found {n}")
+  n_real = st.count("train")
+  n = data.check_subset_size(config["n"], st)
   if config["start_epoch"] > config["teacher_epochs"]:
     raise ValueError(f"config key 'start_epoch': expected ≤ teacher_epochs="
                      f"{config['teacher_epochs']}, found {config['start_epoch']}")

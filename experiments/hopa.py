@@ -133,11 +133,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
   mods = st.modalities
   train_xs = data.load_split(st, "train", "features", mods)
   test_xs = data.load_split(st, "test", "features", mods)
-  n_real = len(next(iter(train_xs.values())))
-  n = int(config["n"])
-  if not 1 <= n <= n_real:
-    raise ValueError(f"config key 'n': expected 1 ≤ n ≤ {n_real} (train split of "
-                     f"{st.root}), found {n}")
+  n_real = st.count("train")
+  n = data.check_subset_size(config["n"], st)
   p0 = reference.pretrained_heads(st, mods)
   key = jax.random.PRNGKey(config["seed"])
   k_exp, k_init, k_dist, k_eval = jax.random.split(key, 4)

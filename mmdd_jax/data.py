@@ -43,3 +43,12 @@ def load_split(st: store_lib.Store, split: str, kind: str = "features",
   st.require_modalities(mods)
   get = st.features if kind == "features" else st.embeddings
   return {m: np.asarray(get(split, m), np.float32) for m in mods}
+
+
+def check_subset_size(n: int, st: store_lib.Store, split: str = "train", key: str = "n") -> int:
+  """``n`` synthetic instances drawn from ``split`` must satisfy ``1 ≤ n ≤ rows``."""
+  rows = st.count(split)
+  if not 1 <= int(n) <= rows:
+    raise ValueError(f"config key '{key}': expected 1 ≤ n ≤ {rows} ({split} split of "
+                     f"{st.root}), found {n}")
+  return int(n)

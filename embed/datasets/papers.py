@@ -55,6 +55,24 @@ def _class_names(root: str, found: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------- MSR-VTT
 
 
+def _labelled_rows(root: str, index_name: str, label_col: str):
+  """Rows of ``<root>/<index_name>`` (columns ``id``, ``split``, ``label_col``), checked:
+  returns ``(class_names, [(split, row, class id), …])``; a bad split or label names the row."""
+  index = os.path.join(root, index_name)
+  rows = _read_csv(index, ["id", "split", label_col])
+  class_names = _class_names(root, [r[label_col] for r in rows])
+  lookup = {n: i for i, n in enumerate(class_names)}
+  out = []
+  for i, r in enumerate(rows):
+    sp = r["split"].strip()
+    if sp not in ("train", "test"):
+      raise err(f"{index} row {i + 2}", "split", "'train' or 'test'", repr(sp))
+    if r[label_col] not in lookup:
+      raise err(f"{index} row {i + 2}", label_col, "a name in class_names.txt", repr(r[label_col]))
+    out.append((sp, r, lookup[r[label_col]]))
+  return class_names, out
+
+
 def msrvtt(root: str) -> Dataset:
   """MSR-VTT, 1kA split (9k train videos, 1k test video–sentence pairs): V, A, T.
 
@@ -234,21 +252,13 @@ def vggs10k(root: str) -> Dataset:
   """VGGS-10K (audio-visual classification): ``vggs10k.csv`` with columns
   ``id,label,split`` (split ``train``/``test``) and clips ``video/<id>.<ext>``
   (audio from ``audio/<id>.wav`` if present, else the video's track). V, A."""
-  index = os.path.join(root, "vggs10k.csv")
-  rows = _read_csv(index, ["id", "label", "split"])
-  class_names = _class_names(root, [r["label"] for r in rows])
-  lookup = {n: i for i, n in enumerate(class_names)}
+  class_names, rows = _labelled_rows(root, "vggs10k.csv", "label")
   splits = {"train": [], "test": []}
-  for i, r in enumerate(rows):
-    sp = r["split"].strip()
-    if sp not in splits:
-      raise err(f"{index} row {i + 2}", "split", "'train' or 'test'", repr(sp))
-    if r["label"] not in lookup:
-      raise err(f"{index} row {i + 2}", "label", "a name in class_names.txt", repr(r["label"]))
+  for sp, r, label in rows:
     v = find_media(os.path.join(root, "video"), r["id"], VIDEO_EXTS)
     a = find_media(os.path.join(root, "audio"), r["id"], AUDIO_EXTS)
     splits[sp].append(Item(id=r["id"], vision=v, audio=a if os.path.exists(a) else v,
-                           label=lookup[r["label"]]))
+                           label=label))
   return Dataset("vggs10k", ("vision", "audio"), splits, class_names).check()
 
 
@@ -259,18 +269,10 @@ def nyuv2(root: str) -> Dataset:
   """NYU-v2 (depth + scene-class text): ``nyuv2.csv`` with columns ``id,split,scene``
   and depth maps ``depth/<id>.npy`` (metres) or ``depth/<id>.png`` (16-bit, mm). D, T
   (text = the scene name, underscores as spaces); labels = scene classes."""
-  index = os.path.join(root, "nyuv2.csv")
-  rows = _read_csv(index, ["id", "split", "scene"])
-  class_names = _class_names(root, [r["scene"] for r in rows])
-  lookup = {n: i for i, n in enumerate(class_names)}
+  class_names, rows = _labelled_rows(root, "nyuv2.csv", "scene")
   splits = {"train": [], "test": []}
-  for i, r in enumerate(rows):
-    sp = r["split"].strip()
-    if sp not in splits:
-      raise err(f"{index} row {i + 2}", "split", "'train' or 'test'", repr(sp))
-    if r["scene"] not in lookup:
-      raise err(f"{index} row {i + 2}", "scene", "a name in class_names.txt", repr(r["scene"]))
+  for sp, r, label in rows:
     d = find_media(os.path.join(root, "depth"), r["id"], (".npy", ".png"))
     splits[sp].append(Item(id=r["id"], depth=d, text=r["scene"].replace("_", " "),
-                           label=lookup[r["scene"]]))
+                           label=label))
   return Dataset("nyuv2", ("depth", "text"), splits, class_names).check()
