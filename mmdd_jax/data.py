@@ -52,3 +52,49 @@ def check_subset_size(n: int, st: store_lib.Store, split: str = "train", key: st
     raise ValueError(f"config key '{key}': expected 1 ≤ n ≤ {rows} ({split} split of "
                      f"{st.root}), found {n}")
   return int(n)
+
+
+VAL_FRACTION = 0.1
+
+
+def validation_split(num_rows: int, *, frac: float = VAL_FRACTION, seed: int = 0,
+                     labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Deterministic ``(train_idx, val_idx)`` carved from a store's train split.
+
+  The project's one rule for every selection (teacher lr, evaluation lr/epochs,
+  distillation lr, …): selections read only the ``val_idx`` rows; methods, Random
+  and Full train only on ``train_idx``; the stored test split is read once, for the
+  final report. ``round(frac · num_rows)`` rows (at least 1, and one per class with
+  ``labels``) are drawn from a NumPy generator seeded by ``(seed, "validation")``,
+  so the split depends on the seed and the row count only — never on a method.
+  With ``labels`` the draw is stratified: each class gives ``round(frac · count)``
+  rows (at least 1 when it has ≥ 2 rows). Both index arrays are sorted.
+  """
+  if not 0.0 < frac < 1.0:
+    raise ValueError(f"validation fraction: expected 0 < frac < 1, found {frac}")
+  if num_rows < 2:
+    raise ValueError(f"train split: expected ≥ 2 rows to carve a validation split, found {num_rows}")
+  rng = np.random.default_rng([int(seed), 0x76616C])  # "val"
+  if labels is None:
+    k = min(max(int(round(frac * num_rows)), 1), num_rows - 1)
+    val = rng.permutation(num_rows)[:k]
+  else:
+    labels = np.asarray(labels)
+    if labels.shape[0] != num_rows:
+      raise ValueError(f"labels: expected {num_rows} rows, found {labels.shape[0]}")
+    val = []
+    for c in np.unique(labels):
+      rows = np.flatnonzero(labels == c)
+      k = int(round(frac * rows.size))
+      k = min(max(k, 1 if rows.size >= 2 else 0), rows.size - 1) if rows.size >= 2 else 0
+      val.append(rng.permutation(rows)[:k])
+    val = np.concatenate(val) if val else np.zeros(0, np.int64)
+  val = np.sort(val.astype(np.int64))
+  mask = np.ones(num_rows, bool)
+  mask[val] = False
+  return np.flatnonzero(mask), val
+
+
+def take_rows(xs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+  """``{m: xs[m][idx]}`` (a copy)."""
+  return {m: np.asarray(v)[idx] for m, v in xs.items()}
