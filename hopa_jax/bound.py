@@ -87,7 +87,7 @@ def hopa_principal(zs: Mapping[str, jax.Array], targets: jax.Array,
     total = total + jnp.mean(-p.sigma[:, 0] / cfg.tau_mod)
   if cfg.use_inst:
     s = p.v @ p.v.T / cfg.tau_inst
-    total = total + cfg.lam_inst * obj_lib.weighted_bce(s, targets, cfg.beta)
+    total = total + cfg.lam_inst * obj_lib.weighted_bce(s, targets, cfg.beta, cfg.pos_from)
   return total
 
 

@@ -21,7 +21,8 @@ Gradient modes:
   problem.
 
 Methods (:data:`METHODS`) select the inner objective, similarity mining, gradient
-mode and representation blending; ``random`` has no optimisation at all.
+mode and representation blending; ``random`` has no optimisation at all; ``full``
+(all train rows) and ``zero_shot`` (no training) are the reference rows.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
 
 GRAD_MODES = ("full", "tesla")
+OPTIMIZERS = ("adam", "sgd")
 
 # name -> (objective, mining, grad_mode, blend, objective-config overrides)
 METHODS: dict[str, dict] = {
@@ -60,6 +62,11 @@ METHODS: dict[str, dict] = {
     "tesla": dict(objective="infonce", mining=False, grad_mode="tesla"),
     "repblend": dict(objective="3pair", mining=True, grad_mode="full", blend=True),
     "random": dict(objective="hopa", mining=False, grad_mode="full", optimize=False),
+    # Reference rows (no set is distilled): the evaluation on all train rows, and the
+    # pretrained heads untrained.
+    "full": dict(objective="hopa", mining=False, grad_mode="full", optimize=False, rows="all"),
+    "zero_shot": dict(objective="hopa", mining=False, grad_mode="full", optimize=False,
+                      rows="none"),
 }
 
 
@@ -68,7 +75,7 @@ def method_spec(name: str) -> dict:
   if name not in METHODS:
     raise ValueError(f"method: expected one of {sorted(METHODS)}, found '{name}'")
   spec = dict(objective="hopa", mining=True, grad_mode="full", blend=False, optimize=True,
-              obj={})
+              obj={}, rows="subset")
   spec.update(METHODS[name])
   return spec
 
@@ -85,8 +92,15 @@ class DistillConfig:
     syn_steps: student steps per iteration; mini_batch: synthetic batch size.
     expert_epochs: target offset; max_start_epoch: starts ``s ~ U{0..max_start_epoch−1}``.
     grad_mode: ``full`` or ``tesla``.
-    lr_data, lr_lr, lr_sim: SGD (momentum 0.5) learning rates of features, ``log η``
-      and ``Ŝ`` params.
+    optimizer: ``adam`` (default; the project's rule: normalised updates, so every
+      learnable moves at the data's own scale whatever the gradient scale) or
+      ``sgd`` (SPEC §3.5: SGD with ``momentum``).
+    lr_data, lr_lr, lr_sim: learning rates of the synthetic features, ``log η`` and
+      the ``Ŝ`` params. With ``adam`` the features' lr is *relative*: modality ``m``
+      moves by about ``lr_data · scale_m`` per coordinate and step, ``scale_m`` the
+      RMS spread of the real features (``DistillState.syn_scale``); ``log η`` and
+      ``Ŝ`` (both O(1) quantities) move by about ``lr_lr`` / ``lr_sim``. With ``sgd``
+      they are SPEC's absolute lrs.
     blend: RepBlend's representation blending of every student mini-batch.
     learn_lr: learn ``η`` (else it stays at its initial value).
   """
@@ -101,9 +115,10 @@ class DistillConfig:
   expert_epochs: int = 2
   max_start_epoch: int = 5
   grad_mode: str = "full"
-  lr_data: float = 100.0
-  lr_lr: float = 1e-4
-  lr_sim: float = 10.0
+  optimizer: str = "adam"
+  lr_data: float = 0.01
+  lr_lr: float = 0.01
+  lr_sim: float = 0.01
   blend: bool = False
   learn_lr: bool = True
   momentum: float = 0.5
@@ -111,6 +126,8 @@ class DistillConfig:
   def validate(self, num_snapshots: int | None = None) -> None:
     if self.grad_mode not in GRAD_MODES:
       raise ValueError(f"grad_mode: expected one of {GRAD_MODES}, found '{self.grad_mode}'")
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, found '{self.optimizer}'")
     if self.sim_kind not in sim_lib.KINDS:
       raise ValueError(f"sim_kind: expected one of {sim_lib.KINDS}, found '{self.sim_kind}'")
     obj_lib.get_objective(self.objective)
@@ -130,34 +147,57 @@ class DistillState:
   syn: dict          # {modality: [n, d_m]} synthetic features
   log_lr: jax.Array  # log η
   sim: dict          # Ŝ params (empty for "fixed")
-  opt_syn: Any
-  opt_lr: Any
-  opt_sim: Any
+  opt: Any           # one optax state over learnables(state) (multi_transform)
+  syn_scale: dict    # {modality: scalar} real features' RMS spread (adam's lr unit)
   key: jax.Array     # uint32[2] base key; iteration t uses fold_in(key, t)
   step: jax.Array    # int32 iteration counter
 
 
-def _txs(cfg: DistillConfig):
-  m = cfg.momentum
-  return (optax.sgd(cfg.lr_data, momentum=m), optax.sgd(cfg.lr_lr, momentum=m),
-          optax.sgd(cfg.lr_sim, momentum=m))
+def learnables(state: DistillState) -> dict:
+  """The learnable pytree ``{"syn", "log_lr", "sim"}`` that the optimizer updates."""
+  return {"syn": state.syn, "log_lr": state.log_lr, "sim": state.sim}
+
+
+def _labels(params: dict) -> dict:
+  return {"syn": jax.tree_util.tree_map(lambda _: "syn", params["syn"]), "log_lr": "lr",
+          "sim": jax.tree_util.tree_map(lambda _: "sim", params["sim"])}
+
+
+def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
+  """One ``optax.multi_transform`` over :func:`learnables`: ``η`` frozen
+  (``learn_lr=False``) and a fixed ``Ŝ`` get ``optax.set_to_zero``."""
+  def opt(lr):
+    return optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum)
+  return optax.multi_transform(
+      {"syn": opt(cfg.lr_data),
+       "lr": opt(cfg.lr_lr) if cfg.learn_lr else optax.set_to_zero(),
+       "sim": opt(cfg.lr_sim) if cfg.sim_kind != "fixed" else optax.set_to_zero()},
+      _labels)
+
+
+def feature_scale(xs: Mapping[str, np.ndarray]) -> dict:
+  """``{m: sqrt(mean_j Var_j(x_m))}``: the RMS per-coordinate spread of real features."""
+  return {m: float(np.sqrt(np.mean(np.var(np.asarray(v, np.float64), axis=0)))) for m, v in xs.items()}
 
 
 def init_state(key: jax.Array, cfg: DistillConfig, init_syn: Mapping[str, np.ndarray],
-               lr0: float) -> DistillState:
+               lr0: float, syn_scale: Mapping[str, float] | None = None) -> DistillState:
   """Synthetic features from ``init_syn`` (``n`` real instances), ``η₀ = lr0``,
-  ``Ŝ₀ = I``. ``key`` is a raw ``uint32[2]`` key (``jax.random.PRNGKey``)."""
+  ``Ŝ₀ = I``. ``key`` is a raw ``uint32[2]`` key (``jax.random.PRNGKey``).
+  ``syn_scale`` (``adam``'s unit of feature movement; default: the spread of
+  ``init_syn``) is best computed on the real train features (:func:`feature_scale`)."""
   syn = {m: jnp.asarray(v, jnp.float32) for m, v in init_syn.items()}
   for m, v in syn.items():
     if v.shape[0] != cfg.n:
       raise ValueError(f"init_syn['{m}']: expected {cfg.n} rows (n), found {v.shape[0]}")
+  scale = dict(syn_scale) if syn_scale is not None else feature_scale(init_syn)
+  scale = {m: jnp.asarray(scale[m] if cfg.optimizer == "adam" else 1.0, jnp.float32) for m in syn}
   ksim, kstate = jax.random.split(key)
   sim = sim_lib.init_similarity(ksim, cfg.n, cfg.sim_kind, cfg.sim_rank)
   log_lr = jnp.log(jnp.asarray(lr0, jnp.float32))
-  tx_syn, tx_lr, tx_sim = _txs(cfg)
-  return DistillState(syn=syn, log_lr=log_lr, sim=sim, opt_syn=tx_syn.init(syn),
-                      opt_lr=tx_lr.init(log_lr), opt_sim=tx_sim.init(sim), key=kstate,
-                      step=jnp.zeros((), jnp.int32))
+  params = {"syn": syn, "log_lr": log_lr, "sim": sim}
+  return DistillState(syn=syn, log_lr=log_lr, sim=sim, opt=make_optimizer(cfg).init(params),
+                      syn_scale=scale, key=kstate, step=jnp.zeros((), jnp.int32))
 
 
 def make_inner_loss(cfg: DistillConfig) -> Callable:
@@ -298,11 +338,14 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
 
   ``traj`` (expert trajectories, leaves ``[E, T+1, ...]``) is an argument, not a
   closure constant; ``state`` is donated. Randomness: ``fold_in(state.key, state.step)``.
+  Metrics: the matching loss, ``η``, the features' gradient norm, the RMS feature
+  update in units of ``syn_scale`` (``update_syn``), the ``Ŝ`` update norm and
+  ``Ŝ``'s diagonal / off-diagonal summary (:func:`hopa_jax.similarity.summary`).
   Cached per ``cfg`` (a resumed run in the same process reuses the compiled step).
   """
   cfg.validate()
   loss_and_grads = make_loss_and_grads(cfg)
-  tx_syn, tx_lr, tx_sim = _txs(cfg)
+  tx = make_optimizer(cfg)
 
   def step(state: DistillState, traj):
     k = jax.random.fold_in(state.key, state.step)
@@ -312,20 +355,19 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
     bkeys = jax.random.split(kx, cfg.syn_steps)
     loss, (g_syn, g_lr, g_sim) = loss_and_grads(theta0, theta_star, state.syn, state.log_lr,
                                                 state.sim, idxs, bkeys)
-    u, opt_syn = tx_syn.update(g_syn, state.opt_syn, state.syn)
-    syn = optax.apply_updates(state.syn, u)
-    log_lr, opt_lr = state.log_lr, state.opt_lr
-    if cfg.learn_lr:
-      u, opt_lr = tx_lr.update(g_lr, state.opt_lr, state.log_lr)
-      log_lr = optax.apply_updates(state.log_lr, u)
-    sim, opt_sim = state.sim, state.opt_sim
-    if cfg.sim_kind != "fixed":
-      u, opt_sim = tx_sim.update(g_sim, state.opt_sim, state.sim)
-      sim = optax.apply_updates(state.sim, u)
-    new = state.replace(syn=syn, log_lr=log_lr, sim=sim, opt_syn=opt_syn, opt_lr=opt_lr,
-                        opt_sim=opt_sim, step=state.step + 1)
-    metrics = {"loss": loss, "lr": jnp.exp(log_lr), "grad_syn": jnp.sqrt(_sqnorm(g_syn)),
+    params = learnables(state)
+    grads = {"syn": g_syn, "log_lr": g_lr, "sim": g_sim}
+    u, opt = tx.update(grads, state.opt, params)
+    u = dict(u, syn={m: state.syn_scale[m] * v for m, v in u["syn"].items()})
+    new_params = optax.apply_updates(params, u)
+    new = state.replace(syn=new_params["syn"], log_lr=new_params["log_lr"],
+                        sim=new_params["sim"], opt=opt, step=state.step + 1)
+    syn_move = jnp.sqrt(sum(_sqnorm(v / state.syn_scale[m]) for m, v in u["syn"].items())
+                        / sum(v.size for v in state.syn.values()))
+    metrics = {"loss": loss, "lr": jnp.exp(new.log_lr), "grad_syn": jnp.sqrt(_sqnorm(g_syn)),
+               "update_syn": syn_move, "update_sim": jnp.sqrt(_sqnorm(u["sim"])),
                "expert": e, "start": s}
+    metrics.update(sim_lib.summary(new.sim, cfg.n, cfg.sim_kind, cfg.sim_alpha))
     return new, metrics
 
   return jax.jit(step, donate_argnums=(0,)) if jit else step

@@ -1,18 +1,39 @@
-"""Retrieval evaluation of a distilled set (SPEC §3.6).
+"""Retrieval evaluation of a set of instances: distilled, Random or Full (SPEC §3.6).
 
 Fresh heads start from the pretrained heads (plus a small per-run noise so that runs
-differ when the batch is the whole set), train on the distilled features with the
-method's inner objective and targets ``Ŝ[batch, batch]``: SGD momentum 0.9, weight
-decay 5e-4, lr = the learned ``η``, batch ``min(128, n)``, ``epochs`` epochs with a
-×0.1 step at the halfway epoch. All runs are one vmapped program
-(:func:`mmdd_jax.train.make_fit`); each run's final heads are scored on the real test
-split with :func:`mmdd_jax.retrieval.retrieval_metrics`.
+differ when the batch is the whole set) and train on the set's features with one
+evaluation objective and the set's targets ``Ŝ[batch, batch]`` (``I`` without
+similarity mining): SGD with momentum and weight decay, batch ``min(128, n)``.
+Every run's heads are scored on the real test split with
+:func:`mmdd_jax.retrieval.retrieval_metrics`.
+
+Two protocols (``EvalConfig.protocol``):
+
+``"select"`` (default; the project's rule, SPEC §3.6 "Protocol selection")
+  One rule for every row — each distilled set, Random and Full alike:
+
+  1. *lr*: one probe run per learning rate of the log grid ``lrs`` (all probes in
+     one vmapped program) trains with early stopping (below); the lr with the best
+     validation avg R@1 wins (ties: the smaller lr). The set's learned ``η`` is not
+     used: the student's step size and the evaluation's lr are separate things.
+  2. *epochs*: ``runs`` runs at that lr; each run's heads are scored on the
+     validation split (carved from train, never the test split) every ``val_every``
+     epochs; a run keeps the heads of its best validation avg R@1 (epoch ≥ 1) and
+     stops after ``patience`` checks without improvement or at ``max_epochs``.
+  3. Those heads, one per run, are scored once on the test split.
+
+``"paper"`` (SPEC §3.6, the LoRS protocol)
+  ``epochs`` epochs at ``lr = the learned η`` with a ×0.1 step at the halfway
+  epoch; the final heads are scored. No validation data is read.
+
+All runs of one lr are one vmapped, jitted epoch program; the host loop over epochs
+only syncs the ``[runs]`` validation scores.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -22,39 +43,101 @@ import optax
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import reference, train
+from mmdd_jax import reference
+
+PROTOCOLS = ("select", "paper")
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  """Attributes: runs, epochs, batch_size, momentum, weight_decay, init_noise (per-run
-  std added to the pretrained heads, [R]), objective / obj (inner objective),
-  sim_kind / sim_alpha (how to read ``Ŝ`` params)."""
+  """Attributes:
+    protocol: ``select`` (validation-selected lr and epochs) or ``paper`` (fixed).
+    runs: evaluation runs (mean ± std reported).
+    objective / obj: the evaluation objective (one for every row of a table).
+    lrs: ``select``: the lr grid (log-spaced).
+    max_epochs / patience / val_every: ``select``: early stopping on validation.
+    epochs: ``paper``: fixed epochs (×0.1 at the halfway epoch).
+    batch_size, momentum, weight_decay: SGD.
+    init_noise: per-run std added to the pretrained heads [R].
+    sim_kind / sim_alpha: how to read ``Ŝ`` params.
+  """
+  protocol: str = "select"
   runs: int = 5
+  objective: str = "hopa"
+  obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
+  lrs: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)
+  max_epochs: int = 100
+  patience: int = 10
+  val_every: int = 1
   epochs: int = 100
   batch_size: int = 128
   momentum: float = 0.9
   weight_decay: float = 5e-4
   init_noise: float = 1e-3
-  objective: str = "hopa"
-  obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
   sim_kind: str = "fixed"
   sim_alpha: float = 1.0
 
+  def validate(self) -> None:
+    if self.protocol not in PROTOCOLS:
+      raise ValueError(f"eval protocol: expected one of {PROTOCOLS}, found '{self.protocol}'")
+    obj_lib.get_objective(self.objective)
+    if not self.lrs or any(not lr > 0 for lr in self.lrs):
+      raise ValueError(f"eval lrs: expected a non-empty grid of values > 0, found {self.lrs}")
+    for f in ("runs", "max_epochs", "patience", "val_every", "epochs", "batch_size"):
+      if getattr(self, f) < 1:
+        raise ValueError(f"eval {f}: expected ≥ 1, found {getattr(self, f)}")
 
-def make_optimizer(lr: float, n: int, cfg: EvalConfig) -> optax.GradientTransformation:
-  steps_per_epoch = max(n // min(cfg.batch_size, n), 1)
-  boundary = (cfg.epochs // 2) * steps_per_epoch
-  sched = optax.piecewise_constant_schedule(lr, {boundary: 0.1}) if boundary > 0 else lr
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                     optax.sgd(sched, momentum=cfg.momentum))
+
+def make_trainer(loss_fn: Callable, n: int, cfg: EvalConfig):
+  """``(init, epoch)``: ``epoch(params, opt, key, e, lr)`` runs epoch ``e`` (a fresh
+  permutation from ``fold_in(key, e)``; the remainder that does not fill a batch is
+  dropped) of SGD at step size ``lr``; vmapped over a leading run axis of
+  ``params``/``opt``/``key``/``lr``. The lr is an argument (SGD's momentum trace does
+  not depend on it), so runs with different lrs share one program."""
+  bs = min(cfg.batch_size, n)
+  steps = max(n // bs, 1)
+  tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                   optax.sgd(1.0, momentum=cfg.momentum))
+
+  def epoch(params, opt, key, e, lr, data):
+    perm = jax.random.permutation(jax.random.fold_in(key, e), n)[: steps * bs]
+
+    def step(carry, idx):
+      params, opt = carry
+      batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+      loss, g = jax.value_and_grad(loss_fn)(params, batch, idx)
+      u, opt = tx.update(g, opt, params)
+      params = jax.tree_util.tree_map(lambda p, d: p + lr * d, params, u)
+      return (params, opt), loss
+
+    (params, opt), losses = jax.lax.scan(step, (params, opt), perm.reshape(steps, bs))
+    return params, opt, losses.mean()
+
+  run = jax.jit(jax.vmap(epoch, in_axes=(0, 0, 0, None, 0, None)))
+  return jax.vmap(tx.init), run
 
 
-def train_runs(key: jax.Array, params0, xs: Mapping[str, np.ndarray], lr: float,
-               cfg: EvalConfig, sim_params: Mapping | None = None):
-  """Trains ``cfg.runs`` heads (vmapped over keys); returns stacked params ``[R, ...]``."""
-  xs = {m: jnp.asarray(v, jnp.float32) for m, v in xs.items()}
-  n = int(next(iter(xs.values())).shape[0])
+def val_avg_r1(zs: Mapping[str, jax.Array]) -> jax.Array:
+  """Average over ordered modality pairs of R@1 (%), pessimistic ties, in JAX
+  (the same rank rule as :func:`mmdd_jax.retrieval.true_ranks`)."""
+  mods = list(zs)
+  hits = []
+  for a in mods:
+    for b in mods:
+      if a != b:
+        sim = zs[a] @ zs[b].T
+        own = jnp.diagonal(sim)[:, None]
+        rank = jnp.sum(sim >= own, axis=1) - 1
+        hits.append(jnp.mean(rank < 1))
+  return 100.0 * jnp.mean(jnp.stack(hits))
+
+
+def _init_params(keys, params0, cfg: EvalConfig):
+  return jax.vmap(lambda k: heads_lib.perturb(jax.random.fold_in(k, 1), params0,
+                                              cfg.init_noise))(keys)
+
+
+def make_loss(cfg: EvalConfig, sim_params: Mapping | None) -> Callable:
   f = obj_lib.get_objective(cfg.objective)
   sim_params = dict(sim_params or {})
   kind = cfg.sim_kind if sim_params else "fixed"
@@ -62,31 +145,111 @@ def train_runs(key: jax.Array, params0, xs: Mapping[str, np.ndarray], lr: float,
   def loss_fn(params, batch, idx):
     y = sim_lib.batch_targets(sim_params, idx, kind, cfg.sim_alpha)
     return f(heads_lib.apply_heads(params, batch), y, cfg.obj)
-
-  fit = train.make_fit(loss_fn, make_optimizer(float(lr), n, cfg), epochs=cfg.epochs,
-                       batch_size=cfg.batch_size, n=n)
-  keys = jax.random.split(key, cfg.runs)
-  p0 = jax.vmap(lambda k: heads_lib.perturb(jax.random.fold_in(k, 1), params0,
-                                            cfg.init_noise))(keys)
-  params, losses = jax.vmap(fit, in_axes=(0, None, 0))(p0, xs, keys)
-  losses = np.asarray(losses)
-  if not np.all(np.isfinite(losses)):
-    raise FloatingPointError(f"evaluate: non-finite training loss (lr={lr}): {losses[:, -1]}")
-  return params
+  return loss_fn
 
 
-def evaluate_distilled(key: jax.Array, params0, syn_xs: Mapping[str, np.ndarray],
-                       test_xs: Mapping[str, np.ndarray], lr: float, cfg: EvalConfig,
-                       sim_params: Mapping | None = None, *, progress: bool = False
-                       ) -> list[dict]:
-  """Per-run retrieval metrics (``[{"VT": {"R@1", "R@5", "R@10"}, …}, …]``)."""
-  params = train_runs(key, params0, syn_xs, lr, cfg, sim_params)
-  it = range(cfg.runs)
+def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_fn, *,
+                         progress: bool = False, desc: str = "eval"):
+  """Runs ``len(keys)`` runs (run ``r`` at ``lrs[r]``) with early stopping on the
+  validation avg R@1. Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``."""
+  n = int(next(iter(xs.values())).shape[0])
+  init, epoch = make_trainer(loss_fn, n, cfg)
+  score = jax.jit(jax.vmap(lambda p: val_avg_r1(heads_lib.apply_heads(p, val_xs))))
+  params = _init_params(keys, params0, cfg)
+  opt = init(params)
+  lrs = jnp.asarray(lrs, jnp.float32)
+  r = len(keys)
+  best = jax.tree_util.tree_map(jnp.copy, params)
+  best_val = np.full(r, -np.inf)
+  best_epoch = np.zeros(r, np.int64)
+  waited = np.zeros(r, np.int64)
+  bar = None
   if progress:
     from tqdm.auto import tqdm
-    it = tqdm(it, desc="eval", unit="run")
-  out = []
-  for r in it:
-    p = jax.tree_util.tree_map(lambda a: a[r], params)
-    out.append(reference.evaluate_heads_retrieval(p, test_xs)[0])
+    bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", leave=False)
+  for e in range(cfg.max_epochs):
+    params, opt, losses = epoch(params, opt, keys, jnp.asarray(e, jnp.int32), lrs, xs)
+    if bar is not None:
+      bar.update(1)
+    if (e + 1) % cfg.val_every and e + 1 != cfg.max_epochs:
+      continue
+    losses = np.asarray(losses)
+    if not np.all(np.isfinite(losses)):
+      raise FloatingPointError(f"evaluate: non-finite training loss at epoch {e + 1} "
+                               f"(lrs {np.asarray(lrs).tolist()}): {losses.tolist()}")
+    s = np.asarray(score(params))
+    improved = s > best_val
+    best_val = np.where(improved, s, best_val)
+    best_epoch = np.where(improved, e + 1, best_epoch)
+    waited = np.where(improved, 0, waited + 1)
+    imp = jnp.asarray(improved)
+    best = jax.tree_util.tree_map(
+        lambda b, p: jnp.where(imp.reshape((-1,) + (1,) * (p.ndim - 1)), p, b), best, params)
+    if np.all(waited >= cfg.patience):
+      break
+  if bar is not None:
+    bar.close()
+  return best, best_val, best_epoch
+
+
+def select_lr(key, params0, xs, val_xs, cfg: EvalConfig, loss_fn, *, progress=False):
+  """Step 1 of ``select``: one probe per grid lr; returns ``(lr, {lr: best val})``."""
+  keys = jax.random.split(jax.random.fold_in(key, 0x5E1EC7), len(cfg.lrs))
+  _, vals, _ = train_early_stopping(keys, params0, xs, val_xs, list(cfg.lrs), cfg, loss_fn,
+                                    progress=progress, desc="eval lr grid")
+  order = np.argsort(cfg.lrs)
+  best = max(vals)
+  i = next(int(j) for j in order if vals[j] == best)
+  return float(cfg.lrs[i]), {float(lr): float(v) for lr, v in zip(cfg.lrs, vals)}
+
+
+def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
+                 test_xs: Mapping[str, np.ndarray], cfg: EvalConfig, *,
+                 val_xs: Mapping[str, np.ndarray] | None = None,
+                 sim_params: Mapping | None = None, learned_lr: float | None = None,
+                 progress: bool = False) -> dict:
+  """Trains ``cfg.runs`` heads on ``xs`` and scores them on ``test_xs``.
+
+  Returns ``{"runs": [per-run retrieval dicts], "lr": float, "epochs": [per run],
+  "val_r1": [per run] | None, "lr_grid": {lr: val} | None}``.
+  """
+  cfg.validate()
+  xs = {m: jnp.asarray(v, jnp.float32) for m, v in xs.items()}
+  loss_fn = make_loss(cfg, sim_params)
+  keys = jax.random.split(key, cfg.runs)
+  out = {"lr_grid": None, "val_r1": None}
+  if cfg.protocol == "select":
+    if val_xs is None:
+      raise ValueError("eval protocol 'select': expected a validation split, found none")
+    val = {m: jnp.asarray(v, jnp.float32) for m, v in val_xs.items()}
+    lr, grid = select_lr(key, params0, xs, val, cfg, loss_fn, progress=progress)
+    params, vals, epochs = train_early_stopping(keys, params0, xs, val, [lr] * cfg.runs, cfg,
+                                                loss_fn, progress=progress, desc="eval runs")
+    out.update(lr_grid=grid, val_r1=[float(v) for v in vals])
+    out["epochs"] = [int(e) for e in epochs]
+  else:
+    if learned_lr is None:
+      raise ValueError("eval protocol 'paper': expected the set's step size η, found none")
+    lr = float(learned_lr)
+    params = paper_runs(keys, params0, xs, lr, cfg, loss_fn)
+    out["epochs"] = [cfg.epochs] * cfg.runs
+  out["lr"] = lr
+  out["runs"] = [reference.evaluate_heads_retrieval(
+      jax.tree_util.tree_map(lambda a: a[r], params), test_xs)[0] for r in range(cfg.runs)]
   return out
+
+
+def paper_runs(keys, params0, xs, lr: float, cfg: EvalConfig, loss_fn):
+  """SPEC §3.6's fixed protocol: ``epochs`` epochs, ×0.1 at the halfway epoch."""
+  n = int(next(iter(xs.values())).shape[0])
+  init, epoch = make_trainer(loss_fn, n, cfg)
+  params = _init_params(keys, params0, cfg)
+  opt = init(params)
+  for e in range(cfg.epochs):
+    lr_e = lr * (0.1 if e >= cfg.epochs // 2 and cfg.epochs > 1 else 1.0)
+    params, opt, losses = epoch(params, opt, keys, jnp.asarray(e, jnp.int32),
+                                jnp.full((len(keys),), lr_e, jnp.float32), xs)
+  losses = np.asarray(losses)
+  if not np.all(np.isfinite(losses)):
+    raise FloatingPointError(f"evaluate: non-finite training loss (lr={lr}): {losses}")
+  return params

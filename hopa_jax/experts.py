@@ -62,24 +62,77 @@ def make_real_loss(objective: str, ocfg: obj_lib.ObjectiveConfig) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def make_epoch_fn(cfg: ExpertConfig, n: int) -> Callable:
-  """Jitted ``epoch(params_E, keys_E, xs, epoch) -> (params_E, mean_loss_E)``: one
-  epoch of every expert (vmapped), scanning over mini-batches."""
+  """Jitted ``epoch(params_E, keys_E, xs, epoch, lrs_E) -> (params_E, mean_loss_E)``:
+  one epoch of every expert (vmapped; expert ``e`` at step size ``lrs_E[e]``),
+  scanning over mini-batches. The step size is an argument so that the teacher-lr
+  probe (:func:`select_teacher_lr`) runs a whole lr grid in one program."""
   loss = make_real_loss(cfg.objective, cfg.obj)
   bs = min(cfg.batch_size, n)
   steps = max(n // bs, 1)
 
-  def one(params, key, xs, epoch):
+  def one(params, key, xs, epoch, lr):
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)[: steps * bs]
 
     def step(p, idx):
       batch = {m: v[idx] for m, v in xs.items()}
       l, g = jax.value_and_grad(loss)(p, batch)
-      return jax.tree_util.tree_map(lambda a, b: a - cfg.lr * b, p, g), l
+      return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), l
 
     params, losses = jax.lax.scan(step, params, perm.reshape(steps, bs))
     return params, losses.mean()
 
-  return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)), donate_argnums=(0,))
+  return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, 0)), donate_argnums=(0,))
+
+
+TEACHER_LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def select_teacher_lr(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
+                      val_xs: Mapping[str, np.ndarray], cfg: ExpertConfig,
+                      grid=TEACHER_LR_GRID, *, progress: bool = False) -> dict:
+  """``lr_teacher=auto``: the project's one rule for every inner objective.
+
+  One probe expert per lr of the log ``grid`` (all in one vmapped program, the same
+  initial noise and batches for every lr) trains ``cfg.epochs`` epochs on the train
+  rows; each is scored on the *validation* rows (avg R@1 over ordered modality pairs)
+  after every epoch. The selected lr is the one whose probe ends (after
+  ``cfg.epochs`` epochs, where the experts end) with the best validation avg R@1;
+  a probe with a non-finite loss is excluded; ties go to the smaller lr.
+
+  Returns ``{"lr", "grid", "val_r1": {lr: [epoch 0..T]}, "rule"}``.
+  """
+  from hopa_jax import evaluate as ev  # (evaluate imports nothing from experts)
+  grid = tuple(sorted(float(g) for g in grid))
+  xs = {m: jnp.asarray(v, jnp.float32) for m, v in train_xs.items()}
+  val = {m: jnp.asarray(v, jnp.float32) for m, v in val_xs.items()}
+  n = int(next(iter(xs.values())).shape[0])
+  pcfg = dataclasses.replace(cfg, num_experts=1)
+  p1, k1 = init_experts(key, params0, pcfg)
+  g = len(grid)
+  params = jax.tree_util.tree_map(lambda a: jnp.repeat(a, g, axis=0), p1)
+  keys = jnp.repeat(k1, g, axis=0)
+  lrs = jnp.asarray(grid, jnp.float32)
+  score = jax.jit(jax.vmap(lambda p: ev.val_avg_r1(heads_lib.apply_heads(p, val))))
+  epoch_fn = make_epoch_fn(pcfg, n)
+  curves = [np.asarray(score(params))]
+  finite = np.ones(g, bool)
+  it = range(cfg.epochs)
+  if progress:
+    from tqdm.auto import tqdm
+    it = tqdm(it, desc=f"lr_teacher probe ({cfg.objective})", unit="epoch", leave=False)
+  for t in it:
+    params, losses = epoch_fn(params, keys, xs, jnp.asarray(t, jnp.int32), lrs)
+    finite &= np.isfinite(np.asarray(losses))
+    curves.append(np.asarray(score(params)))
+  curves = np.stack(curves, 1)                      # [G, T+1]
+  final = np.where(finite & np.all(np.isfinite(curves), 1), curves[:, -1], -np.inf)
+  if not np.any(np.isfinite(final)):
+    raise FloatingPointError(f"lr_teacher=auto: every probe lr in {grid} diverged "
+                             f"(objective {cfg.objective}); set lr_teacher explicitly")
+  best = int(np.flatnonzero(final == final.max())[0])
+  return {"lr": grid[best], "grid": list(grid), "rule": "best validation avg R@1 after "
+          f"{cfg.epochs} epochs; non-finite excluded; ties to the smaller lr",
+          "val_r1": {str(lr): [round(float(v), 3) for v in c] for lr, c in zip(grid, curves)}}
 
 
 def init_experts(key: jax.Array, params0, cfg: ExpertConfig):
@@ -119,6 +172,7 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
   mngr = _manager(directory)
   p_init, keys = init_experts(key, params0, cfg)
   like = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), p_init)
+  _bind_config(directory, cfg, params0)
   latest = mngr.latest_step()
   if latest is None:
     mngr.save(0, args=ocp.args.StandardSave({"params": p_init}))
@@ -141,7 +195,8 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
   for t in it:
     if stop_after is not None and t >= stop_after:
       break
-    params, losses = epoch_fn(params, keys, xs, jnp.asarray(t, jnp.int32))
+    params, losses = epoch_fn(params, keys, xs, jnp.asarray(t, jnp.int32),
+                              jnp.full((cfg.num_experts,), cfg.lr, jnp.float32))
     losses = np.asarray(losses)
     if not np.all(np.isfinite(losses)):
       raise FloatingPointError(f"experts: non-finite loss at epoch {t + 1}: {losses}")
@@ -152,6 +207,30 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
   if stop_after is not None and stop_after < cfg.epochs:
     return None
   return load_trajectories(directory, like, cfg.epochs, mngr)
+
+
+def _bind_config(directory: str, cfg: ExpertConfig, params0) -> None:
+  """Experts are shared between runs (``experts_dir``): the directory is bound to the
+  :class:`ExpertConfig` that made it, and another config stops with one line."""
+  import json
+  from embed.store import atomic_write_json
+  shapes = {m: [list(np.shape(l)) for l in jax.tree_util.tree_leaves(p)] for m, p in params0.items()}
+  ident = json.loads(json.dumps({"config": dataclasses.asdict(cfg), "shapes": shapes}))
+  path = os.path.join(directory, "expert_config.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      old = json.load(f)
+    if old != ident:
+      diff = sorted(k for k in set(old["config"]) | set(ident["config"])
+                    if old["config"].get(k) != ident["config"].get(k))
+      raise ValueError(f"{directory}: field 'expert_config.json': expected experts of this "
+                       f"config, found experts of another (differing: {diff or ['shapes']}); "
+                       "use another experts_dir or remove it")
+    return
+  os.makedirs(directory, exist_ok=True)
+  if _manager(directory).latest_step() is not None:
+    return  # experts written before configs were recorded: accepted as they are
+  atomic_write_json(path, ident)
 
 
 def load_trajectories(directory: str, like, epochs: int, mngr=None):

@@ -46,6 +46,13 @@ class ObjectiveConfig:
     clip_targets: clip the (learned) targets to [0, 1] before the BCE. Off by
       default (SPEC); with targets outside [0, 1] the BCE is unbounded below, which
       can destabilise similarity mining at large lr_sim.
+    pos_from: which pairs the weighted BCE treats as positives. ``"targets"``
+      (SPEC/LoRS): ``pos = Y > beta`` from the (learned) targets. ``"identity"``:
+      ``pos = I`` — an instance's own pair is always a positive and every other
+      pair a negative, whatever values similarity mining gives the targets (the
+      values still enter the BCE). With ``"targets"`` mining can push a diagonal
+      target below β and turn an instance's own pair into a negative (measured: 82 %
+      of LoRS's diagonal below 0 on msrvtt_sim; docs/hopa.md).
   """
   tau_mod: float = 0.1
   tau_inst: float = 0.2
@@ -57,17 +64,28 @@ class ObjectiveConfig:
   tau_nce: float = 0.07
   beta: float = 0.5
   clip_targets: bool = False
+  pos_from: str = "targets"
 
 
-def weighted_bce(logits: jax.Array, targets: jax.Array, beta: float = 0.5) -> jax.Array:
+POS_FROM = ("targets", "identity")
+
+
+def weighted_bce(logits: jax.Array, targets: jax.Array, beta: float = 0.5,
+                 pos_from: str = "targets") -> jax.Array:
   """LoRS's weighted BCE (SPEC §3.2), log-sigmoid form.
 
-  ``ℓ = −Y log σ(S) − (1−Y) log(1−σ(S))``; ``pos = Y > β``;
+  ``ℓ = −Y log σ(S) − (1−Y) log(1−σ(S))``; ``pos = Y > β`` (``pos_from="targets"``)
+  or ``pos = I`` (``pos_from="identity"``, square logits);
   ``wBCE = ½ (Σ_pos ℓ / |pos| + Σ_neg ℓ / |neg|)`` (an empty set contributes 0).
   """
   targets = targets.astype(logits.dtype)
   ell = -targets * jax.nn.log_sigmoid(logits) - (1.0 - targets) * jax.nn.log_sigmoid(-logits)
-  pos = jax.lax.stop_gradient(targets > beta).astype(logits.dtype)
+  if pos_from == "identity":
+    pos = jnp.eye(logits.shape[0], logits.shape[1], dtype=logits.dtype)
+  elif pos_from == "targets":
+    pos = jax.lax.stop_gradient(targets > beta).astype(logits.dtype)
+  else:
+    raise ValueError(f"pos_from: expected one of {POS_FROM}, found '{pos_from}'")
   neg = 1.0 - pos
   lp = jnp.sum(ell * pos) / jnp.maximum(jnp.sum(pos), 1.0)
   ln = jnp.sum(ell * neg) / jnp.maximum(jnp.sum(neg), 1.0)
@@ -93,7 +111,7 @@ def hopa_loss_from_spectrum(sigma: jax.Array, v: jax.Array, targets: jax.Array,
   if cfg.use_inst:
     targets = jnp.clip(targets, 0.0, 1.0) if cfg.clip_targets else targets
     s = v @ v.T / cfg.tau_inst
-    total = total + cfg.lam_inst * weighted_bce(s, targets, cfg.beta)
+    total = total + cfg.lam_inst * weighted_bce(s, targets, cfg.beta, cfg.pos_from)
   return total
 
 
@@ -125,7 +143,8 @@ def pairwise_wbce(zs: Mapping[str, jax.Array], targets: jax.Array, cfg: Objectiv
   if not pairs:
     raise ValueError(f"pairwise objective: expected ≥ 1 modality pair, found none for {list(zs)}")
   targets = jnp.clip(targets, 0.0, 1.0) if cfg.clip_targets else targets
-  return sum(weighted_bce(zs[a] @ zs[b].T / cfg.tau_pair, targets, cfg.beta) for a, b in pairs)
+  return sum(weighted_bce(zs[a] @ zs[b].T / cfg.tau_pair, targets, cfg.beta, cfg.pos_from)
+             for a, b in pairs)
 
 
 def three_pair(zs, targets, cfg: ObjectiveConfig = ObjectiveConfig()) -> jax.Array:

@@ -56,3 +56,16 @@ def batch_targets(params: dict, idx: jax.Array, kind: str = "lowrank",
 def full_matrix(params: dict, n: int, kind: str = "lowrank", alpha: float = 1.0) -> jax.Array:
   """The whole ``n×n`` ``Ŝ`` (for saving / inspection)."""
   return batch_targets(params, jnp.arange(n), kind, alpha)
+
+
+def summary(params: dict, n: int, kind: str = "lowrank", alpha: float = 1.0) -> dict:
+  """Scalars for the metrics log: ``sim_diag_min`` / ``sim_diag_mean`` and
+  ``sim_offdiag`` (RMS of the off-diagonal entries) of ``Ŝ``; empty for ``fixed``."""
+  _check(kind)
+  if kind == "fixed":
+    return {}
+  s = full_matrix(params, n, kind, alpha)
+  d = jnp.diagonal(s)
+  off = s - jnp.diag(d)
+  return {"sim_diag_min": jnp.min(d), "sim_diag_mean": jnp.mean(d),
+          "sim_offdiag": jnp.sqrt(jnp.sum(off * off) / max(n * (n - 1), 1))}

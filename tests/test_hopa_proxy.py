@@ -196,3 +196,20 @@ def test_similarity_lowrank_slice():
                              np.asarray(full)[np.ix_([5, 0, 3], [5, 0, 3])], rtol=1e-6)
   want = np.diag(np.arange(6.0)) + 0.25 * np.asarray(p["L"]) @ np.asarray(p["R"]).T
   np.testing.assert_allclose(np.asarray(full), want, rtol=1e-5, atol=1e-6)
+
+
+def test_wbce_positives_from_identity_ignore_target_values():
+  """pos_from='identity': an instance's own pair stays a positive even when mining
+  drives its target below β (with 'targets' it would become a negative)."""
+  from hopa_jax import objectives as O
+  logits = jnp.array([[2.0, -1.0], [0.5, 1.0]])
+  y = jnp.array([[-0.5, 0.0], [0.0, 1.0]])          # diagonal 0 pushed below β
+  ell = -y * jax.nn.log_sigmoid(logits) - (1 - y) * jax.nn.log_sigmoid(-logits)
+  eye = jnp.eye(2)
+  want = 0.5 * (jnp.sum(ell * eye) / 2 + jnp.sum(ell * (1 - eye)) / 2)
+  np.testing.assert_allclose(O.weighted_bce(logits, y, 0.5, "identity"), want, rtol=1e-6)
+  pos = (y > 0.5).astype(jnp.float32)
+  want_t = 0.5 * (jnp.sum(ell * pos) / 1 + jnp.sum(ell * (1 - pos)) / 3)
+  np.testing.assert_allclose(O.weighted_bce(logits, y, 0.5, "targets"), want_t, rtol=1e-6)
+  with pytest.raises(ValueError, match="pos_from"):
+    O.weighted_bce(logits, y, 0.5, "bogus")

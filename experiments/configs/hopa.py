@@ -46,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   dataset = kv.get("dataset", "msrvtt_sim")
   n = common.convert("n", kv.get("n", "100"), 100)
   local = common.convert("local", kv.get("local", "0"), False)
+  optimizer = kv.get("optimizer", "adam")
   lr_sim, sim_rank, sim_alpha, iterations, max_start = _TABLE[family(dataset)][bucket(n)]
 
   c = ml_collections.ConfigDict()
@@ -66,32 +67,51 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Clip learned targets Ŝ to [0, 1] in the wBCE. Not in SPEC: measured, with targets
   # outside [0, 1] the BCE is unbounded below and LoRS diverges at lr_sim 10 (docs/hopa.md).
   c.clip_targets = True
-  c.random_objective = "hopa"  # objective used to evaluate method=random
+  # Which pairs the wBCE treats as positives: "identity" (an instance's own pair is
+  # always positive; mining changes target values, not the structure) or "targets"
+  # (SPEC/LoRS: pos = Ŝ > 0.5, which mining can turn into negatives; docs/hopa.md).
+  c.pos_from = "identity"
   # similarity mining
   c.sim_kind = "lowrank"       # lowrank | full (fixed when the method has no mining)
   c.sim_rank = sim_rank
   c.sim_alpha = sim_alpha
+  # validation split carved from train (every selection reads it; never the test split)
+  c.val_fraction = 0.1
   # experts
   c.num_experts = 20
   c.teacher_epochs = 10
-  c.lr_teacher = 0.01
+  # "auto": one probe expert per lr of lr_teacher_grid; the lr with the best
+  # validation avg R@1 after teacher_epochs wins (same rule for every objective).
+  # A number: that lr (SPEC §3.7 / the paper: 0.01).
+  c.lr_teacher = "auto"
+  c.lr_teacher_grid = "0.01+0.03+0.1+0.3+1"
   c.teacher_batch = 128
   c.expert_noise = 1e-3        # [R] per-expert N(0, σ²) on the pretrained heads
-  c.experts_dir = ""           # "" = <workdir>/experts
+  c.experts_dir = ""           # "" = <workdir>/experts (share it between methods of one objective)
   # distillation
   c.iterations = iterations
   c.syn_steps = 16
   c.mini_batch = 25
   c.expert_epochs = 2
   c.max_start_epoch = max_start
-  c.lr_data = 100.0
-  c.lr_lr = 1e-4
-  c.lr_sim = lr_sim
+  # "adam" (default): normalised updates, lr_data relative to the real features'
+  # spread, so every learnable moves at the data's scale. "sgd": SPEC §3.5/§3.7
+  # (momentum 0.5, lr_data 100, lr_lr 1e-4, lr_sim from the per-dataset table).
+  c.optimizer = optimizer
+  c.lr_data = 0.01 if optimizer == "adam" else 100.0
+  c.lr_lr = 0.01 if optimizer == "adam" else 1e-4
+  c.lr_sim = 0.01 if optimizer == "adam" else lr_sim
   c.ckpt_every = 200
   c.log_every = 50
-  # evaluation
+  # evaluation: one objective and protocol for every row (Random, methods, Full)
+  c.eval_protocol = "select"   # select: lr and epochs on validation | paper: SPEC §3.6
+  c.eval_objective = "hopa"    # objective for every row; "method" = each method's own
   c.eval_runs = 5
-  c.eval_epochs = 100
+  c.eval_lrs = "0.003+0.01+0.03+0.1+0.3"  # select: lr grid
+  c.eval_max_epochs = 100      # select: early stopping on validation avg R@1 ...
+  c.eval_patience = 10         # ... stop after this many checks without improvement
+  c.eval_val_every = 1         # ... check every this many epochs
+  c.eval_epochs = 100          # paper: fixed epochs, lr = learned η, ×0.1 at half
   c.eval_batch = 128
   c.eval_momentum = 0.9
   c.eval_wd = 5e-4
@@ -114,5 +134,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 2
     c.eval_runs = 2
     c.eval_epochs = 4
+    c.eval_max_epochs = 4
+    c.eval_patience = 2
+    c.lr_teacher_grid = "0.01+0.1"
 
   return common.apply_overrides(c, kv)
