@@ -55,9 +55,12 @@ def define_flags() -> None:
 
 
 def objective_config(config) -> obj_lib.ObjectiveConfig:
+  """The same objective settings as the HoPA binary's (clip_targets, pos_from included)."""
   return obj_lib.ObjectiveConfig(tau_mod=config["tau_mod"], tau_inst=config["tau_inst"],
                                  lam_inst=config["lam_inst"], tau_pair=config["tau_pair"],
-                                 tau_nce=config["tau_nce"])
+                                 tau_nce=config["tau_nce"],
+                                 clip_targets=bool(config["clip_targets"]),
+                                 pos_from=config["pos_from"])
 
 
 def objectives_of(config) -> list[str]:
@@ -251,9 +254,10 @@ def run_study(config, workdir: str) -> list[dict]:
           sim_rank=config["sim_rank"], sim_alpha=config["sim_alpha"],
           syn_steps=config["syn_steps"], mini_batch=min(config["mini_batch"], n),
           expert_epochs=config["expert_epochs"], max_start_epoch=config["max_start_epoch"],
-          lr_data=config["lr_data"], lr_lr=config["lr_lr"], lr_sim=config["lr_sim"])
+          optimizer=config["optimizer"], lr_data=config["lr_data"], lr_lr=config["lr_lr"],
+          lr_sim=config["lr_sim"])
       state = dl.init_state(jax.random.fold_in(k_dist, oi), dcfg, random_syn,
-                            config["lr_teacher"])
+                            config["lr_teacher"], dl.feature_scale(train_xs))
       state = dl.distill(state, traj, dcfg, config["distill_iterations"],
                          log_every=max(config["distill_iterations"] // 4, 1), progress=progress)
       syn = {m: np.asarray(v) for m, v in state.syn.items()}

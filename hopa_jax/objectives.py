@@ -163,12 +163,15 @@ def vbind(zs, targets, cfg: ObjectiveConfig = ObjectiveConfig()) -> jax.Array:
 
 
 def infonce(zs, targets, cfg: ObjectiveConfig = ObjectiveConfig()) -> jax.Array:
-  """Symmetric InfoNCE over all unordered pairs (MTT-VL). Targets are ignored
-  (MTT-VL has no similarity mining; the positives are the diagonal)."""
-  del targets
+  """Symmetric InfoNCE over all unordered pairs (MTT-VL's experts; the evaluation
+  objective, as the Full reference row). The labels are the rows of
+  ``max(targets, 0)`` normalised to sum 1: with ``targets = I`` (real data, sets
+  without similarity mining) this is the usual integer-label InfoNCE; with learned
+  ``Ŝ[batch, batch]`` it is LoRS's soft-label form."""
   if len(zs) < 2:
     raise ValueError(f"infonce objective: expected ≥ 2 modalities, found {list(zs)}")
-  return mm_losses.pairwise_info_nce({m: zs[m] for m in zs}, cfg.tau_nce)
+  targets = jnp.clip(targets, 0.0, 1.0) if cfg.clip_targets else targets
+  return mm_losses.pairwise_info_nce({m: zs[m] for m in zs}, cfg.tau_nce, targets)
 
 
 OBJECTIVES: dict[str, Callable] = {

@@ -213,3 +213,16 @@ def test_wbce_positives_from_identity_ignore_target_values():
   np.testing.assert_allclose(O.weighted_bce(logits, y, 0.5, "targets"), want_t, rtol=1e-6)
   with pytest.raises(ValueError, match="pos_from"):
     O.weighted_bce(logits, y, 0.5, "bogus")
+
+
+def test_infonce_soft_labels_reduce_to_integer_labels():
+  from mmdd_jax import losses as L
+  k1, k2 = jax.random.split(jax.random.key(0))
+  za = jax.random.normal(k1, (5, 3))
+  zb = jax.random.normal(k2, (5, 3))
+  np.testing.assert_allclose(L.info_nce(za, zb, 0.1, jnp.eye(5)), L.info_nce(za, zb, 0.1),
+                             rtol=1e-6)
+  y = jnp.eye(5).at[0, 1].set(1.0).at[2, 2].set(-1.0)   # negatives clipped, rows normalised
+  lab = np.asarray(L.soft_labels(y))
+  np.testing.assert_allclose(lab.sum(1), [1, 1, 0, 1, 1], atol=1e-6)
+  np.testing.assert_allclose(lab[0, :2], [0.5, 0.5])
