@@ -4,7 +4,8 @@ number of modalities, herding initialisation, siamese augmentation, the DM / MMD
 AVDD baselines and the linear-head classification evaluation."""
 
 from bindc_jax.augment import AugmentConfig, siamese
-from bindc_jax.distances import (DISTANCES, DistanceConfig, cfd, characteristic_function,
+from bindc_jax.distances import (DISTANCES, DistanceConfig, cfd, cfd_from_stats,
+                                 characteristic_function, class_characteristic_functions,
                                  distance, get_distance, mean_matching, median_bandwidth, mmd,
                                  sample_frequencies)
 from bindc_jax.distill import (METHODS, DistillConfig, DistillState, distill, init_state,
@@ -15,9 +16,9 @@ from bindc_jax.losses import (NCFM_SCALE, LossConfig, avdd_loss, bindc_loss, cla
                               cross_loss, dm_loss, joint_loss, uni_loss)
 
 __all__ = [
-    "AugmentConfig", "siamese", "DISTANCES", "DistanceConfig", "cfd",
-    "characteristic_function", "distance", "get_distance", "mean_matching",
-    "median_bandwidth", "mmd", "sample_frequencies", "METHODS", "DistillConfig",
+    "AugmentConfig", "siamese", "DISTANCES", "DistanceConfig", "cfd", "cfd_from_stats",
+    "characteristic_function", "class_characteristic_functions", "distance", "get_distance",
+    "mean_matching", "median_bandwidth", "mmd", "sample_frequencies", "METHODS", "DistillConfig",
     "DistillState", "distill", "init_state", "make_run", "make_step", "method_loss_config",
     "evaluate", "evaluate_distilled", "flatten", "group_by_class", "herding",
     "herding_indices", "initialize", "random_indices", "NCFM_SCALE", "LossConfig",

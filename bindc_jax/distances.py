@@ -20,6 +20,10 @@ Registered in :data:`DISTANCES`:
   The phase term is ``|Φ_X − Φ_X̃|² − (|Φ_X| − |Φ_X̃|)² ≥ 0`` up to rounding; the clamp
   makes the square root differentiable everywhere (so CFD of identical sets is
   ``sqrt(β·1e-12) ≈ 7e-7``, not exactly 0).
+
+  :func:`cfd_from_stats` is the same distance with the real side's characteristic
+  function precomputed (:func:`class_characteristic_functions` evaluates it for every
+  class over all its rows); ``distill``'s ``cfd_real="pooled"`` mode uses it.
 ``mmd``
   Squared MMD with a Gaussian kernel ``k(x, y) = exp(−‖x − y‖² / h)`` (biased V-statistic).
   ``h = 2 σ²`` for a fixed ``cfg.bandwidth = σ``; with ``bandwidth=None`` the median
@@ -81,24 +85,83 @@ def _amplitude(re: jax.Array, im: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.maximum(re * re + im * im, AMP_EPS))
 
 
-def cfd_terms(real: jax.Array, syn: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per-frequency amplitude term ``(|Φ_X|−|Φ_X̃|)²`` and clamped phase term, each ``[k]``."""
-  re_x, im_x = characteristic_function(real, t)
-  re_y, im_y = characteristic_function(syn, t)
+def _terms_from_cf(real_cf: tuple[jax.Array, jax.Array], syn_cf: tuple[jax.Array, jax.Array]
+                   ) -> tuple[jax.Array, jax.Array]:
+  (re_x, im_x), (re_y, im_y) = real_cf, syn_cf
   amp_x, amp_y = _amplitude(re_x, im_x), _amplitude(re_y, im_y)
   amp = (amp_x - amp_y) ** 2
   phase = 2.0 * (amp_x * amp_y - re_x * re_y - im_x * im_y)
   return amp, jnp.maximum(phase, PHASE_CLAMP)
 
 
+def cfd_terms(real: jax.Array, syn: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-frequency amplitude term ``(|Φ_X|−|Φ_X̃|)²`` and clamped phase term, each ``[k]``."""
+  return _terms_from_cf(characteristic_function(real, t), characteristic_function(syn, t))
+
+
+def _require_t(t, where: str) -> None:
+  if t is None:
+    raise ValueError(f"{where}: argument 't': expected frequencies [num_freqs, dim] from "
+                     "sample_frequencies(key, ...), found None")
+
+
 def cfd(real: jax.Array, syn: jax.Array, t: jax.Array | None,
         cfg: DistanceConfig = DistanceConfig()) -> jax.Array:
   """Characteristic-function distance (NCFM form); see the module docstring."""
-  if t is None:
-    raise ValueError("cfd: argument 't': expected frequencies [num_freqs, dim] from "
-                     "sample_frequencies(key, ...), found None")
+  _require_t(t, "cfd")
   amp, phase = cfd_terms(real, syn, t)
   return jnp.mean(jnp.sqrt(cfg.alpha * amp + cfg.beta * phase))
+
+
+def cfd_from_stats(real_cf: tuple[jax.Array, jax.Array], syn: jax.Array, t: jax.Array | None,
+                   cfg: DistanceConfig = DistanceConfig()) -> jax.Array:
+  """:func:`cfd` with the real side given as its characteristic function.
+
+  ``real_cf = (Re Φ_X, Im Φ_X)``, each ``[k]``, evaluated on the same frequencies ``t``
+  ``[k, d]`` (e.g. by :func:`class_characteristic_functions` over a whole class); only
+  the synthetic side ``syn`` ``[m, d]`` is evaluated here, so a step costs ``m`` rows
+  instead of ``n + m``. ``cfd(real, syn, t) == cfd_from_stats(characteristic_function(
+  real, t), syn, t)`` up to rounding.
+  """
+  _require_t(t, "cfd_from_stats")
+  amp, phase = _terms_from_cf(real_cf, characteristic_function(syn, t))
+  return jnp.mean(jnp.sqrt(cfg.alpha * amp + cfg.beta * phase))
+
+
+def class_characteristic_functions(x: jax.Array, mask: jax.Array, t: jax.Array,
+                                   chunk: int = 256) -> tuple[jax.Array, jax.Array]:
+  """Characteristic function of every class's valid rows, without gradient.
+
+  Args:
+    x: ``[C, N, d]`` rows per class (padded, as from ``init.group_by_class``).
+    mask: ``[C, N]`` valid rows.
+    t: ``[k, d]`` frequencies.
+    chunk: rows per class evaluated at a time (bounds memory at ``C·chunk·k``).
+
+  Returns:
+    ``(Re Φ, Im Φ)``, each ``[C, k]``: the mean of ``exp(i tᵀx_j)`` over the valid rows
+    of each class (a class without valid rows gives 0).
+  """
+  x, t = jax.lax.stop_gradient(x), jax.lax.stop_gradient(t)
+  num_c, n, d = x.shape
+  chunk = max(1, min(chunk, n))
+  steps = -(-n // chunk)
+  pad = steps * chunk - n
+  w = jnp.pad(jnp.asarray(mask, t.dtype), ((0, 0), (0, pad)))
+  x = jnp.pad(x.astype(t.dtype), ((0, 0), (0, pad), (0, 0)))
+  xs = jnp.swapaxes(x.reshape(num_c, steps, chunk, d), 0, 1)      # [S, C, chunk, d]
+  ws = jnp.swapaxes(w.reshape(num_c, steps, chunk), 0, 1)         # [S, C, chunk]
+
+  def body(acc, xw):
+    xc, wc = xw
+    arg = jnp.einsum("cnd,kd->cnk", xc, t)
+    return (acc[0] + jnp.einsum("cn,cnk->ck", wc, jnp.cos(arg)),
+            acc[1] + jnp.einsum("cn,cnk->ck", wc, jnp.sin(arg))), None
+
+  zero = jnp.zeros((num_c, t.shape[0]), t.dtype)
+  (re, im), _ = jax.lax.scan(body, (zero, zero), (xs, ws))
+  count = jnp.maximum(jnp.sum(w, 1), 1.0)[:, None]
+  return re / count, im / count
 
 
 def sq_dists(x: jax.Array, y: jax.Array) -> jax.Array:

@@ -22,6 +22,16 @@ a fixed number of steps (donating the state); :func:`distill` drives it chunk by
 between log steps, with a tqdm bar, JSONL metrics, a hard error on NaN/inf at log steps
 and Orbax checkpoints (resume is bit-identical: every random draw is a function of
 ``(base_key, step)``).
+
+**Pooled real side** (``cfd_real="pooled"``, not in the paper; default ``"sampled"``):
+the CFD frequencies are a pool ``t`` drawn from ``fold_in(fold_in(base_key,
+POOL_STREAM), step // cfd_pool_every)`` and kept for ``cfd_pool_every`` steps; when the
+pool changes, the step evaluates every class's real characteristic function over *all*
+its real rows on the pool (no gradient) and keeps it in ``state.cfd_pool``; the other
+steps evaluate only the synthetic side (:func:`bindc_jax.distances.cfd_from_stats`). The
+real side of the CFD is then the class's exact empirical CF, not a ``real_batch``-row
+estimate; the cross and joint terms still use the step's sampled real batch. The siamese
+augmentation cannot reach a precomputed real side, so the two are exclusive.
 """
 
 from __future__ import annotations
@@ -51,6 +61,8 @@ class DistillState:
   step: jax.Array                      # int32 scalar
   syn: dict                            # {m: [C, ipc, d]}
   opt_state: Any
+  # cfd_real="pooled" only: {"index": pool number, "t": [k, d], "cf": {m: (Re, Im) [C, k]}}
+  cfd_pool: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +78,11 @@ class DistillConfig:
     lr: SGD learning rate (0.5).
     momentum: SGD momentum (0.5).
     project: renormalise the synthetic set after every update.
+    cfd_real: ``"sampled"`` (default, SPEC: the CFD's real side is the step's real batch
+      on fresh frequencies) or ``"pooled"`` (the whole class's real characteristic
+      function on a frequency pool redrawn every ``cfd_pool_every`` steps; see the module
+      docstring). Only methods whose loss uses CFD are affected.
+    cfd_pool_every: steps per frequency pool in ``"pooled"`` mode.
   """
   loss: loss_lib.LossConfig = loss_lib.LossConfig()
   augment: aug_lib.AugmentConfig = aug_lib.AugmentConfig()
@@ -75,6 +92,59 @@ class DistillConfig:
   lr: float = 0.5
   momentum: float = 0.5
   project: bool = True
+  cfd_real: str = "sampled"
+  cfd_pool_every: int = 50
+
+
+CFD_REAL = ("sampled", "pooled")
+POOL_STREAM = 0x43464450  # "CFDP": the frequency pools' key stream under base_key
+
+
+def uses_pool(cfg: DistillConfig) -> bool:
+  """Whether ``cfg`` runs the pooled real side (validating the pooled-mode options)."""
+  if cfg.cfd_real not in CFD_REAL:
+    raise ValueError(f"cfd_real: expected one of {list(CFD_REAL)}, found '{cfg.cfd_real}'")
+  if cfg.cfd_real != "pooled" or not cfg.loss.needs_frequencies():
+    return False
+  if cfg.cfd_pool_every < 1:
+    raise ValueError(f"cfd_pool_every: expected >= 1, found {cfg.cfd_pool_every}")
+  if cfg.augment.enabled:
+    raise ValueError("cfd_real=pooled precomputes the real side, so the siamese augmentation "
+                     "(aug_dropout, aug_jitter, aug_mixup) cannot apply: set them to 0 or "
+                     "use cfd_real=sampled")
+  return True
+
+
+def init_pool(syn: Mapping[str, jax.Array], cfg: DistillConfig) -> dict:
+  """An empty frequency pool (``index = -1``: the first step fills it)."""
+  v = next(iter(syn.values()))
+  k = cfg.loss.dist.num_freqs
+  zero = lambda: jnp.zeros((v.shape[0], k), jnp.float32)  # distinct buffers (donated)
+  return {"index": jnp.asarray(-1, jnp.int32),
+          "t": jnp.zeros((k, v.shape[-1]), jnp.float32),
+          "cf": {m: (zero(), zero()) for m in syn}}
+
+
+def pool_key(base_key: jax.Array, index) -> jax.Array:
+  return jax.random.fold_in(jax.random.fold_in(base_key, POOL_STREAM), index)
+
+
+def refresh_pool(pool: dict, step: jax.Array, data, base_key: jax.Array,
+                 cfg: DistillConfig) -> dict:
+  """The pool for ``step``: ``pool`` itself while ``step // cfd_pool_every`` is its
+  index, else new frequencies and every class's real characteristic function on them
+  (``lax.cond``: the real side is evaluated only when the pool changes)."""
+  index = (step // cfg.cfd_pool_every).astype(jnp.int32)
+  dcfg = cfg.loss.dist
+
+  def compute(_):
+    xs_c, mask = data
+    t = dist_lib.sample_frequencies(pool_key(base_key, index), dcfg.num_freqs,
+                                    pool["t"].shape[-1], dcfg.freq_scale)
+    cf = {m: dist_lib.class_characteristic_functions(xs_c[m], mask, t) for m in pool["cf"]}
+    return {"index": index, "t": t, "cf": cf}
+
+  return jax.lax.cond(index != pool["index"], compute, lambda _: pool, None)
 
 
 # Methods: a LossConfig override, or None for the selection-only baselines.
@@ -109,7 +179,8 @@ def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
 def init_state(syn: Mapping[str, jax.Array], cfg: DistillConfig) -> DistillState:
   syn = {m: l2_normalize(jnp.asarray(v, jnp.float32)) for m, v in syn.items()}
   return DistillState(step=jnp.zeros((), jnp.int32), syn=syn,
-                      opt_state=make_optimizer(cfg).init(syn))
+                      opt_state=make_optimizer(cfg).init(syn),
+                      cfd_pool=init_pool(syn, cfg) if uses_pool(cfg) else None)
 
 
 def sample_rows(key: jax.Array, mask: jax.Array, size: int) -> jax.Array:
@@ -121,10 +192,11 @@ def sample_rows(key: jax.Array, mask: jax.Array, size: int) -> jax.Array:
 
 
 def make_loss(cfg: DistillConfig, real_batch: int) -> Callable:
-  """``loss(syn, data, key) -> (total, aux)`` summed over classes (vmapped)."""
+  """``loss(syn, data, key, pool=None) -> (total, aux)`` summed over classes (vmapped);
+  with a ``pool`` (pooled mode) its frequencies and real CFs replace the step's draw."""
   lcfg = cfg.loss
 
-  def per_class(real_c, mask_c, syn_c, t, key):
+  def per_class(real_c, mask_c, syn_c, t, key, cf_c):
     kr, ks, ka = jax.random.split(key, 3)
     ridx = sample_rows(kr, mask_c, real_batch)
     real_b = {m: v[ridx] for m, v in real_c.items()}
@@ -134,18 +206,21 @@ def make_loss(cfg: DistillConfig, real_batch: int) -> Callable:
       syn_c = {m: v[sidx] for m, v in syn_c.items()}
     syn_b = {m: l2_normalize(v) for m, v in syn_c.items()}
     real_b, syn_b = aug_lib.siamese(ka, real_b, syn_b, cfg.augment)
-    return loss_lib.class_loss(real_b, syn_b, t, lcfg)
+    return loss_lib.class_loss(real_b, syn_b, t, lcfg, cf_c)
 
-  def loss(syn, data, key):
+  def loss(syn, data, key, pool=None):
     xs_c, mask = data
     num_classes = mask.shape[0]
     k_t, k_c = jax.random.split(key)
-    t = None
-    if lcfg.needs_frequencies():
+    t = cf = None
+    if pool is not None:
+      t, cf = pool["t"], pool["cf"]
+    elif lcfg.needs_frequencies():
       dim = next(iter(syn.values())).shape[-1]
       t = dist_lib.sample_frequencies(k_t, lcfg.dist.num_freqs, dim, lcfg.dist.freq_scale)
     keys = jax.random.split(k_c, num_classes)
-    losses, comps = jax.vmap(per_class, in_axes=(0, 0, 0, None, 0))(xs_c, mask, syn, t, keys)
+    losses, comps = jax.vmap(per_class, in_axes=(0, 0, 0, None, 0, 0))(
+        xs_c, mask, syn, t, keys, cf)
     aux = {"loss": jnp.mean(losses), **{k: jnp.mean(v) for k, v in comps.items()}}
     return jnp.sum(losses), aux
 
@@ -156,16 +231,18 @@ def make_step(cfg: DistillConfig, real_batch: int) -> Callable:
   """``step(state, data, base_key) -> (state, metrics)`` (not jitted; see :func:`make_run`)."""
   tx = make_optimizer(cfg)
   loss_fn = make_loss(cfg, real_batch)
+  pooled = uses_pool(cfg)
 
   def step(state: DistillState, data, base_key):
     key = jax.random.fold_in(base_key, state.step)
-    grads, aux = jax.grad(loss_fn, has_aux=True)(state.syn, data, key)
+    pool = refresh_pool(state.cfd_pool, state.step, data, base_key, cfg) if pooled else None
+    grads, aux = jax.grad(loss_fn, has_aux=True)(state.syn, data, key, pool)
     updates, opt_state = tx.update(grads, state.opt_state, state.syn)
     syn = optax.apply_updates(state.syn, updates)
     if cfg.project:
       syn = {m: l2_normalize(v) for m, v in syn.items()}
     aux["grad_norm"] = optax.global_norm(grads)
-    return DistillState(step=state.step + 1, syn=syn, opt_state=opt_state), aux
+    return DistillState(step=state.step + 1, syn=syn, opt_state=opt_state, cfd_pool=pool), aux
 
   return step
 

@@ -86,11 +86,21 @@ def _cos(a: jax.Array, b: jax.Array) -> jax.Array:
   return _cos_matrix(a[None, :], b[None, :])[0, 0]
 
 
-def uni_loss(real: Batch, syn: Batch, t: jax.Array | None, cfg: LossConfig = LossConfig()
-             ) -> jax.Array:
-  """``Σ_m w_m D(real_m, syn_m)`` (unscaled)."""
-  fn = dist_lib.get_distance(cfg.distance)
+def uni_loss(real: Batch, syn: Batch, t: jax.Array | None, cfg: LossConfig = LossConfig(),
+             real_cf: Mapping[str, tuple[jax.Array, jax.Array]] | None = None) -> jax.Array:
+  """``Σ_m w_m D(real_m, syn_m)`` (unscaled).
+
+  With ``real_cf = {m: (Re Φ, Im Φ)}`` (precomputed on ``t``; CFD only) the real side
+  of D is that characteristic function instead of ``real`` (``distances.cfd_from_stats``).
+  """
   w = dict(cfg.modality_weights)
+  if real_cf is not None:
+    if cfg.distance != "cfd":
+      raise ValueError(f"uni_loss: argument 'real_cf': precomputed real statistics need "
+                       f"distance 'cfd', found '{cfg.distance}'")
+    return sum(w.get(m, 1.0) * dist_lib.cfd_from_stats(real_cf[m], syn[m], t, cfg.dist)
+               for m in sorted(syn))
+  fn = dist_lib.get_distance(cfg.distance)
   return sum(w.get(m, 1.0) * fn(real[m], syn[m], t, cfg.dist) for m in sorted(real))
 
 
@@ -112,11 +122,13 @@ def joint_loss(real: Batch, syn: Batch) -> jax.Array:
   return total
 
 
-def bindc_loss(real: Batch, syn: Batch, t: jax.Array | None, cfg: LossConfig = LossConfig()
+def bindc_loss(real: Batch, syn: Batch, t: jax.Array | None, cfg: LossConfig = LossConfig(),
+               real_cf: Mapping[str, tuple[jax.Array, jax.Array]] | None = None
                ) -> tuple[jax.Array, dict]:
-  """ImageBindDC total loss and its components ``{"uni", "cross", "joint"}``."""
+  """ImageBindDC total loss and its components ``{"uni", "cross", "joint"}``
+  (``real_cf``: see :func:`uni_loss`; the cross and joint terms always use ``real``)."""
   zero = jnp.zeros((), jnp.result_type(*[v.dtype for v in syn.values()]))
-  uni = uni_loss(real, syn, t, cfg) if cfg.use_uni else zero
+  uni = uni_loss(real, syn, t, cfg, real_cf) if cfg.use_uni else zero
   cross = cross_loss(real, syn) if cfg.use_cross else zero
   joint = joint_loss(real, syn) if cfg.use_joint else zero
   total = cfg.lam_uni * cfg.uni_scale * uni + cfg.lam_cross * cross + cfg.lam_joint * joint
@@ -142,11 +154,13 @@ def avdd_loss(real: Batch, syn: Batch, lam_icm: float = 10.0, lam_cgm: float = 1
   return dm + lam_icm * icm + lam_cgm * cgm, {"dm": dm, "icm": icm, "cgm": cgm}
 
 
-def class_loss(real: Batch, syn: Batch, t: jax.Array | None, cfg: LossConfig = LossConfig()
+def class_loss(real: Batch, syn: Batch, t: jax.Array | None, cfg: LossConfig = LossConfig(),
+               real_cf: Mapping[str, tuple[jax.Array, jax.Array]] | None = None
                ) -> tuple[jax.Array, dict]:
-  """The loss of one class for ``cfg.kind``; returns ``(loss, components)``."""
+  """The loss of one class for ``cfg.kind``; returns ``(loss, components)``.
+  ``real_cf`` (precomputed real characteristic functions) is used by ``bindc`` only."""
   if cfg.kind == "bindc":
-    return bindc_loss(real, syn, t, cfg)
+    return bindc_loss(real, syn, t, cfg, real_cf)
   if cfg.kind == "dm":
     loss = dm_loss(real, syn)
     return loss, {"dm": loss}

@@ -59,7 +59,8 @@ def distill_config(c, method: str) -> B.DistillConfig | None:
       loss=lc, augment=B.AugmentConfig(dropout=c.aug_dropout, jitter=c.aug_jitter,
                                        mixup=c.aug_mixup),
       iterations=c.iterations, real_batch=c.real_batch, syn_batch=c.syn_batch, lr=lr,
-      momentum=c.momentum, project=bool(c.project))
+      momentum=c.momentum, project=bool(c.project), cfd_real=c.cfd_real,
+      cfd_pool_every=c.cfd_pool_every)
 
 
 def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray | None,

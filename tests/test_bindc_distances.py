@@ -128,3 +128,50 @@ def test_cfd_gradient_finite_for_identical_and_single_point(key):
   assert np.isfinite(np.asarray(g1)).all()
   g0 = jax.grad(lambda s: D.cfd(x, s, t))(jnp.zeros_like(x[:2]))
   assert np.isfinite(np.asarray(g0)).all()
+
+
+def np_class_cf(x, mask, t):
+  """NumPy reference: complex mean of exp(i tᵀx) over each class's valid rows."""
+  out = []
+  for xc, mc in zip(x, mask):
+    out.append(np.exp(1j * xc[mc] @ t.T).mean(0) if mc.any() else np.zeros(len(t), complex))
+  return np.stack(out)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 256])
+def test_class_characteristic_functions_match_numpy(key, chunk):
+  r = np.random.default_rng(4)
+  x = r.standard_normal((3, 12, 5)).astype(np.float32)
+  mask = np.ones((3, 12), bool)
+  mask[1, 7:] = False                     # a short class (padded rows must not count)
+  mask[2, :] = False                      # an empty class gives 0
+  t = D.sample_frequencies(key, 32, 5)
+  re, im = jax.jit(D.class_characteristic_functions, static_argnums=3)(x, mask, t, chunk)
+  ref = np_class_cf(x.astype(np.float64), mask, np.asarray(t, np.float64))
+  np.testing.assert_allclose(re, ref.real, atol=2e-6)
+  np.testing.assert_allclose(im, ref.imag, atol=2e-6)
+
+
+def test_cfd_from_stats_equals_cfd(key):
+  x, y = _sets(5)
+  t = D.sample_frequencies(key, 64, x.shape[1])
+  for cfg in (D.DistanceConfig(), D.DistanceConfig(alpha=0.2, beta=0.9)):
+    re, im = D.class_characteristic_functions(x[None], np.ones((1, len(x)), bool), t)
+    got = D.cfd_from_stats((re[0], im[0]), y, t, cfg)
+    np.testing.assert_allclose(got, D.cfd(x, y, t, cfg), rtol=1e-5)
+    np.testing.assert_allclose(D.cfd_from_stats(D.characteristic_function(x, t), y, t, cfg),
+                               D.cfd(x, y, t, cfg), rtol=1e-6)
+  with pytest.raises(ValueError, match="'t'"):
+    D.cfd_from_stats((re[0], im[0]), y, None)
+
+
+def test_cfd_from_stats_grads_float64():
+  with jax.enable_x64(True):
+    r = np.random.default_rng(1)
+    x = jnp.asarray(r.standard_normal((6, 3)))
+    y = jnp.asarray(r.standard_normal((4, 3)) * 0.5)
+    t = jnp.asarray(r.standard_normal((5, 3)))
+    cf = D.characteristic_function(x, t)
+    check_grads(lambda s: D.cfd_from_stats(cf, s, t), (y,), order=1, modes=("rev",), eps=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda s: D.cfd_from_stats(cf, s, t))(y),
+                               jax.grad(lambda s: D.cfd(x, s, t))(y), rtol=1e-10)

@@ -19,6 +19,11 @@ run takes seconds on a CPU):
 * loss: ``lam_uni`` 1, ``lam_cross`` 10, ``lam_joint`` 10, ``uni_scale`` 300, ``alpha``
   0.5, ``beta`` 0.5, ``num_freqs`` 4096, ``freq_scale`` 1, ``bandwidth`` (MMD σ; 0 =
   median heuristic), ``lam_icm`` 10, ``lam_cgm`` 10.
+* CFD real side (beyond the paper): ``cfd_real`` ``sampled`` (default, SPEC: the step's
+  ``real_batch`` rows on fresh frequencies) or ``pooled`` (the whole class's real
+  characteristic function, precomputed on a frequency pool redrawn every
+  ``cfd_pool_every`` steps, default 50; each step evaluates only the synthetic side;
+  exclusive with the augmentation). See docs/bindc.md, "Pooled CFD".
 * augmentation: ``aug_dropout``, ``aug_jitter``, ``aug_mixup`` (0 = off).
 * evaluation: ``eval_runs`` 5, ``eval_epochs`` 30, ``eval_lr`` 1e-3, ``eval_batch`` 256,
   ``eval_min_steps`` 300.
@@ -53,6 +58,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.alpha, c.beta, c.num_freqs, c.freq_scale = 0.5, 0.5, 4096, 1.0
   c.bandwidth = 0.0          # 0: median heuristic
   c.lam_icm, c.lam_cgm = 10.0, 10.0
+  # Real side of the CFD: "sampled" (SPEC, per step) or "pooled" (whole-class CF on a
+  # frequency pool kept cfd_pool_every steps; benchmarks/RESULTS.md). Not with aug_*.
+  c.cfd_real = "sampled"
+  c.cfd_pool_every = 50
   c.aug_dropout, c.aug_jitter, c.aug_mixup = 0.0, 0.0, 0.0
   c.eval_runs, c.eval_epochs, c.eval_lr, c.eval_batch, c.eval_min_steps = 5, 30, 1e-3, 256, 300
   c.log_every = 100
