@@ -27,26 +27,58 @@ ABLATIONS = ("3pair", "tbind", "vbind", "rank2", "no_mining")
 FLAGS = flags.FLAGS
 
 
+BASELINE_ROWS = ("random", "full")   # evaluated once per objective of the table's methods
+
+
+def plan(methods, eval_objective: str) -> list[tuple[str, str | None]]:
+  """``[(method, eval objective or None = the config's)]`` in table order. With
+  ``eval_objective=method`` every set is evaluated with its own inner objective, so
+  Random and Full get one row per objective among the distilled methods (each
+  method is compared with Random and Full under its own evaluation)."""
+  if eval_objective != "method":
+    return [(m, None) for m in methods]
+  objs = []
+  for m in methods:
+    spec = dl.method_spec(m)
+    if spec["optimize"] and spec["objective"] not in objs:
+      objs.append(spec["objective"])
+  out = []
+  for m in methods:
+    if m in BASELINE_ROWS:
+      out += [(m, o) for o in (objs or [dl.method_spec(m)["objective"]])]
+    else:
+      out.append((m, None))
+  return out
+
+
+def label(method: str, objective: str | None) -> str:
+  return method if objective is None else f"{method}[{objective}]"
+
+
 def rows_for(config, workdir: str, methods, ns, train_and_evaluate) -> list[dict]:
   """Runs (or reads) every row; returns the results dicts in table order."""
   rows = []
+  base = dict(config.to_dict() if hasattr(config, "to_dict") else config)
   for n in ns:
-    for method in methods:
+    for method, objective in plan(methods, base.get("eval_objective", "method")):
       spec = dl.method_spec(method)
       if spec["rows"] != "subset" and n != ns[0]:
         continue  # reference rows do not depend on n
-      c = dict(config.to_dict() if hasattr(config, "to_dict") else config, method=method, n=n)
+      c = dict(base, method=method, n=n)
+      if objective is not None:
+        c["eval_objective"] = objective
       c["experts_dir"] = c.get("experts_dir") or os.path.join(workdir, f"experts_{spec['objective']}")
-      wd = os.path.join(workdir, f"{method}_n{n}" if spec["rows"] == "subset" else method)
+      name = label(method, objective).replace("[", "_").replace("]", "")
+      wd = os.path.join(workdir, f"{name}_n{n}" if spec["rows"] == "subset" else name)
       path = os.path.join(wd, "results.json")
       if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
           got = json.load(f)[0]
         if got.get("config") == results.jsonable(c):
-          rows.append(got)
+          rows.append(dict(got, method=label(method, objective)))
           continue
-      logging.warning("table row %s n=%s -> %s", method, n, wd)
-      rows += train_and_evaluate(c, wd)
+      logging.warning("table row %s n=%s -> %s", label(method, objective), n, wd)
+      rows += [dict(r, method=label(method, objective)) for r in train_and_evaluate(c, wd)]
   return rows
 
 
@@ -71,14 +103,15 @@ def plot(rows, path: str) -> None:
 
 def write_table(workdir: str, rows, title: str) -> str:
   md = results.write_results(workdir, rows, title=title)
-  lines = ["", "| method | n | avg R@1 | avg R@5 | eval lr | eval epochs | lr_teacher | η | min |",
-           "|---|---|---|---|---|---|---|---|---|"]
+  lines = ["", "| method | n | avg R@1 | avg R@5 | eval objective | eval lr | eval epochs | "
+           "lr_teacher | η | min |", "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     ev = r.get("eval") or {}
     pm = lambda k: f"{r['avg'][k]:.2f} ± {(r.get('avg_std') or {}).get(k, 0):.2f}"
     eta = r.get("learned_lr")
     lines.append(f"| {r['method']} | {r['n_syn'] or 'all'} | {pm('R@1')} | {pm('R@5')} | "
-                 f"{ev.get('lr')} | {ev.get('epochs')} | {r.get('lr_teacher', '')} | "
+                 f"{ev.get('objective')} | {ev.get('lr')} | {ev.get('epochs')} | "
+                 f"{r.get('lr_teacher', '')} | "
                  f"{'' if eta is None else f'{eta:.4g}'} | "
                  f"{sum(r['time_s'].values()) / 60:.1f} |")
   md += "\n".join(lines) + "\n"

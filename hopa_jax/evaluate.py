@@ -65,7 +65,7 @@ class EvalConfig:
   runs: int = 5
   objective: str = "hopa"
   obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
-  lrs: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)
+  lrs: tuple = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
   max_epochs: int = 100
   patience: int = 10
   val_every: int = 1
