@@ -96,3 +96,14 @@ def test_reference_rows_use_the_same_protocol(tiny_store, tmp_path, method):
   assert rows[0]["eval"]["protocol"] == "select"
   if method == "zero_shot":
     assert rows[0]["eval"]["epochs"] == [0]
+
+
+def test_table_plan_compares_like_with_like():
+  """Random and Full are evaluated once per objective of the table's distilled
+  methods; with one objective for every row they appear once."""
+  from experiments import hopa_table
+  plan = hopa_table.plan(["zero_shot", "random", "hopa", "lors", "mtt_vl", "full"], "method")
+  assert ("random", "hopa") in plan and ("random", "3pair") in plan and ("random", "infonce") in plan
+  assert ("full", "3pair") in plan and ("hopa", None) in plan and ("zero_shot", None) in plan
+  assert hopa_table.plan(["random", "hopa"], "infonce") == [("random", None), ("hopa", None)]
+  assert hopa_table.label("random", "3pair") == "random[3pair]"
