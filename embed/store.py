@@ -72,6 +72,12 @@ def sha256_file(path: str, chunk: int = 1 << 22) -> str:
   return h.hexdigest()
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def _atomic_path(path: str):
   """Yields a temporary path in the destination's directory; renames on success."""
@@ -81,6 +87,7 @@ def _atomic_path(path: str):
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the usual umask mode
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

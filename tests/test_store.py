@@ -144,3 +144,14 @@ def test_cli(tmp_path, capsys):
   shutil.rmtree(tmp_path / "test")
   assert S.main(["validate", str(tmp_path)]) == 1
   assert "error:" in capsys.readouterr().err
+
+
+def test_atomic_writes_use_the_umask_mode(tmp_path):
+  import os
+  from embed import store as S
+  old = os.umask(0o022)
+  try:
+    S.atomic_write_text(str(tmp_path / "a.txt"), "x")
+    assert (os.stat(tmp_path / "a.txt").st_mode & 0o777) == 0o644
+  finally:
+    os.umask(old)
