@@ -107,3 +107,11 @@ def test_table_plan_compares_like_with_like():
   assert ("full", "3pair") in plan and ("hopa", None) in plan and ("zero_shot", None) in plan
   assert hopa_table.plan(["random", "hopa"], "infonce") == [("random", None), ("hopa", None)]
   assert hopa_table.label("random", "3pair") == "random[3pair]"
+
+
+def test_demo_config_parses_and_plans_like_for_like():
+  from experiments import demo, hopa_table
+  cfg = hopa_config.get_config(f"dataset=msrvtt_sim,scale=0.2,n=50,{demo.HOPA_DEMO}")
+  assert cfg.eval_objective == "method" and cfg.lr_teacher == "auto"
+  plan = hopa_table.plan(demo.DEMO_METHODS, cfg.eval_objective)
+  assert ("random", "hopa") in plan and ("random", "3pair") in plan
