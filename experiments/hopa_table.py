@@ -51,6 +51,13 @@ def plan(methods, eval_objective: str) -> list[tuple[str, str | None]]:
   return out
 
 
+def experts_name(spec: dict) -> str:
+  """One experts directory per inner objective *with its overrides* (rank2's rank-2
+  proxy, no_lmod's missing term train their own experts)."""
+  extra = "".join(f"_{k}{v}" for k, v in sorted(spec["obj"].items()))
+  return f"experts_{spec['objective']}{extra}"
+
+
 def label(method: str, objective: str | None) -> str:
   return method if objective is None else f"{method}[{objective}]"
 
@@ -67,7 +74,7 @@ def rows_for(config, workdir: str, methods, ns, train_and_evaluate) -> list[dict
       c = dict(base, method=method, n=n)
       if objective is not None:
         c["eval_objective"] = objective
-      c["experts_dir"] = c.get("experts_dir") or os.path.join(workdir, f"experts_{spec['objective']}")
+      c["experts_dir"] = c.get("experts_dir") or os.path.join(workdir, experts_name(spec))
       name = label(method, objective).replace("[", "_").replace("]", "")
       wd = os.path.join(workdir, f"{name}_n{n}" if spec["rows"] == "subset" else name)
       path = os.path.join(wd, "results.json")
