@@ -62,8 +62,9 @@ def label(method: str, objective: str | None) -> str:
   return method if objective is None else f"{method}[{objective}]"
 
 
-def rows_for(config, workdir: str, methods, ns, train_and_evaluate) -> list[dict]:
-  """Runs (or reads) every row; returns the results dicts in table order."""
+def rows_for(config, workdir: str, methods, ns, train_and_evaluate=None) -> list[dict]:
+  """Runs (or reads) every row; returns the results dicts in table order. With
+  ``train_and_evaluate=None`` only finished rows are read (nothing runs)."""
   rows = []
   base = dict(config.to_dict() if hasattr(config, "to_dict") else config)
   for n in ns:
@@ -84,6 +85,8 @@ def rows_for(config, workdir: str, methods, ns, train_and_evaluate) -> list[dict
         if got.get("config") == results.jsonable(c):
           rows.append(dict(got, method=label(method, objective)))
           continue
+      if train_and_evaluate is None:
+        continue
       logging.warning("table row %s n=%s -> %s", label(method, objective), n, wd)
       rows += [dict(r, method=label(method, objective)) for r in train_and_evaluate(c, wd)]
   return rows
@@ -116,8 +119,10 @@ def write_table(workdir: str, rows, title: str) -> str:
     ev = r.get("eval") or {}
     pm = lambda k: f"{r['avg'][k]:.2f} ± {(r.get('avg_std') or {}).get(k, 0):.2f}"
     eta = r.get("learned_lr")
-    lines.append(f"| {r['method']} | {r['n_syn'] or 'all'} | {pm('R@1')} | {pm('R@5')} | "
-                 f"{ev.get('objective')} | {ev.get('lr')} | {ev.get('epochs')} | "
+    zs = r["method"] == "zero_shot"
+    lines.append(f"| {r['method']} | {'—' if zs else r['n_syn'] or 'all'} | {pm('R@1')} | "
+                 f"{pm('R@5')} | {'—' if zs else ev.get('objective')} | {ev.get('lr')} | "
+                 f"{ev.get('epochs')} | "
                  f"{r.get('lr_teacher', '')} | "
                  f"{'' if eta is None else f'{eta:.4g}'} | "
                  f"{sum(r['time_s'].values()) / 60:.1f} |")
@@ -136,7 +141,8 @@ def main(argv):
   methods = {"paper": PAPER_METHODS, "ablations": ABLATIONS,
              "all": PAPER_METHODS + ABLATIONS}.get(FLAGS.methods, FLAGS.methods.split(","))
   ns = [int(v) for v in FLAGS.ns.split(",")]
-  rows = rows_for(FLAGS.config, FLAGS.workdir, list(methods), ns, hopa.train_and_evaluate)
+  rows = rows_for(FLAGS.config, FLAGS.workdir, list(methods), ns,
+                  None if FLAGS.tables_only else hopa.train_and_evaluate)
   print(write_table(FLAGS.workdir, rows, f"{FLAGS.config.dataset}: retrieval (%)"))
 
 
@@ -147,5 +153,6 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "output directory (resumable)")
   flags.DEFINE_string("methods", "paper", "paper | ablations | all | comma-separated methods")
   flags.DEFINE_string("ns", "100", "comma-separated synthetic set sizes")
+  flags.DEFINE_bool("tables_only", False, "only read finished rows and write the table")
   flags.mark_flags_as_required(["workdir"])
   app.run(main)
