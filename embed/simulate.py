@@ -66,6 +66,35 @@ PRETRAIN_SAMPLES = 6000
 
 
 @dataclass(frozen=True)
+class ClassStructure:
+  """The v2 class structure of a classification simulator (module docstring, "v2").
+
+  Attributes:
+    subclusters: contexts (sub-clusters) per class, ``J``.
+    dirichlet: concentration of the per-class context weights ``w_y ~ Dir(α·1)``
+      (α = 1: clearly unequal weights).
+    sub_spread: norm of a context offset relative to a class centre's (before ``c``).
+    modality_share: fraction of a context's offset (in variance) that the modalities
+      share; the rest is drawn per modality.
+    aniso_dims: number ``H`` of shared high-variance directions.
+    aniso_scale: their standard deviation, in units of the isotropic instance noise's
+      per-direction standard deviation.
+    aniso_align: fraction (in variance) of those directions inside the span of the
+      class centres (1: pure between-class directions, 0: random directions).
+    confusable_pairs: per modality, class pairs that this modality cannot tell apart
+      (their centres coincide in its view); the pairs differ between modalities.
+  """
+  subclusters: int = 4
+  dirichlet: float = 1.0
+  sub_spread: float = 1.0
+  modality_share: float = 0.5
+  aniso_dims: int = 4
+  aniso_scale: float = 3.0
+  aniso_align: float = 0.7
+  confusable_pairs: int = 1
+
+
+@dataclass(frozen=True)
 class SimSpec:
   """Parameters of one simulated dataset (see the module docstring)."""
   name: str
@@ -83,6 +112,14 @@ class SimSpec:
   has_labels: bool = True
   task: str = "retrieval"                 # or "classification"
   paper: str = ""
+  version: int = 1                        # generative model: 1 (retrieval sets) or 2
+  structure: ClassStructure | None = None  # v2 only
+
+
+# The fields of a v1 spec, in order: its digest is the crc32 of the dataclass repr over
+# these alone, so adding v2 fields changed no v1 digest (cache names, manifests).
+V1_FIELDS = ("name", "modalities", "n_train", "n_test", "num_classes", "k", "class_strength",
+             "reliability", "leak", "noise", "gap", "head_scale", "has_labels", "task", "paper")
 
 
 # Calibrated at scale=1 with experiments/calibrate_sim.py (see README "Simulated data").
@@ -120,7 +157,11 @@ DATASETS: dict[str, SimSpec] = {
 def spec_digest(spec: SimSpec) -> str:
   """Short hash of a simulator's constants (part of cache names, so a changed
   calibration never reuses a stale cached store)."""
-  return format(zlib.crc32(repr(spec).encode()), "08x")
+  if spec.version == 1:
+    text = "SimSpec(" + ", ".join(f"{f}={getattr(spec, f)!r}" for f in V1_FIELDS) + ")"
+  else:
+    text = repr(spec)
+  return format(zlib.crc32(text.encode()), "08x")
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -159,19 +200,74 @@ class _World:
       Q = mrng.standard_normal((k, NUISANCE_DIM)) / np.sqrt(NUISANCE_DIM)
       gap = rest[:, j] * spec.gap
       self.maps[m] = dict(A=A, B=B, b=b, Q=Q, gap=gap)
+    if spec.version == 2:
+      self._init_structure(seed)
     self.heads = self._fit_heads(seed)
+
+  def _init_structure(self, seed: int) -> None:
+    """v2 draws (their own stream, so v1's draws above are untouched)."""
+    spec, st = self.spec, self.spec.structure or ClassStructure()
+    rng = _rng(spec, seed, "structure")
+    C, J, k = spec.num_classes, st.subclusters, spec.k
+    self.weights = rng.dirichlet(np.full(J, st.dirichlet), size=C)          # [C, J]
+
+    def offsets(r):  # context offsets, centred so the weighted mean of a class is 0
+      d = r.standard_normal((C, J, k)) / np.sqrt(k)
+      return d - np.einsum("cj,cjk->ck", self.weights, d)[:, None, :]
+
+    shared = offsets(rng)
+    # high-variance directions: partly inside the span of the class centres (so they
+    # carry class contrast and the nearest class mean is not the best linear rule)
+    cspan, _ = np.linalg.qr(self.centres.T)                                 # [k, C]
+    inside = cspan @ rng.standard_normal((cspan.shape[1], st.aniso_dims))
+    outside = rng.standard_normal((k, st.aniso_dims))
+    outside -= cspan @ (cspan.T @ outside)
+    inside /= np.linalg.norm(inside, axis=0, keepdims=True)
+    outside /= np.linalg.norm(outside, axis=0, keepdims=True)
+    mix = np.sqrt(st.aniso_align) * inside + np.sqrt(1.0 - st.aniso_align) * outside
+    self.aniso, _ = np.linalg.qr(mix)                                       # [k, H]
+    self.mod_centres, self.mod_offsets = {}, {}
+    for m in spec.modalities:
+      mrng = _rng(spec, seed, "structure", m)
+      own = offsets(mrng)
+      self.mod_offsets[m] = st.sub_spread * (np.sqrt(st.modality_share) * shared
+                                             + np.sqrt(1.0 - st.modality_share) * own)
+      centres = self.centres.copy()
+      perm = mrng.permutation(C)
+      for p in range(min(st.confusable_pairs, C // 2)):
+        a, b = perm[2 * p], perm[2 * p + 1]
+        centres[a] = centres[b] = 0.5 * (self.centres[a] + self.centres[b])
+      self.mod_centres[m] = centres
+
+  def _semantics_v2(self, rng: np.random.Generator, n: int):
+    """Labels and one unit semantic vector per modality (the v2 class model)."""
+    spec, st = self.spec, self.spec.structure or ClassStructure()
+    y = rng.integers(0, spec.num_classes, size=n)
+    u = rng.random(n)
+    j = np.minimum((u[:, None] > np.cumsum(self.weights[y], 1)).sum(1), st.subclusters - 1)
+    g = rng.standard_normal((n, spec.k)) / np.sqrt(spec.k)
+    a = rng.standard_normal((n, st.aniso_dims)) * st.aniso_scale / np.sqrt(spec.k)
+    shared = g + a @ self.aniso.T
+    c = spec.class_strength
+    s = {m: _unit(c * (self.mod_centres[m][y] + self.mod_offsets[m][y, j]) + shared)
+         for m in spec.modalities}
+    return y, s
 
   def draw(self, rng: np.random.Generator, n: int):
     """Returns labels [n], views {m: [n,k]}, nuisance {m: [n, NUISANCE_DIM]}, features."""
     spec = self.spec
-    y = rng.integers(0, spec.num_classes, size=n)
-    g = rng.standard_normal((n, spec.k)) / np.sqrt(spec.k)
-    s = _unit(spec.class_strength * self.centres[y] + g)
+    if spec.version == 2:
+      y, s_m = self._semantics_v2(rng, n)
+    else:
+      y = rng.integers(0, spec.num_classes, size=n)
+      g = rng.standard_normal((n, spec.k)) / np.sqrt(spec.k)
+      s = _unit(spec.class_strength * self.centres[y] + g)
+      s_m = {m: s for m in spec.modalities}
     views, nuis, feats = {}, {}, {}
     for m in spec.modalities:
       r = spec.reliability[m]
       xi = _unit(rng.standard_normal((n, spec.k)))
-      v = np.sqrt(r) * s + np.sqrt(1.0 - r) * xi
+      v = np.sqrt(r) * s_m[m] + np.sqrt(1.0 - r) * xi
       nu = rng.standard_normal((n, NUISANCE_DIM))
       mp = self.maps[m]
       d = FEATURE_DIMS[m]
@@ -238,11 +334,12 @@ def simulate(dataset: str, out: str, *, scale: float = 1.0, seed: int = 0,
   class_names = [f"class_{c:02d}" for c in range(spec.num_classes)] if spec.has_labels else None
   return_manifest = store_lib.write_store(
       out, mods, splits, heads=world.heads, encoder=f"simulated-imagebind:{spec.name}",
-      checkpoint_sha256=f"simulator-v1-seed{seed}", class_names=class_names,
+      checkpoint_sha256=f"simulator-v{spec.version}-seed{seed}", class_names=class_names,
       command=command or f"python -m embed.simulate --dataset {dataset} --scale {scale} --seed {seed} --out {out}",
       extra={"simulator": {"dataset": spec.name, "scale": scale, "seed": seed,
                            "spec_digest": spec_digest(spec),
-                           "task": spec.task, "paper": spec.paper}})
+                           "task": spec.task, "paper": spec.paper,
+                           **({"version": spec.version} if spec.version != 1 else {})}})
   del return_manifest
   return store_lib.Store(out)
 
