@@ -117,7 +117,7 @@ def _lr(rows, method):
   for r in rows:
     if r["method"] == method and (r.get("selection") or {}).get("lr") is not None:
       return f"{r['selection']['lr']:g}"
-  return ""
+  return "–"
 
 
 def write_tables(workdir: str, budget: str, scale: str = "1") -> str:
@@ -144,7 +144,7 @@ def write_tables(workdir: str, budget: str, scale: str = "1") -> str:
           ptxt = f" [{paper[j]:.1f}]" if paper and j < len(paper) else ""
           cells.append(_cell(rows, m, head) + ptxt)
           lrs.append(_lr(rows, m))
-        lines.append(f"| {NAMES[m]} | " + " | ".join(cells) + f" | {'/'.join(lrs) if any(lrs) else ''} |")
+        lines.append(f"| {NAMES[m]} | " + " | ".join(cells) + f" | {'/'.join(lrs) if set(lrs) - {'–'} else ''} |")
       lines.append("")
   for head in ("linear", "mlp"):
     lines += [f"### ave_sim ablations — {head} head", "",
@@ -153,14 +153,14 @@ def write_tables(workdir: str, budget: str, scale: str = "1") -> str:
     a10 = res.get("ave_ipc10", [])
     for m in ("mmd", "cfd_only"):
       lines.append(f"| {'MMD' if m == 'mmd' else 'CFD'} (audio only) | 1 | {_cell(a1, m, head)} | "
-                   f"{PAPER['ave'][('audio', m)]} | {_lr(a1, m)} |")
+                   f"{PAPER['ave'][('audio', m)]} | {_lr(a1, m).strip('–')} |")
     for m, name in (("mmd", "MMD (video+audio)"), ("cfd_only", "CFD (video+audio) = uni only"),
                     ("bindc_no_cross", "uni + joint"), ("bindc_no_joint", "uni + cross"),
                     ("bindc", "uni + cross + joint (ImageBindDC)"), ("full", "Full")):
       p = PAPER["ave"].get(("va", m), "improved" if m.startswith("bindc_no") else
                            ("75.0" if m == "full" else ""))
       lines.append(f"| {name} | {10 if m != 'full' else 'all'} | {_cell(a10, m, head)} | {p} | "
-                   f"{_lr(a10, m)} |")
+                   f"{_lr(a10, m).strip('–')} |")
     lines.append("")
   md = "\n".join(lines)
   with open(os.path.join(workdir, "tables.md"), "w", encoding="utf-8") as f:
