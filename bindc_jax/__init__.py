@@ -11,6 +11,7 @@ from bindc_jax.distill import (METHODS, DistillConfig, DistillState, distill, in
                                make_run, make_step, method_loss_config)
 from bindc_jax.evaluate import evaluate, evaluate_distilled, evaluate_selected, flatten
 from bindc_jax.init import group_by_class, herding, herding_indices, initialize, random_indices
+from bindc_jax import select
 from bindc_jax.select import DEFAULT_GRID, choose, select_lr
 from bindc_jax.losses import (NCFM_SCALE, LossConfig, avdd_loss, bindc_loss, class_loss,
                               cross_loss, dm_loss, joint_loss, uni_loss)

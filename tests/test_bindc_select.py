@@ -52,11 +52,17 @@ def test_normalised_step_length_independent_of_loss_scale(key, scale):
   np.testing.assert_allclose(moved, 0.01, rtol=1e-4)
 
 
-def test_select_lr_same_rule_for_every_method(key):
+def test_select_lr_same_rule_for_every_method(key, monkeypatch):
   """The grid, the budget, the key and the initial set are the same for every method;
   only the score decides; normalised updates are forced."""
   xs_c, mask = _data()
   syn0 = B.initialize("herding", key, xs_c, mask, 1)
+  runs = []
+
+  def fake_distill(s0, xs, m, cfg, k, **kw):
+    runs.append((cfg, k, s0))
+    return {mm: np.asarray(v) for mm, v in s0.items()}, None
+  monkeypatch.setattr(B.select.distill_lib, "distill", fake_distill)
   seen = {}
   for method in ("dm", "mmd", "avdd", "cfd_only", "bindc"):
     lc = B.method_loss_config(method, B.LossConfig(dist=B.DistanceConfig(num_freqs=16)))
@@ -64,13 +70,29 @@ def test_select_lr_same_rule_for_every_method(key):
     calls = []
 
     def score(syn, calls=calls):
-      calls.append({m: np.asarray(v) for m, v in syn.items()})
+      calls.append(syn)
       return -float(len(calls) % 2 == 0)  # candidates 1, 3 tie at 0 -> smaller lr
+    runs.clear()
     sel = B.select_lr(syn0, xs_c, mask, cfg, key, score, grid=(0.1, 0.01, 0.03), iterations=2)
     assert sel["grid"] == [0.01, 0.03, 0.1] and sel["iterations"] == 2
     assert sel["lr"] == 0.01 and len(calls) == 3
+    assert [r[0].lr for r in runs] == [0.01, 0.03, 0.1]
+    assert all(r[0].normalize and r[0].iterations == 2 and r[0].loss == lc for r in runs)
+    assert all(r[1] is key and r[2] is syn0 for r in runs)
     seen[method] = (tuple(sel["grid"]), sel["iterations"], sel["rule"])
   assert len(set(seen.values())) == 1
+
+
+def test_select_lr_runs_real_distillation(key):
+  xs_c, mask = _data()
+  syn0 = B.initialize("herding", key, xs_c, mask, 1)
+  cfg = B.DistillConfig(loss=B.method_loss_config("dm"), iterations=50, real_batch=8)
+  sets = []
+  sel = B.select_lr(syn0, xs_c, mask, cfg, key, lambda s: sets.append(s) or 0.0,
+                    grid=(0.01, 0.1), iterations=2)
+  assert sel["lr"] == 0.01 and len(sets) == 2
+  d = [np.abs(s["audio"] - np.asarray(syn0["audio"])).max() for s in sets]
+  assert 0 < d[0] < d[1]
 
 
 def test_select_epochs_rule():
