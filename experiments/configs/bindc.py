@@ -89,6 +89,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_min_steps = 20
     c.select_iterations = 5
     c.select_runs = 1
+    c.lr_grid = "0.01+0.1"
     c.log_every = 10
     c.ckpt_every = 10
   return common.apply_overrides(c, a)
