@@ -43,10 +43,10 @@ GROUPS: list[tuple[str, str]] = [
     ("nyuv2_ipc1", f"dataset=nyuv2_sim,ipc=1,method={MAIN}+full"),
     ("ave_audio_ipc1", "dataset=ave_sim,ipc=1,modalities=audio,method=mmd+cfd_only"),
     ("ave_ipc10", "dataset=ave_sim,ipc=10,method=mmd+cfd_only+bindc_no_cross+bindc_no_joint+bindc+full"),
-    ("nyuv2_ipc5", f"dataset=nyuv2_sim,ipc=5,method={MAIN}"),
-    ("nyuv2_ipc10", f"dataset=nyuv2_sim,ipc=10,method={MAIN}"),
     ("vggs10k_ipc10", f"dataset=vggs10k_sim,ipc=10,method={MAIN}"),
     ("vggs10k_ipc20", f"dataset=vggs10k_sim,ipc=20,method={MAIN}"),
+    ("nyuv2_ipc5", f"dataset=nyuv2_sim,ipc=5,method={MAIN}"),
+    ("nyuv2_ipc10", f"dataset=nyuv2_sim,ipc=10,method={MAIN}"),
 ]
 
 # The papers' numbers (ImageBindDC paper, Tables 1-2 and the AVE ablations).
