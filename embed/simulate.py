@@ -247,7 +247,7 @@ def _layernorm(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 class _World:
   """Dataset-level draws: class centres, U, per-modality maps, pretrained heads."""
 
-  def __init__(self, spec: SimSpec, seed: int):
+  def __init__(self, spec: SimSpec, seed: int, fit_heads: bool = True):
     self.spec = spec
     rng = _rng(spec, seed, "world")
     k = spec.k
@@ -267,7 +267,7 @@ class _World:
       self.maps[m] = dict(A=A, B=B, b=b, Q=Q, gap=gap)
     if spec.version == 2:
       self._init_structure(seed)
-    self.heads = self._fit_heads(seed)
+    self.heads = self._fit_heads(seed) if fit_heads else None
 
   def _init_structure(self, seed: int) -> None:
     """v2 draws (their own stream, so v1's draws above are untouched)."""
