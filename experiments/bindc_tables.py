@@ -70,6 +70,7 @@ flags.DEFINE_enum("budget", "reduced", sorted(BUDGETS), "see the module docstrin
 flags.DEFINE_list("only", [], "group names to run (default: all, in order)")
 flags.DEFINE_string("data_dir", "", "where simulated stores are cached (default runs/data)")
 flags.DEFINE_string("scale", "1", "simulator scale")
+flags.DEFINE_bool("tables_only", False, "only rewrite tables.md from the finished groups")
 
 
 def config_arg(group: str, budget: str, scale: str, data_dir: str) -> str:
@@ -172,7 +173,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  run(FLAGS.workdir, FLAGS.budget, FLAGS.only, FLAGS.scale, FLAGS.data_dir)
+  if not FLAGS.tables_only:
+    run(FLAGS.workdir, FLAGS.budget, FLAGS.only, FLAGS.scale, FLAGS.data_dir)
   print(write_tables(FLAGS.workdir, FLAGS.budget, FLAGS.scale))
 
 
