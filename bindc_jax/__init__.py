@@ -10,8 +10,10 @@ from bindc_jax.distances import (DISTANCES, DistanceConfig, cfd, cfd_from_stats,
                                  sample_frequencies)
 from bindc_jax.distill import (METHODS, DistillConfig, DistillState, distill, init_state,
                                make_run, make_step, method_loss_config)
-from bindc_jax.evaluate import evaluate, evaluate_distilled, flatten
+from bindc_jax.evaluate import evaluate, evaluate_distilled, evaluate_selected, flatten
 from bindc_jax.init import group_by_class, herding, herding_indices, initialize, random_indices
+from bindc_jax import select
+from bindc_jax.select import DEFAULT_GRID, choose, select_lr
 from bindc_jax.losses import (NCFM_SCALE, LossConfig, avdd_loss, bindc_loss, class_loss,
                               cross_loss, dm_loss, joint_loss, uni_loss)
 
@@ -20,7 +22,8 @@ __all__ = [
     "characteristic_function", "class_characteristic_functions", "distance", "get_distance",
     "mean_matching", "median_bandwidth", "mmd", "sample_frequencies", "METHODS", "DistillConfig",
     "DistillState", "distill", "init_state", "make_run", "make_step", "method_loss_config",
-    "evaluate", "evaluate_distilled", "flatten", "group_by_class", "herding",
+    "evaluate", "evaluate_distilled", "evaluate_selected", "flatten", "DEFAULT_GRID",
+    "choose", "select_lr", "group_by_class", "herding",
     "herding_indices", "initialize", "random_indices", "NCFM_SCALE", "LossConfig",
     "avdd_loss", "bindc_loss", "class_loss", "cross_loss", "dm_loss", "joint_loss",
     "uni_loss",

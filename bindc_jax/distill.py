@@ -83,6 +83,10 @@ class DistillConfig:
       function on a frequency pool redrawn every ``cfd_pool_every`` steps; see the module
       docstring). Only methods whose loss uses CFD are affected.
     cfd_pool_every: steps per frequency pool in ``"pooled"`` mode.
+    normalize: divide each synthetic instance's gradient (all modalities together) by
+      its norm before SGD, so that ``lr`` is a step length on the sphere whatever the
+      loss's scale (CFD·300 and DM gradients differ by ~300×); this is what lets one
+      learning-rate grid serve every method (:mod:`bindc_jax.select`). False = SPEC.
   """
   loss: loss_lib.LossConfig = loss_lib.LossConfig()
   augment: aug_lib.AugmentConfig = aug_lib.AugmentConfig()
@@ -92,6 +96,7 @@ class DistillConfig:
   lr: float = 0.5
   momentum: float = 0.5
   project: bool = True
+  normalize: bool = False
   cfd_real: str = "sampled"
   cfd_pool_every: int = 50
 
@@ -172,8 +177,22 @@ def method_loss_config(method: str, base: loss_lib.LossConfig = loss_lib.LossCon
   return None if over is None else dataclasses.replace(base, **over)
 
 
+def normalize_rows(eps: float = 1e-12) -> optax.GradientTransformation:
+  """Scales the gradient of each synthetic instance ``[c, i]`` (jointly over the
+  modalities' ``{m: [C, ipc, d]}`` leaves) to unit norm; zero rows stay zero."""
+
+  def update(updates, state, params=None):
+    del params
+    sq = sum(jnp.sum(jnp.square(g), -1, keepdims=True) for g in jax.tree_util.tree_leaves(updates))
+    inv = jax.lax.rsqrt(jnp.maximum(sq, eps))
+    return jax.tree_util.tree_map(lambda g: g * inv, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
-  return optax.sgd(cfg.lr, momentum=cfg.momentum)
+  sgd = optax.sgd(cfg.lr, momentum=cfg.momentum)
+  return optax.chain(normalize_rows(), sgd) if cfg.normalize else sgd
 
 
 def init_state(syn: Mapping[str, jax.Array], cfg: DistillConfig) -> DistillState:

@@ -1,5 +1,11 @@
 """Classification evaluation of a distilled set (SPEC §4).
 
+With validation rows (:func:`evaluate_selected`, the default of ``experiments/bindc.py``)
+the number of epochs is not fixed but chosen on validation, identically for every row
+(:func:`mmdd_jax.classification.evaluate_with_validation`): the heads train for up to
+:func:`epochs_for` epochs (at least ``epochs``, and at least ``min_steps`` steps) and the
+best validation epoch is kept. The head is ``linear`` (SPEC) or ``mlp``.
+
 One linear head per modality is trained on the distilled embeddings (Adam, lr 1e-3,
 cross-entropy summed over modalities); the prediction is the mean of the heads'
 softmaxes; test accuracy is reported over ``runs`` independent head initialisations
@@ -55,3 +61,20 @@ def evaluate_distilled(key: jax.Array, syn: Mapping[str, np.ndarray],
   xs, y = flatten(syn)
   c = next(iter(syn.values())).shape[0]
   return evaluate(key, xs, y, test_xs, test_y, c, **kw)
+
+
+def evaluate_selected(key: jax.Array, train_xs: Mapping[str, np.ndarray], train_y: np.ndarray,
+                      val_xs: Mapping[str, np.ndarray], val_y: np.ndarray,
+                      test_xs: Mapping[str, np.ndarray] | None, test_y: np.ndarray | None,
+                      num_classes: int, *, runs: int = 5, epochs: int = 30, lr: float = 1e-3,
+                      batch_size: int = 256, min_steps: int = 0, head: str = "linear",
+                      hidden: int = 256) -> dict:
+  """Epochs chosen on ``val`` (up to :func:`epochs_for`), then test accuracies.
+
+  Returns ``{"epochs", "val_accuracy", "test"}`` (``test`` None without test rows)."""
+  n = int(np.asarray(train_y).shape[0])
+  ep = epochs_for(n, epochs, batch_size, min_steps)
+  return classification.evaluate_with_validation(
+      key, train_xs, np.asarray(train_y), val_xs, np.asarray(val_y), test_xs,
+      None if test_y is None else np.asarray(test_y), num_classes, runs=runs, max_epochs=ep,
+      lr=lr, batch_size=batch_size, head=head, hidden=hidden)

@@ -27,14 +27,58 @@ Generative model (one dataset = one draw of the "world" from ``seed``)
   head can remove, so Full > Zero-shot). The stored embeddings are
   ``normalize(head_m(x_m))``, exactly what the JAX heads compute from ``heads.npz``.
 
+Classification sets: the v2 class model (``version=2``, :class:`ClassStructure`)
+-----------------------------------------------------------------------------
+In v1 each class was one isotropic Gaussian around a centre, so the class mean was a
+sufficient training set for a linear head: every distribution-matching method reached
+the full-data accuracy at one instance per class, and matching more than the mean
+(CFD vs MMD vs DM, the alignment terms) could not matter (issue 11). Real embedding
+classes are not like that. The v2 model (``ave_sim``, ``vggs10k_sim``, ``nyuv2_sim``)
+replaces the shared semantic vector ``s_i`` by one per modality,
+
+``s_{i,m} ∝ c·(μ^m_{y_i} + δ^m_{y_i, j_i}) + D a_i + g_i``,
+
+and keeps everything downstream (views, features, heads, embeddings) as above. Parts:
+
+* **Contexts: a mixture of sub-clusters with unequal weights.** Instance ``i`` of class
+  ``y`` belongs to context ``j ~ Categorical(w_y)``, ``w_y ~ Dirichlet(α·1_J)``
+  (``J = 4``, ``α = 1``); the context offsets ``δ_{y,j} ~ N(0, I/k)`` (norm ≈ a centre's,
+  ``sub_spread = 1``) are centred so that ``Σ_j w_yj δ_{y,j} = 0``. *Why:* a label such as
+  "dog barking" covers several visual/acoustic scenes; the class mean then lies between
+  its contexts and represents none of them, and which contexts a small set covers (and
+  with what weight) matters — that is what distribution matching beyond the mean is for.
+* **Shared anisotropic within-class variation.** ``a_i ~ N(0, σ_a² I_H)`` along ``H = 4``
+  orthonormal directions ``D`` shared by all classes and modalities, with
+  ``σ_a = 3 /√k`` (3× the isotropic instance noise ``g_i ~ N(0, I/k)`` per direction);
+  70 % of each direction's energy lies in the span of the class centres. *Why:* real
+  embeddings have a few directions of large within-class variance (recording
+  conditions, lighting, background) that also carry between-class contrast; the optimal
+  linear classifier then down-weights them (it whitens, as LDA does) and is **not** the
+  nearest class mean, so a training set made of class means is no longer sufficient.
+* **Modality-specific structure.** (i) Each modality sees its own version of a context,
+  ``δ^m = √ρ δ + √(1−ρ) δ'^m`` (``ρ = modality_share = 0.5``): a context looks different
+  in sound and in picture. (ii) Each modality cannot tell one pair of classes apart
+  (``confusable_pairs = 1``; their centres coincide in that modality's view, ``μ^m``),
+  and the pairs differ between modalities. *Why:* vision and audio (depth and text) do
+  not agree perfectly on real data; each modality is blind to distinctions the other
+  makes, so the modalities are complementary and the cross-/joint-modal terms of
+  ImageBindDC have something to align.
+
+These structural constants were fixed beforehand from the reasons above, the same for
+the three sets; only the class strength ``c`` is calibrated (below). v1 stores stay
+readable (a store is a store); ``DATASETS_V1`` regenerates them bit for bit, and v1
+specs (all retrieval sets) keep their digest and their draws.
+
 Calibration
 -----------
 ``r_m``, ``k``, ``c`` and ``ℓ_m`` are set per dataset (table ``DATASETS``) so that at
 ``scale=1`` the method-agnostic rows of the papers are matched: the Full retrieval
 R@1 per direction (heads trained on the whole train split, symmetric InfoNCE over all
 modality pairs, SGD lr 0.01, batch 128, 10 epochs) and the full-data linear-head
-accuracy. The numbers were found with ``experiments/calibrate_sim.py`` (never against
-any distillation method) and the README shows simulated vs paper.
+accuracy (v2 sets: the Full row of ``experiments/bindc.py`` — linear heads on the train
+part of the validation split, epochs chosen on validation, 5 runs). The numbers were
+found with ``experiments/calibrate_sim.py`` (never against any distillation method) and
+the README shows simulated vs paper.
 
 Sizes follow the real splits at ``scale=1``; ``scale`` shrinks train and test
 proportionally (retrieval gets easier on a smaller test split).
@@ -66,6 +110,35 @@ PRETRAIN_SAMPLES = 6000
 
 
 @dataclass(frozen=True)
+class ClassStructure:
+  """The v2 class structure of a classification simulator (module docstring, "v2").
+
+  Attributes:
+    subclusters: contexts (sub-clusters) per class, ``J``.
+    dirichlet: concentration of the per-class context weights ``w_y ~ Dir(α·1)``
+      (α = 1: clearly unequal weights).
+    sub_spread: norm of a context offset relative to a class centre's (before ``c``).
+    modality_share: fraction of a context's offset (in variance) that the modalities
+      share; the rest is drawn per modality.
+    aniso_dims: number ``H`` of shared high-variance directions.
+    aniso_scale: their standard deviation, in units of the isotropic instance noise's
+      per-direction standard deviation.
+    aniso_align: fraction (in variance) of those directions inside the span of the
+      class centres (1: pure between-class directions, 0: random directions).
+    confusable_pairs: per modality, class pairs that this modality cannot tell apart
+      (their centres coincide in its view); the pairs differ between modalities.
+  """
+  subclusters: int = 4
+  dirichlet: float = 1.0
+  sub_spread: float = 1.0
+  modality_share: float = 0.5
+  aniso_dims: int = 4
+  aniso_scale: float = 3.0
+  aniso_align: float = 0.7
+  confusable_pairs: int = 1
+
+
+@dataclass(frozen=True)
 class SimSpec:
   """Parameters of one simulated dataset (see the module docstring)."""
   name: str
@@ -83,6 +156,14 @@ class SimSpec:
   has_labels: bool = True
   task: str = "retrieval"                 # or "classification"
   paper: str = ""
+  version: int = 1                        # generative model: 1 (retrieval sets) or 2
+  structure: ClassStructure | None = None  # v2 only
+
+
+# The fields of a v1 spec, in order: its digest is the crc32 of the dataclass repr over
+# these alone, so adding v2 fields changed no v1 digest (cache names, manifests).
+V1_FIELDS = ("name", "modalities", "n_train", "n_test", "num_classes", "k", "class_strength",
+             "reliability", "leak", "noise", "gap", "head_scale", "has_labels", "task", "paper")
 
 
 # Calibrated at scale=1 with experiments/calibrate_sim.py (see README "Simulated data").
@@ -103,6 +184,27 @@ DATASETS: dict[str, SimSpec] = {
         leak={"vision": 0.2, "audio": 0.2, "text": 0.2}, has_labels=False,
         paper="DiDeMo (official split)"),
     "ave_sim": SimSpec(
+        "ave_sim", ("vision", "audio"), 3339, 402, 28, k=48, class_strength=0.7925,
+        reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
+        task="classification", paper="AVE (28 classes)", version=2,
+        structure=ClassStructure()),
+    "vggs10k_sim": SimSpec(
+        "vggs10k_sim", ("vision", "audio"), 8000, 2000, 10, k=48, class_strength=0.55,
+        reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
+        task="classification", paper="VGGS-10K (10 classes)", version=2,
+        structure=ClassStructure()),
+    "nyuv2_sim": SimSpec(
+        "nyuv2_sim", ("depth", "text"), 795, 654, 10, k=48, class_strength=1.8,
+        reliability={"depth": 0.6, "text": 0.7}, leak={"depth": 0.3, "text": 0.3},
+        task="classification", paper="NYU-v2 (10 scene classes)", version=2,
+        structure=ClassStructure()),
+}
+
+
+# The v1 classification simulators (one isotropic Gaussian per class), kept so that their
+# stores can be regenerated bit for bit: ``simulate(name, out, spec=DATASETS_V1[name])``.
+DATASETS_V1: dict[str, SimSpec] = {
+    "ave_sim": SimSpec(
         "ave_sim", ("vision", "audio"), 3339, 402, 28, k=48, class_strength=0.577,
         reliability={"vision": 0.6, "audio": 0.5}, leak={"vision": 0.3, "audio": 0.3},
         task="classification", paper="AVE (28 classes)"),
@@ -120,7 +222,11 @@ DATASETS: dict[str, SimSpec] = {
 def spec_digest(spec: SimSpec) -> str:
   """Short hash of a simulator's constants (part of cache names, so a changed
   calibration never reuses a stale cached store)."""
-  return format(zlib.crc32(repr(spec).encode()), "08x")
+  if spec.version == 1:
+    text = "SimSpec(" + ", ".join(f"{f}={getattr(spec, f)!r}" for f in V1_FIELDS) + ")"
+  else:
+    text = repr(spec)
+  return format(zlib.crc32(text.encode()), "08x")
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -141,7 +247,7 @@ def _layernorm(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 class _World:
   """Dataset-level draws: class centres, U, per-modality maps, pretrained heads."""
 
-  def __init__(self, spec: SimSpec, seed: int):
+  def __init__(self, spec: SimSpec, seed: int, fit_heads: bool = True):
     self.spec = spec
     rng = _rng(spec, seed, "world")
     k = spec.k
@@ -159,19 +265,74 @@ class _World:
       Q = mrng.standard_normal((k, NUISANCE_DIM)) / np.sqrt(NUISANCE_DIM)
       gap = rest[:, j] * spec.gap
       self.maps[m] = dict(A=A, B=B, b=b, Q=Q, gap=gap)
-    self.heads = self._fit_heads(seed)
+    if spec.version == 2:
+      self._init_structure(seed)
+    self.heads = self._fit_heads(seed) if fit_heads else None
+
+  def _init_structure(self, seed: int) -> None:
+    """v2 draws (their own stream, so v1's draws above are untouched)."""
+    spec, st = self.spec, self.spec.structure or ClassStructure()
+    rng = _rng(spec, seed, "structure")
+    C, J, k = spec.num_classes, st.subclusters, spec.k
+    self.weights = rng.dirichlet(np.full(J, st.dirichlet), size=C)          # [C, J]
+
+    def offsets(r):  # context offsets, centred so the weighted mean of a class is 0
+      d = r.standard_normal((C, J, k)) / np.sqrt(k)
+      return d - np.einsum("cj,cjk->ck", self.weights, d)[:, None, :]
+
+    shared = offsets(rng)
+    # high-variance directions: partly inside the span of the class centres (so they
+    # carry class contrast and the nearest class mean is not the best linear rule)
+    cspan, _ = np.linalg.qr(self.centres.T)                                 # [k, C]
+    inside = cspan @ rng.standard_normal((cspan.shape[1], st.aniso_dims))
+    outside = rng.standard_normal((k, st.aniso_dims))
+    outside -= cspan @ (cspan.T @ outside)
+    inside /= np.linalg.norm(inside, axis=0, keepdims=True)
+    outside /= np.linalg.norm(outside, axis=0, keepdims=True)
+    mix = np.sqrt(st.aniso_align) * inside + np.sqrt(1.0 - st.aniso_align) * outside
+    self.aniso, _ = np.linalg.qr(mix)                                       # [k, H]
+    self.mod_centres, self.mod_offsets = {}, {}
+    for m in spec.modalities:
+      mrng = _rng(spec, seed, "structure", m)
+      own = offsets(mrng)
+      self.mod_offsets[m] = st.sub_spread * (np.sqrt(st.modality_share) * shared
+                                             + np.sqrt(1.0 - st.modality_share) * own)
+      centres = self.centres.copy()
+      perm = mrng.permutation(C)
+      for p in range(min(st.confusable_pairs, C // 2)):
+        a, b = perm[2 * p], perm[2 * p + 1]
+        centres[a] = centres[b] = 0.5 * (self.centres[a] + self.centres[b])
+      self.mod_centres[m] = centres
+
+  def _semantics_v2(self, rng: np.random.Generator, n: int):
+    """Labels and one unit semantic vector per modality (the v2 class model)."""
+    spec, st = self.spec, self.spec.structure or ClassStructure()
+    y = rng.integers(0, spec.num_classes, size=n)
+    u = rng.random(n)
+    j = np.minimum((u[:, None] > np.cumsum(self.weights[y], 1)).sum(1), st.subclusters - 1)
+    g = rng.standard_normal((n, spec.k)) / np.sqrt(spec.k)
+    a = rng.standard_normal((n, st.aniso_dims)) * st.aniso_scale / np.sqrt(spec.k)
+    shared = g + a @ self.aniso.T
+    c = spec.class_strength
+    s = {m: _unit(c * (self.mod_centres[m][y] + self.mod_offsets[m][y, j]) + shared)
+         for m in spec.modalities}
+    return y, s
 
   def draw(self, rng: np.random.Generator, n: int):
     """Returns labels [n], views {m: [n,k]}, nuisance {m: [n, NUISANCE_DIM]}, features."""
     spec = self.spec
-    y = rng.integers(0, spec.num_classes, size=n)
-    g = rng.standard_normal((n, spec.k)) / np.sqrt(spec.k)
-    s = _unit(spec.class_strength * self.centres[y] + g)
+    if spec.version == 2:
+      y, s_m = self._semantics_v2(rng, n)
+    else:
+      y = rng.integers(0, spec.num_classes, size=n)
+      g = rng.standard_normal((n, spec.k)) / np.sqrt(spec.k)
+      s = _unit(spec.class_strength * self.centres[y] + g)
+      s_m = {m: s for m in spec.modalities}
     views, nuis, feats = {}, {}, {}
     for m in spec.modalities:
       r = spec.reliability[m]
       xi = _unit(rng.standard_normal((n, spec.k)))
-      v = np.sqrt(r) * s + np.sqrt(1.0 - r) * xi
+      v = np.sqrt(r) * s_m[m] + np.sqrt(1.0 - r) * xi
       nu = rng.standard_normal((n, NUISANCE_DIM))
       mp = self.maps[m]
       d = FEATURE_DIMS[m]
@@ -238,11 +399,12 @@ def simulate(dataset: str, out: str, *, scale: float = 1.0, seed: int = 0,
   class_names = [f"class_{c:02d}" for c in range(spec.num_classes)] if spec.has_labels else None
   return_manifest = store_lib.write_store(
       out, mods, splits, heads=world.heads, encoder=f"simulated-imagebind:{spec.name}",
-      checkpoint_sha256=f"simulator-v1-seed{seed}", class_names=class_names,
+      checkpoint_sha256=f"simulator-v{spec.version}-seed{seed}", class_names=class_names,
       command=command or f"python -m embed.simulate --dataset {dataset} --scale {scale} --seed {seed} --out {out}",
       extra={"simulator": {"dataset": spec.name, "scale": scale, "seed": seed,
                            "spec_digest": spec_digest(spec),
-                           "task": spec.task, "paper": spec.paper}})
+                           "task": spec.task, "paper": spec.paper,
+                           **({"version": spec.version} if spec.version != 1 else {})}})
   del return_manifest
   return store_lib.Store(out)
 

@@ -12,6 +12,7 @@ checkpoints (``ckpt/<method>/``; a rerun resumes). See ``docs/bindc.md``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 
@@ -21,7 +22,9 @@ import jax
 import numpy as np
 
 import bindc_jax as B
+from bindc_jax import evaluate as eval_lib
 from embed import store as store_lib
+from mmdd_jax import classification
 from mmdd_jax import data as data_lib
 from mmdd_jax import results as results_lib
 
@@ -51,6 +54,9 @@ def loss_config(c) -> B.LossConfig:
 
 
 def distill_config(c, method: str) -> B.DistillConfig | None:
+  """The method's loop config. With ``lr_select`` the learning rate is set later by the
+  selection rule (normalised updates); without it, SPEC's fixed rates (``lr``; the
+  CFD family ``bindc_lr`` when > 0) with plain SGD."""
   lc = B.method_loss_config(method, loss_config(c))
   if lc is None:
     return None
@@ -59,8 +65,28 @@ def distill_config(c, method: str) -> B.DistillConfig | None:
       loss=lc, augment=B.AugmentConfig(dropout=c.aug_dropout, jitter=c.aug_jitter,
                                        mixup=c.aug_mixup),
       iterations=c.iterations, real_batch=c.real_batch, syn_batch=c.syn_batch, lr=lr,
-      momentum=c.momentum, project=bool(c.project), cfd_real=c.cfd_real,
-      cfd_pool_every=c.cfd_pool_every)
+      momentum=c.momentum, project=bool(c.project), normalize=bool(c.lr_select),
+      cfd_real=c.cfd_real, cfd_pool_every=c.cfd_pool_every)
+
+
+def lr_grid(c) -> list[float]:
+  try:
+    grid = [float(v) for v in str(c.lr_grid).split("+") if v]
+  except ValueError as e:
+    raise ValueError(f"config key 'lr_grid': expected learning rates joined by '+', "
+                     f"found '{c.lr_grid}'") from e
+  if not grid or min(grid) <= 0:
+    raise ValueError(f"config key 'lr_grid': expected positive learning rates, found '{c.lr_grid}'")
+  return grid
+
+
+def eval_heads(c) -> list[str]:
+  heads = [h for h in c.eval_heads.split("+") if h]
+  for h in heads:
+    if h not in classification.HEADS:
+      raise ValueError(f"config key 'eval_heads': expected heads from {classification.HEADS} "
+                       f"joined by '+', found '{c.eval_heads}'")
+  return heads or ["linear"]
 
 
 def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray | None,
@@ -98,8 +124,20 @@ def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray 
                            "init": c.init, "iterations": int(c.iterations)}})
 
 
+def _cached(path: str, fn):
+  """``fn()``'s JSON result, computed once and kept at ``path`` (for resumable tables)."""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  out = fn()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  store_lib.atomic_write_json(path, results_lib.jsonable(out))
+  return out
+
+
 def train_and_evaluate(config, workdir: str) -> list[dict]:
-  """Runs every method of ``config.method`` (``+``-separated); returns the results dicts."""
+  """Runs every method of ``config.method`` (``+``-separated); returns the results dicts
+  (one per method and evaluation head)."""
   c = config
   os.makedirs(workdir, exist_ok=True)
   results_lib.write_config(workdir, c)
@@ -111,10 +149,24 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                                "labels (ImageBindDC is a classification method), found none")
   mods = [m for m in c.modalities.split("+") if m] or st.modalities
   st.require_modalities(mods, where=f"config key 'modalities' ({c.modalities})")
+  heads = eval_heads(c)
+  grid = lr_grid(c)
+  if c.lr_select and c.val_frac <= 0:
+    raise ValueError("config key 'lr_select': the selection rule needs a validation split "
+                     f"(val_frac > 0), found val_frac={c.val_frac}")
   t0 = time.time()
-  tr = data_lib.load_split(st, "train", "embeddings", mods)
+  tr_all = data_lib.load_split(st, "train", "embeddings", mods)
   te = data_lib.load_split(st, "test", "embeddings", mods)
-  ytr, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
+  y_all, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
+  # The validation split carved from train (stratified): every selection reads only its
+  # rows; distillation, Random, Herding and Full use only the rest; test is read once.
+  if c.val_frac > 0:
+    tr_idx, va_idx = data_lib.validation_split(len(y_all), frac=c.val_frac, seed=c.seed,
+                                               labels=y_all)
+  else:
+    tr_idx, va_idx = np.arange(len(y_all)), np.zeros(0, np.int64)
+  tr, ytr = data_lib.take_rows(tr_all, tr_idx), y_all[tr_idx]
+  va, yva = data_lib.take_rows(tr_all, va_idx), y_all[va_idx]
   xs_c, mask, rows_c = B.group_by_class(tr, ytr, st.num_classes)
   load_s = time.time() - t0
   methods = [m for m in c.method.split("+") if m]
@@ -122,55 +174,118 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     if m != "full":
       B.method_loss_config(m)  # validates the name before any work
   key = jax.random.key(c.seed)
-  eval_kw = dict(runs=c.eval_runs, epochs=c.eval_epochs, lr=c.eval_lr, batch_size=c.eval_batch)
+  k_eval, k_init, k_dist = (jax.random.fold_in(key, i) for i in (1, 2, 3))
+  eval_kw = dict(runs=c.eval_runs, epochs=c.eval_epochs, lr=c.eval_lr, batch_size=c.eval_batch,
+                 min_steps=c.eval_min_steps, hidden=c.eval_hidden)
+
+  def evaluate(xs, y, head):
+    """Test accuracies; epochs chosen on validation when there is a validation split."""
+    if c.val_frac > 0:
+      return B.evaluate_selected(k_eval, xs, y, va, yva, te, yte, st.num_classes, head=head,
+                                 **eval_kw)
+    kw = {k: v for k, v in eval_kw.items() if k != "hidden"}
+    accs = B.evaluate(k_eval, xs, y, te, yte, st.num_classes, **kw) if head == "linear" else \
+        classification.evaluate_runs(k_eval, xs, y, te, yte, st.num_classes, head=head,
+                                     hidden=c.eval_hidden, runs=c.eval_runs, lr=c.eval_lr,
+                                     batch_size=c.eval_batch,
+                                     epochs=eval_lib.epochs_for(len(y), c.eval_epochs,
+                                                                  c.eval_batch, c.eval_min_steps))
+    return {"epochs": None, "val_accuracy": None, "test": accs}
+
+  def score(syn):
+    """Validation accuracy of a candidate set (no test rows)."""
+    xs, y = B.flatten(syn)
+    return B.evaluate_selected(k_eval, xs, y, va, yva, None, None, st.num_classes,
+                               head=heads[0], **{**eval_kw, "runs": c.select_runs}
+                               )["val_accuracy"]
+
   out = []
   for method in methods:
     t1 = time.time()
+    sel, syn, rows = None, None, None
+    distill_s = 0.0
     if method == "full":
-      accs = B.evaluate(jax.random.fold_in(key, 1), tr, ytr, te, yte, st.num_classes,
-                        min_steps=c.eval_min_steps, **eval_kw)
-      res = results_lib.make_results(dataset=c.dataset, method="full", n_syn=None, config=c,
-                                     accuracy_runs=accs,
-                                     time_s={"load": load_s, "eval": time.time() - t1})
-      out.append(res)
-      metrics.write(method="full", accuracy=res["accuracy"], accuracy_std=res["accuracy_std"])
-      continue
-    dcfg = distill_config(c, method)
-    init_kind = method if method in SELECTION_METHODS else c.init
-    k_init = jax.random.fold_in(key, 2)
-    if init_kind == "herding":
-      idx = B.herding(xs_c, mask, c.ipc)
-    elif init_kind == "random":
-      idx = B.random_indices(k_init, mask, c.ipc)
+      xs_train, y_train = tr, ytr
     else:
-      idx = None
-    syn = (B.initialize("noise", k_init, xs_c, mask, c.ipc) if idx is None
-           else B.init.gather(xs_c, idx))
-    rows = np.asarray(rows_c)[np.arange(st.num_classes)[:, None], np.asarray(idx)] \
-        if idx is not None else None
-    if dcfg is not None:
-      log = lambda **m: metrics.write(method=method, **m)
-      syn, _ = B.distill(syn, xs_c, mask, dcfg, jax.random.fold_in(key, 3),
-                         log_every=c.log_every, ckpt_dir=os.path.join(workdir, "ckpt", method),
-                         ckpt_every=c.ckpt_every, log_fn=log, progress=bool(c.progress),
-                         desc=method)
-      rows = None
-    syn = {m: np.asarray(v) for m, v in syn.items()}
-    t2 = time.time()
-    accs = B.evaluate_distilled(jax.random.fold_in(key, 1), syn, te, yte,
-                                min_steps=c.eval_min_steps, **eval_kw)
-    t3 = time.time()
-    path = os.path.join(workdir, "distilled" if len(methods) == 1 else f"distilled-{method}")
-    write_distilled(path, st, syn, rows, st.ids("train"), method, c)
-    res = results_lib.make_results(dataset=c.dataset, method=method, n_syn=c.ipc, config=c,
-                                   accuracy_runs=accs,
-                                   time_s={"load": load_s, "distill": t2 - t1, "eval": t3 - t2})
-    metrics.write(method=method, accuracy=res["accuracy"], accuracy_std=res["accuracy_std"],
-                  distill_s=t2 - t1)
-    out.append(res)
+      dcfg = distill_config(c, method)
+      init_kind = method if method in SELECTION_METHODS else c.init
+      if init_kind == "herding":
+        idx = B.herding(xs_c, mask, c.ipc)
+      elif init_kind == "random":
+        idx = B.random_indices(k_init, mask, c.ipc)
+      else:
+        idx = None
+      syn = (B.initialize("noise", k_init, xs_c, mask, c.ipc) if idx is None
+             else B.init.gather(xs_c, idx))
+      if idx is not None:  # rows of the store's train split
+        rows = tr_idx[np.asarray(rows_c)[np.arange(st.num_classes)[:, None], np.asarray(idx)]]
+      if dcfg is not None:
+        if c.lr_select:
+          log = lambda **m: metrics.write(method=method, stage="lr_select", **m)
+          syn0 = syn
+          sel = _cached(os.path.join(workdir, "selection", f"{method}.json"),
+                        lambda: B.select_lr(syn0, xs_c, mask, dcfg, k_dist, score, grid=grid,
+                                            iterations=min(c.select_iterations, c.iterations),
+                                            log_fn=log))
+          dcfg = dataclasses.replace(dcfg, lr=float(sel["lr"]))
+        log = lambda **m: metrics.write(method=method, **m)
+        syn, _ = B.distill(syn, xs_c, mask, dcfg, k_dist,
+                           log_every=c.log_every, ckpt_dir=os.path.join(workdir, "ckpt", method),
+                           ckpt_every=c.ckpt_every, log_fn=log, progress=bool(c.progress),
+                           desc=method)
+        rows = None
+      syn = {m: np.asarray(v) for m, v in syn.items()}
+      xs_train, y_train = B.flatten(syn)
+      distill_s = time.time() - t1
+      path = os.path.join(workdir, "distilled" if len(methods) == 1 else f"distilled-{method}")
+      write_distilled(path, st, syn, rows, st.ids("train"), method, c)
+    for head in heads:
+      t2 = time.time()
+      ev = _cached(os.path.join(workdir, "eval", f"{method}-{head}.json"),
+                   lambda: evaluate(xs_train, y_train, head))
+      res = results_lib.make_results(
+          dataset=c.dataset, method=method, n_syn=None if method == "full" else c.ipc,
+          config=c, accuracy_runs=ev["test"],
+          time_s={"load": load_s, **({"distill": distill_s} if distill_s else {}),
+                  "eval": time.time() - t2})
+      res["head"] = head
+      res["selection"] = {
+          "val_rows": int(len(va_idx)), "train_rows": int(len(tr_idx)),
+          "eval_epochs": ev["epochs"], "val_accuracy": ev["val_accuracy"],
+          "lr": (float(sel["lr"]) if sel else
+                 (None if method in SELECTION_METHODS + ("full",)
+                  else distill_config(c, method).lr)),
+          "lr_rule": "validation" if sel else ("fixed" if method not in SELECTION_METHODS + ("full",)
+                                               else None),
+          "lr_grid": sel["grid"] if sel else None, "lr_scores": sel["scores"] if sel else None,
+          "select_iterations": sel["iterations"] if sel else None}
+      metrics.write(method=method, head=head, accuracy=res["accuracy"],
+                    accuracy_std=res["accuracy_std"], eval_epochs=ev["epochs"],
+                    lr=res["selection"]["lr"])
+      out.append(res)
   title = f"ImageBindDC — {c.dataset}, {c.ipc} ipc"
   results_lib.write_results(workdir, out[0] if len(out) == 1 else out, title)
+  if len(heads) > 1:
+    store_lib.atomic_write_text(os.path.join(workdir, "results.md"),
+                                f"# {title}\n\n{results_table(out)}\n")
   return out
+
+
+def results_table(rows) -> str:
+  """Markdown: method, head, ipc, test accuracy, chosen lr and evaluation epochs."""
+  lines = ["| method | head | ipc/n | accuracy (%) | lr | eval epochs | val acc | min |",
+           "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    s = r.get("selection") or {}
+    lr = s.get("lr")
+    va = s.get("val_accuracy")
+    lines.append(
+        f"| {r['method']} | {r.get('head', 'linear')} | "
+        f"{r['n_syn'] if r['n_syn'] is not None else 'all'} | "
+        f"{r['accuracy']:.1f} ± {r['accuracy_std']:.1f} | {'' if lr is None else f'{lr:g}'} | "
+        f"{s.get('eval_epochs') or ''} | {'' if va is None else f'{va:.1f}'} | "
+        f"{sum(r['time_s'].values()) / 60:.2f} |")
+  return "\n".join(lines)
 
 
 def main(argv):
@@ -180,7 +295,7 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   rows = train_and_evaluate(_FLAGS["config"].value, _FLAGS["workdir"].value)
-  print(results_lib.results_table(rows))
+  print(results_table(rows))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,13 @@ def num_rows(data) -> int:
 
 
 def make_fit(loss_fn: LossFn, tx: optax.GradientTransformation, *, epochs: int,
-             batch_size: int, n: int) -> Callable:
-  """Returns a jitted ``fit(params, data, key)`` for data with ``n`` rows."""
+             batch_size: int, n: int, track: Callable | None = None,
+             track_every: int = 1) -> Callable:
+  """Returns a jitted ``fit(params, data, key)`` for data with ``n`` rows.
+
+  With ``track`` (a pure ``params -> scalar``), ``fit`` returns ``(params, epoch_losses,
+  tracked)`` with ``track`` evaluated after every ``track_every``-th epoch and after the
+  last (e.g. validation accuracy); the other epochs read ``-inf``."""
   bs = min(batch_size, n)
   steps = max(n // bs, 1)
 
@@ -40,9 +45,16 @@ def make_fit(loss_fn: LossFn, tx: optax.GradientTransformation, *, epochs: int,
     def epoch(carry, e):
       perm = jax.random.permutation(jax.random.fold_in(key, e), n)[: steps * bs]
       carry, losses = jax.lax.scan(step, carry, perm.reshape(steps, bs))
-      return carry, losses.mean()
+      if track is None:
+        return carry, losses.mean()
+      due = ((e + 1) % track_every == 0) | (e == epochs - 1)
+      value = jax.lax.cond(due, lambda p: jnp.asarray(track(p), jnp.float32),
+                           lambda p: jnp.float32(-jnp.inf), carry[0])
+      return carry, (losses.mean(), value)
 
-    (params, _), losses = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
-    return params, losses
+    (params, _), out = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
+    if track is None:
+      return params, out
+    return params, out[0], out[1]
 
   return jax.jit(fit)

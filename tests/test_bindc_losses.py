@@ -188,3 +188,14 @@ def test_siamese_augmentation_shares_the_draw(key):
   # differentiable in the synthetic batch
   g = jax.grad(lambda s: sum(jnp.sum(v) for v in A.siamese(key, real, s, cfg)[1].values()))(syn)
   assert all(np.isfinite(np.asarray(v)).all() for v in g.values())
+
+
+def test_avdd_with_equal_lambdas_is_a_multiple_of_dm():
+  """A property of SPEC's AVDD terms worth knowing (docs/results.md): by the
+  parallelogram law ICM + CGM = 2·DM for two modalities, so with λ_icm = λ_cgm = λ
+  AVDD = (1 + 2λ)·DM, and with normalised updates AVDD and DM distil the same set."""
+  r = np.random.default_rng(0)
+  real = {m: jnp.asarray(r.standard_normal((7, 5)), jnp.float32) for m in ("audio", "vision")}
+  syn = {m: jnp.asarray(r.standard_normal((2, 5)), jnp.float32) for m in ("audio", "vision")}
+  total, _ = L.avdd_loss(real, syn, 10.0, 10.0)
+  np.testing.assert_allclose(total, 21.0 * L.dm_loss(real, syn), rtol=1e-5)

@@ -69,3 +69,69 @@ def test_bad_args(tmp_path):
     simulate.simulate("nope", str(tmp_path))
   with pytest.raises(ValueError, match=r"scale: expected a value in \(0, 1\], found 2"):
     simulate.simulate("ave_sim", str(tmp_path), scale=2)
+
+
+# --- v2 classification simulators (issue 11) -------------------------------------------
+
+def test_v1_digests_and_retrieval_specs_unchanged():
+  """Cache names keep their digest: the retrieval specs and the v1 classification specs
+  hash exactly as before the v2 fields existed."""
+  want = {"msrvtt_sim": "9d935a57", "vggsound_s_sim": "3915a538", "didemo_sim": "42a8426d"}
+  for name, d in want.items():
+    assert simulate.DATASETS[name].version == 1
+    assert simulate.spec_digest(simulate.DATASETS[name]) == d
+  want_v1 = {"ave_sim": "b395263b", "vggs10k_sim": "593e8064", "nyuv2_sim": "168f833e"}
+  for name, d in want_v1.items():
+    assert simulate.spec_digest(simulate.DATASETS_V1[name]) == d
+    assert simulate.DATASETS[name].version == 2
+    assert simulate.spec_digest(simulate.DATASETS[name]) != d
+
+
+def test_v1_store_still_written_and_read(tmp_path):
+  st = store.validate(simulate.simulate("vggs10k_sim", str(tmp_path / "v1"), scale=0.01,
+                                        spec=simulate.DATASETS_V1["vggs10k_sim"]).root)
+  assert st.manifest["encoder"]["checkpoint_sha256"] == "simulator-v1-seed0"
+  assert "version" not in st.manifest["extra"]["simulator"]
+  v2 = simulate.simulate("vggs10k_sim", str(tmp_path / "v2"), scale=0.01)
+  assert v2.manifest["extra"]["simulator"]["version"] == 2
+  assert not np.array_equal(np.asarray(st.embeddings("train", "audio")),
+                            np.asarray(v2.embeddings("train", "audio")))
+
+
+def test_v2_structure():
+  spec = simulate.DATASETS["vggs10k_sim"]
+  cs = spec.structure
+  w = simulate._World(spec, 0, fit_heads=False)
+  C, J, k = spec.num_classes, cs.subclusters, spec.k
+  # unequal context weights, offsets centred on the class centre
+  assert w.weights.shape == (C, J)
+  np.testing.assert_allclose(w.weights.sum(1), 1.0, atol=1e-12)
+  assert np.all(w.weights.max(1) > 1.5 / J)
+  for m in spec.modalities:
+    np.testing.assert_allclose(np.einsum("cj,cjk->ck", w.weights, w.mod_offsets[m]), 0.0,
+                               atol=1e-12)
+  # shared high-variance directions: orthonormal, aniso_align of their energy between classes
+  np.testing.assert_allclose(w.aniso.T @ w.aniso, np.eye(cs.aniso_dims), atol=1e-10)
+  q, _ = np.linalg.qr(w.centres.T)
+  inside = np.sum((q.T @ w.aniso) ** 2) / cs.aniso_dims
+  assert abs(inside - cs.aniso_align) < 0.1
+  # modality-specific: each modality merges its own pair of classes, and its contexts differ
+  merged = {m: {c for c in range(C) if not np.allclose(w.mod_centres[m][c], w.centres[c])}
+            for m in spec.modalities}
+  assert all(len(v) == 2 * cs.confusable_pairs for v in merged.values())
+  assert merged["vision"] != merged["audio"]
+  assert not np.allclose(w.mod_offsets["vision"], w.mod_offsets["audio"])
+  # the within-class covariance is anisotropic along the shared directions
+  y, s = w._semantics_v2(np.random.default_rng(0), 4000)
+  x = s["vision"] - np.stack([s["vision"][y == c].mean(0) for c in range(C)])[y]
+  var_d = np.mean((x @ w.aniso) ** 2)
+  var_all = np.mean(np.sum(x ** 2, 1)) / k
+  assert var_d > 3 * var_all
+
+
+def test_v2_deterministic_world():
+  spec = simulate.DATASETS["nyuv2_sim"]
+  a, b = (simulate._World(spec, 3, fit_heads=False) for _ in range(2))
+  np.testing.assert_array_equal(a.weights, b.weights)
+  np.testing.assert_array_equal(a.aniso, b.aniso)
+  assert not np.array_equal(a.weights, simulate._World(spec, 4, fit_heads=False).weights)

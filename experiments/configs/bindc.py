@@ -12,10 +12,17 @@ run takes seconds on a CPU):
 * ``ipc`` synthetic instances per class; ``seed``.
 * ``modalities`` ``+``-separated subset of the store's modalities (e.g. ``audio`` for the
   paper's "Audio only" CFD-vs-MMD ablation); empty = all.
-* ``iterations`` (SPEC 2000), ``real_batch`` 128, ``syn_batch`` 32, ``lr`` 0.5,
-  ``momentum`` 0.5, ``bindc_lr`` (learning rate for the CFD-based methods; default 1e-3, measured — SPEC's 0.5 is
-  too large for s=300 CFD gradients; < 0 means ``lr``),
+* ``iterations`` (SPEC 2000), ``real_batch`` 128, ``syn_batch`` 32, ``momentum`` 0.5,
   ``init`` (herding | random | noise), ``project`` (renormalise after each update).
+* selection (``bindc_jax.select``, docs/bindc.md "Selection rule"): ``val_frac`` 0.1 (the
+  stratified validation split carved from train; every selection reads only it, and
+  methods / Random / Full train only on the rest), ``lr_select`` 1 (the synthetic set's
+  learning rate chosen by one rule for every method: normalised updates, each of
+  ``lr_grid`` ``0.003+0.01+0.03+0.1`` distilled for ``select_iterations`` 100 steps and
+  scored by validation accuracy of ``select_runs`` 2 heads; ties → smaller lr).
+  ``lr_select=0`` restores SPEC's fixed rates: plain SGD at ``lr`` 0.5, and ``bindc_lr``
+  (default 1e-3; < 0 = ``lr``) for the CFD family. ``val_frac=0`` additionally trains on
+  the whole train split with a fixed number of evaluation epochs (the old protocol).
 * loss: ``lam_uni`` 1, ``lam_cross`` 10, ``lam_joint`` 10, ``uni_scale`` 300, ``alpha``
   0.5, ``beta`` 0.5, ``num_freqs`` 4096, ``freq_scale`` 1, ``bandwidth`` (MMD σ; 0 =
   median heuristic), ``lam_icm`` 10, ``lam_cgm`` 10.
@@ -25,8 +32,12 @@ run takes seconds on a CPU):
   ``cfd_pool_every`` steps, default 50; each step evaluates only the synthetic side;
   exclusive with the augmentation). See docs/bindc.md, "Pooled CFD".
 * augmentation: ``aug_dropout``, ``aug_jitter``, ``aug_mixup`` (0 = off).
-* evaluation: ``eval_runs`` 5, ``eval_epochs`` 30, ``eval_lr`` 1e-3, ``eval_batch`` 256,
-  ``eval_min_steps`` 300.
+* evaluation: ``eval_heads`` ``linear`` (``mlp``: one hidden ReLU layer of ``eval_hidden``
+  256 units; ``linear+mlp`` reports both, one results row each), ``eval_runs`` 5,
+  ``eval_epochs`` 30, ``eval_lr`` 1e-3, ``eval_batch`` 256, ``eval_min_steps`` 300. With a
+  validation split the heads train for up to max(``eval_epochs``, enough epochs for
+  ``eval_min_steps`` steps) and the epoch count with the best mean validation accuracy is
+  used (the same rule for every row, Full and Random included).
 * bookkeeping: ``log_every``, ``ckpt_every``, ``progress``.
 """
 
@@ -48,12 +59,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.iterations = 2000
   c.real_batch = 128
   c.syn_batch = 32
-  c.lr = 0.5
+  c.lr = 0.5                 # SPEC's fixed rate (lr_select=0 only)
   c.momentum = 0.5
-  # Measured, not SPEC: with uni_scale 300 the CFD gradients are ~100x larger than DM's,
-  # and SPEC's lr 0.5 gives 38.7% vs 55.9% at 1e-3 on vggs10k_sim 1 ipc (docs/bindc.md).
-  c.bindc_lr = 1e-3          # CFD-family methods; < 0: same as lr
+  # lr_select=0 only: with uni_scale 300 the CFD gradients are ~100x larger than DM's
+  # (docs/bindc.md, "Notes"); < 0: same as lr.
+  c.bindc_lr = 1e-3
   c.project = 1
+  c.val_frac = 0.1
+  c.lr_select = 1
+  c.lr_grid = "0.003+0.01+0.03+0.1"
+  c.select_iterations = 100
+  c.select_runs = 2
   c.lam_uni, c.lam_cross, c.lam_joint, c.uni_scale = 1.0, 10.0, 10.0, 300.0
   c.alpha, c.beta, c.num_freqs, c.freq_scale = 0.5, 0.5, 4096, 1.0
   c.bandwidth = 0.0          # 0: median heuristic
@@ -63,6 +79,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.cfd_real = "sampled"
   c.cfd_pool_every = 50
   c.aug_dropout, c.aug_jitter, c.aug_mixup = 0.0, 0.0, 0.0
+  c.eval_heads = "linear"
+  c.eval_hidden = 256
   c.eval_runs, c.eval_epochs, c.eval_lr, c.eval_batch, c.eval_min_steps = 5, 30, 1e-3, 256, 300
   c.log_every = 100
   c.ckpt_every = 500
@@ -78,6 +96,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_runs = 2
     c.eval_epochs = 5
     c.eval_min_steps = 20
+    c.select_iterations = 5
+    c.select_runs = 1
+    c.lr_grid = "0.01+0.1"
     c.log_every = 10
     c.ckpt_every = 10
   return common.apply_overrides(c, a)
