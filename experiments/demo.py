@@ -36,8 +36,8 @@ flags.DEFINE_integer("cls_iterations", 200, "ImageBindDC/DM/AVDD iterations in t
 # Full, Random and the distilled sets — is evaluated by the same validation-selected
 # protocol (docs/hopa.md, "Evaluation protocol").
 HOPA_DEMO = ("num_experts=4,teacher_epochs=6,max_start_epoch=3,expert_epochs=2,iterations=200,"
-             "syn_steps=8,eval_runs=5,eval_max_epochs=60,eval_patience=8,log_every=25,"
-             "lr_teacher_grid=0.03+0.1+0.3,progress=0")
+             "syn_steps=8,eval_runs=3,eval_lrs=0.003+0.01+0.03+0.1,eval_max_epochs=40,"
+             "eval_patience=6,log_every=25,lr_teacher_grid=0.03+0.1+0.3,progress=0")
 DEMO_METHODS = ("zero_shot", "full", "random", "lors", "hopa")
 
 
