@@ -65,12 +65,6 @@ NAMES = {"random": "Random", "herding": "Herding", "dm": "DM", "mmd": "MMD", "av
          "bindc_no_cross": "uni + joint", "bindc_no_joint": "uni + cross"}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/bindc_tables", "output directory (reruns resume)")
-flags.DEFINE_enum("budget", "reduced", sorted(BUDGETS), "see the module docstring")
-flags.DEFINE_list("only", [], "group names to run (default: all, in order)")
-flags.DEFINE_string("data_dir", "", "where simulated stores are cached (default runs/data)")
-flags.DEFINE_string("scale", "1", "simulator scale")
-flags.DEFINE_bool("tables_only", False, "only rewrite tables.md from the finished groups")
 
 
 def config_arg(group: str, budget: str, scale: str, data_dir: str) -> str:
@@ -178,5 +172,17 @@ def main(argv):
   print(write_tables(FLAGS.workdir, FLAGS.budget, FLAGS.scale))
 
 
+def define_flags() -> None:
+  """Defined only when run as a binary, so the module imports (tests, other
+  binaries) without flag clashes."""
+  flags.DEFINE_string("workdir", "runs/bindc_tables", "output directory (reruns resume)")
+  flags.DEFINE_enum("budget", "reduced", sorted(BUDGETS), "see the module docstring")
+  flags.DEFINE_list("only", [], "group names to run (default: all, in order)")
+  flags.DEFINE_string("data_dir", "", "where simulated stores are cached (default runs/data)")
+  flags.DEFINE_string("scale", "1", "simulator scale")
+  flags.DEFINE_bool("tables_only", False, "only rewrite tables.md from the finished groups")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

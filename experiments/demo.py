@@ -23,12 +23,6 @@ from experiments.configs import hopa as hopa_config
 from mmdd_jax import results
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/demo", "output directory")
-flags.DEFINE_float("scale", 0.2, "msrvtt_sim scale for the retrieval table")
-flags.DEFINE_integer("seed", 0, "simulator seed and training key")
-flags.DEFINE_integer("n", 50, "synthetic instances for Random / LoRS / HoPA")
-flags.DEFINE_float("cls_scale", 0.25, "vggs10k_sim scale for the classification table")
-flags.DEFINE_integer("cls_iterations", 200, "ImageBindDC/DM/AVDD iterations in the demo")
 
 
 # A CPU-sized trajectory-matching setting (the paper's is 20 experts x 10 epochs,
@@ -77,5 +71,17 @@ def main(argv):
   print(f"demo finished in {(time.time() - t0) / 60:.1f} min; files under {FLAGS.workdir}")
 
 
+def define_flags() -> None:
+  """Defined only when run as a binary, so the module imports (tests, other
+  binaries) without flag clashes."""
+  flags.DEFINE_string("workdir", "runs/demo", "output directory")
+  flags.DEFINE_float("scale", 0.2, "msrvtt_sim scale for the retrieval table")
+  flags.DEFINE_integer("seed", 0, "simulator seed and training key")
+  flags.DEFINE_integer("n", 50, "synthetic instances for Random / LoRS / HoPA")
+  flags.DEFINE_float("cls_scale", 0.25, "vggs10k_sim scale for the classification table")
+  flags.DEFINE_integer("cls_iterations", 200, "ImageBindDC/DM/AVDD iterations in the demo")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
