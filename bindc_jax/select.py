@@ -26,16 +26,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 
+from mmdd_jax import data
+
 # the package re-exports the function ``distill`` under the module's name
 distill_lib = importlib.import_module("bindc_jax.distill")
 
 DEFAULT_GRID = (0.003, 0.01, 0.03, 0.1)
 
 
-def choose(grid: Sequence[float], scores: Sequence[float]) -> float:
-  """The best score's ``lr``; the smallest ``lr`` among ties."""
-  best = max(scores)
-  return min(lr for lr, s in zip(grid, scores) if s >= best - 1e-9)
+# The best score's ``lr``; the smallest ``lr`` among ties (the project's one tie rule).
+choose = data.choose
 
 
 def select_lr(syn0: Mapping[str, Any], xs_c: Mapping[str, Any], mask: Any,

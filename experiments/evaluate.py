@@ -89,8 +89,7 @@ def train_and_evaluate(config: dict, workdir: str) -> list[dict]:
   res = results.make_results(dataset=test_st.root, method=extra.get("method", "store"), n_syn=n,
                              config=dict(config, lr_used=lr, objective_used=objective),
                              retrieval_runs=runs, time_s={"eval": time.time() - t0})
-  res["eval"] = {"protocol": cfg.protocol, "objective": cfg.objective, "lr": out["lr"],
-                 "epochs": out["epochs"], "val_r1": out["val_r1"], "lr_grid": out["lr_grid"]}
+  res["eval"] = ev.record(cfg, out)
   results.MetricsWriter(workdir).write(stage="result", avg=res["avg"], eval=res["eval"])
   results.write_results(workdir, [res], title=f"re-evaluation of {st.root}")
   return [res]

@@ -288,8 +288,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                              retrieval_runs=runs, time_s=time_s)
   res.update(extra)
   res["learned_lr"] = lr if spec["optimize"] else None
-  res["eval"] = {"protocol": ecfg.protocol, "objective": ecfg.objective, "lr": out["lr"],
-                 "epochs": out["epochs"], "val_r1": out["val_r1"], "lr_grid": out["lr_grid"]}
+  res["eval"] = ev.record(ecfg, out)
   metrics.write(stage="result", method=method, avg=res["avg"], avg_std=res["avg_std"],
                 eval=res["eval"])
   results.write_results(workdir, [res], title=f"{method} on {config['dataset']} (n={n})")

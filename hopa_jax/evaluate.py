@@ -43,7 +43,7 @@ import optax
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import reference
+from mmdd_jax import data, reference
 
 PROTOCOLS = ("select", "paper")
 
@@ -132,6 +132,18 @@ def val_avg_r1(zs: Mapping[str, jax.Array]) -> jax.Array:
   return 100.0 * jnp.mean(jnp.stack(hits))
 
 
+def make_val_scorer(val_xs: Mapping[str, jax.Array]) -> Callable:
+  """Jitted ``score(params [R, ...]) -> [R]`` validation avg R@1 of stacked heads."""
+  val = {m: jnp.asarray(v, jnp.float32) for m, v in val_xs.items()}
+  return jax.jit(jax.vmap(lambda p: val_avg_r1(heads_lib.apply_heads(p, val))))
+
+
+def record(cfg: EvalConfig, out: Mapping) -> dict:
+  """What ``results.json`` keeps of an :func:`evaluate_set` result (``"eval"``)."""
+  return {"protocol": cfg.protocol, "objective": cfg.objective, "lr": out["lr"],
+          "epochs": out["epochs"], "val_r1": out["val_r1"], "lr_grid": out["lr_grid"]}
+
+
 def _init_params(keys, params0, cfg: EvalConfig):
   return jax.vmap(lambda k: heads_lib.perturb(jax.random.fold_in(k, 1), params0,
                                               cfg.init_noise))(keys)
@@ -154,7 +166,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   validation avg R@1. Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``."""
   n = int(next(iter(xs.values())).shape[0])
   init, epoch = make_trainer(loss_fn, n, cfg)
-  score = jax.jit(jax.vmap(lambda p: val_avg_r1(heads_lib.apply_heads(p, val_xs))))
+  score = make_val_scorer(val_xs)
   params = _init_params(keys, params0, cfg)
   opt = init(params)
   lrs = jnp.asarray(lrs, jnp.float32)
@@ -197,10 +209,8 @@ def select_lr(key, params0, xs, val_xs, cfg: EvalConfig, loss_fn, *, progress=Fa
   keys = jax.random.split(jax.random.fold_in(key, 0x5E1EC7), len(cfg.lrs))
   _, vals, _ = train_early_stopping(keys, params0, xs, val_xs, list(cfg.lrs), cfg, loss_fn,
                                     progress=progress, desc="eval lr grid")
-  order = np.argsort(cfg.lrs)
-  best = max(vals)
-  i = next(int(j) for j in order if vals[j] == best)
-  return float(cfg.lrs[i]), {float(lr): float(v) for lr, v in zip(cfg.lrs, vals)}
+  grid = {float(lr): float(v) for lr, v in zip(cfg.lrs, vals)}
+  return data.choose(list(grid), list(grid.values())), grid
 
 
 def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Callable, Mapping
 
@@ -24,8 +25,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import optax
 
+from embed.store import atomic_write_json
 from hopa_jax import objectives as obj_lib
-from mmdd_jax import heads as heads_lib
+from mmdd_jax import data, heads as heads_lib
 from mmdd_jax import sharding
 
 
@@ -104,7 +106,6 @@ def select_teacher_lr(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray
   from hopa_jax import evaluate as ev  # (evaluate imports nothing from experts)
   grid = tuple(sorted(float(g) for g in grid))
   xs = {m: jnp.asarray(v, jnp.float32) for m, v in train_xs.items()}
-  val = {m: jnp.asarray(v, jnp.float32) for m, v in val_xs.items()}
   n = int(next(iter(xs.values())).shape[0])
   pcfg = dataclasses.replace(cfg, num_experts=1)
   p1, k1 = init_experts(key, params0, pcfg)
@@ -112,7 +113,7 @@ def select_teacher_lr(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray
   params = jax.tree_util.tree_map(lambda a: jnp.repeat(a, g, axis=0), p1)
   keys = jnp.repeat(k1, g, axis=0)
   lrs = jnp.asarray(grid, jnp.float32)
-  score = jax.jit(jax.vmap(lambda p: ev.val_avg_r1(heads_lib.apply_heads(p, val))))
+  score = ev.make_val_scorer(val_xs)
   epoch_fn = make_epoch_fn(pcfg, n)
   curves = [np.asarray(score(params))]
   finite = np.ones(g, bool)
@@ -129,8 +130,7 @@ def select_teacher_lr(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray
   if not np.any(np.isfinite(final)):
     raise FloatingPointError(f"lr_teacher=auto: every probe lr in {grid} diverged "
                              f"(objective {cfg.objective}); set lr_teacher explicitly")
-  best = int(np.flatnonzero(final == final.max())[0])
-  return {"lr": grid[best], "grid": list(grid), "rule": "best validation avg R@1 after "
+  return {"lr": data.choose(grid, list(final)), "grid": list(grid), "rule": "best validation avg R@1 after "
           f"{cfg.epochs} epochs; non-finite excluded; ties to the smaller lr",
           "val_r1": {str(lr): [round(float(v), 3) for v in c] for lr, c in zip(grid, curves)}}
 
@@ -212,8 +212,6 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
 def _bind_config(directory: str, cfg: ExpertConfig, params0) -> None:
   """Experts are shared between runs (``experts_dir``): the directory is bound to the
   :class:`ExpertConfig` that made it, and another config stops with one line."""
-  import json
-  from embed.store import atomic_write_json
   shapes = {m: [list(np.shape(l)) for l in jax.tree_util.tree_leaves(p)] for m, p in params0.items()}
   ident = json.loads(json.dumps({"config": dataclasses.asdict(cfg), "shapes": shapes}))
   path = os.path.join(directory, "expert_config.json")

@@ -95,6 +95,14 @@ def validation_split(num_rows: int, *, frac: float = VAL_FRACTION, seed: int = 0
   return np.flatnonzero(mask), val
 
 
+def choose(candidates: Sequence[float], scores: Sequence[float]) -> float:
+  """The project's tie rule for every grid selection: the candidate with the best
+  score, the smallest candidate among ties (scores within 1e-9). Candidates scored
+  ``-inf`` (excluded) are never chosen unless all are."""
+  best = max(scores)
+  return min(c for c, s in zip(candidates, scores) if s >= best - 1e-9)
+
+
 def take_rows(xs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
   """``{m: xs[m][idx]}`` (a copy)."""
   return {m: np.asarray(v)[idx] for m, v in xs.items()}
