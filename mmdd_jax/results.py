@@ -57,6 +57,37 @@ class MetricsWriter:
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(jsonable(record)) + "\n")
 
+  def records(self) -> list[dict]:
+    if not os.path.exists(self.path):
+      return []
+    out = []
+    with open(self.path, encoding="utf-8") as f:
+      for line in f:
+        line = line.strip()
+        if line:
+          try:
+            out.append(json.loads(line))
+          except json.JSONDecodeError:
+            continue   # a line cut by a kill mid-write
+    return out
+
+  def truncate(self, match: Mapping[str, Any], after_step: int | None = None) -> int:
+    """Drops the records whose fields equal ``match`` and whose ``step`` is beyond
+    ``after_step`` (every matching record when ``after_step`` is None): what a
+    resumed stage is about to write again. The file is rewritten atomically; returns
+    the number of records dropped."""
+    recs = self.records()
+
+    def drop(r):
+      if any(r.get(k) != v for k, v in jsonable(dict(match)).items()):
+        return False
+      return after_step is None or (r.get("step") is not None and r["step"] > after_step)
+
+    keep = [r for r in recs if not drop(r)]
+    if len(keep) != len(recs):
+      atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
+    return len(recs) - len(keep)
+
 
 def write_config(workdir: str, config: Any) -> None:
   atomic_write_json(os.path.join(workdir, "config.json"), jsonable(config))
@@ -122,11 +153,15 @@ def results_table(rows: Sequence[Mapping], ks: Sequence[str] = ("R@1", "R@5")) -
 
 
 def write_results(workdir: str, results: Mapping | Sequence[Mapping], title: str = "") -> str:
-  """Writes ``results.json`` (a dict, or a list of dicts for multi-row binaries) and
-  ``results.md``; returns the markdown table."""
+  """Writes ``results.json`` — always a JSON list of results dicts, one per row, for
+  every binary — and ``results.md``; returns the markdown table."""
   rows = [results] if isinstance(results, Mapping) else list(results)
-  atomic_write_json(os.path.join(workdir, "results.json"),
-                    jsonable(rows[0] if isinstance(results, Mapping) else rows))
+  atomic_write_json(os.path.join(workdir, "results.json"), jsonable(rows))
   md = (f"# {title}\n\n" if title else "") + results_table(rows) + "\n"
   atomic_write_text(os.path.join(workdir, "results.md"), md)
   return md
+
+
+def read_results(workdir: str) -> list[dict]:
+  with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+    return json.load(f)

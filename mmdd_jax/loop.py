@@ -1,0 +1,146 @@
+"""The one loop driver: chunks of jitted steps between log and checkpoint boundaries.
+
+:func:`run_loop` is used by the experts (one step = one epoch of every expert), HoPA's
+distillation and ImageBindDC's distillation. The caller supplies ``advance(state,
+start, n) -> (state, metrics)``, which runs ``n`` steps from step ``start`` without a
+host sync (a ``lax.scan`` or a loop of donated jitted steps); the driver owns the rest:
+
+* **resume**: the latest Orbax checkpoint in ``ckpt_dir`` is restored (into the
+  shapes, dtypes and shardings of the initial ``state``) and the loop goes on from its
+  step; records of this stage beyond that step are dropped from ``metrics.jsonl``
+  first (:meth:`mmdd_jax.results.MetricsWriter.truncate`), so a kill between a log step
+  and the next checkpoint never duplicates steps;
+* **logging**: at every ``log_every``-th step (and the last) one host sync, one JSONL
+  record ``{**tags, "step", **metrics}`` and the progress bar's postfix;
+* **NaN/inf**: a non-finite metric at a log step raises :class:`FloatingPointError`
+  naming the stage, the step and the quantity (nothing of that chunk is checkpointed);
+* **checkpoints**: every ``ckpt_every``-th step and at the end (synchronous: the next
+  chunk donates the state's buffers); ``keep`` checkpoints are kept (None = all, the
+  experts' trajectories), ``save_initial`` also saves step 0.
+
+Resume is bit-identical when every random draw is a function of the step (the
+callers' convention: ``fold_in(key, step)``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mmdd_jax import results
+
+Advance = Callable[[Any, int, int], tuple[Any, Mapping[str, Any]]]
+
+
+def checkpoint_manager(directory: str, keep: int | None = 2) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False))
+
+
+def abstract(tree):
+  """Shapes, dtypes and shardings of ``tree`` (the restore target)."""
+  def leaf(a):
+    sharding = getattr(a, "sharding", None)
+    return jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=sharding)
+  return jax.tree_util.tree_map(leaf, tree)
+
+
+def restore_latest(directory: str, like, keep: int | None = 2):
+  """``(step, state)`` of the latest checkpoint in ``directory`` (``(None, None)`` if none)."""
+  if not os.path.isdir(directory):
+    return None, None
+  mngr = checkpoint_manager(directory, keep)
+  step = mngr.latest_step()
+  if step is None:
+    return None, None
+  return step, mngr.restore(step, args=ocp.args.StandardRestore(abstract(like)))
+
+
+def boundaries(start: int, end: int, *everies: int | None) -> list[int]:
+  """The steps in ``(start, end]`` where a chunk ends: multiples of each period, and ``end``."""
+  pts = {end}
+  for e in everies:
+    if e:
+      pts.update(range(e, end, e))
+  return sorted(p for p in pts if p > start)
+
+
+def check_finite(metrics: Mapping[str, Any], *, desc: str, step: int) -> dict:
+  """Host copies of ``metrics``; :class:`FloatingPointError` naming the first
+  non-finite quantity."""
+  host = {k: np.asarray(v) for k, v in jax.device_get(dict(metrics)).items()}
+  for k, v in host.items():
+    if np.issubdtype(v.dtype, np.number) and not np.all(np.isfinite(v)):
+      raise FloatingPointError(f"{desc}: non-finite {k} at step {step}: {v.tolist()}")
+  return {k: (v.item() if v.ndim == 0 else v.tolist()) for k, v in host.items()}
+
+
+def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None,
+             ckpt_every: int | None = None, keep: int | None = 2, save_initial: bool = False,
+             log_every: int | None = None, metrics: results.MetricsWriter | None = None,
+             tags: Mapping[str, Any] | None = None, progress: bool = False,
+             desc: str = "loop", postfix: tuple[str, ...] = ("loss",),
+             stop_at: int | None = None):
+  """Runs (or resumes) ``total`` steps of ``advance`` from ``state``; returns the state.
+
+  Args:
+    state: the initial state (used when ``ckpt_dir`` holds no checkpoint).
+    advance: ``(state, start, n) -> (state, metrics of the last step)``.
+    total: total steps.
+    ckpt_dir: Orbax directory (None: no checkpoints, no resume).
+    ckpt_every: steps between checkpoints (None/0: only at the end).
+    keep: checkpoints kept (None: all).
+    save_initial: also checkpoint step 0 (the experts' epoch-0 snapshot).
+    log_every: steps between log records (None/0: only the last).
+    metrics: the JSONL writer (records ``{**tags, "step", **metrics}``).
+    tags: fields that identify this stage's records (e.g. ``{"stage": "distill"}``).
+    progress: a tqdm bar labelled ``desc`` with the ``postfix`` metrics.
+    stop_at: stop after this step (tests of killed runs).
+  """
+  tags = dict(tags or {})
+  start = 0
+  mngr = checkpoint_manager(ckpt_dir, keep) if ckpt_dir else None
+  if mngr is not None and mngr.latest_step() is not None:
+    start = int(mngr.latest_step())
+    if start > total:
+      raise ValueError(f"{ckpt_dir}: field 'latest step': expected ≤ {total}, found {start} "
+                       "(checkpoints of another config?)")
+    state = mngr.restore(start, args=ocp.args.StandardRestore(abstract(state)))
+  elif mngr is not None and save_initial:
+    mngr.save(0, args=ocp.args.StandardSave(state))
+  if metrics is not None:
+    metrics.truncate(tags, after_step=start)
+  end = total if stop_at is None else min(stop_at, total)
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, initial=start, desc=desc, leave=False)
+  pos = start
+  for b in boundaries(start, end, log_every, ckpt_every):
+    state, m = advance(state, pos, b - pos)
+    if bar is not None:
+      bar.update(b - pos)
+    pos = b
+    if (log_every and b % log_every == 0) or b == end:
+      host = check_finite(m, desc=desc, step=b)
+      if metrics is not None:
+        metrics.write(**tags, step=b, **host)
+      if bar is not None:
+        bar.set_postfix({k: f"{host[k]:.4g}" for k in postfix
+                         if k in host and isinstance(host[k], float) and math.isfinite(host[k])})
+    if mngr is not None and ((ckpt_every and b % ckpt_every == 0) or b == total):
+      mngr.save(b, args=ocp.args.StandardSave(state))
+      mngr.wait_until_finished()
+  if bar is not None:
+    bar.close()
+  if mngr is not None:
+    mngr.wait_until_finished()
+    mngr.close()
+  return state
