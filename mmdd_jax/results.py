@@ -152,12 +152,17 @@ def results_table(rows: Sequence[Mapping], ks: Sequence[str] = ("R@1", "R@5")) -
   return "\n".join(lines)
 
 
-def write_results(workdir: str, results: Mapping | Sequence[Mapping], title: str = "") -> str:
+def write_results(workdir: str, results: Mapping | Sequence[Mapping], title: str = "",
+                  table: str | None = None) -> str:
   """Writes ``results.json`` — always a JSON list of results dicts, one per row, for
-  every binary — and ``results.md``; returns the markdown table."""
+  every binary — and ``results.md``; returns the markdown.
+
+  ``table``: the markdown body under the title, for rows that :func:`results_table`
+  does not fit (e.g. the bound study's); default :func:`results_table` of the rows."""
   rows = [results] if isinstance(results, Mapping) else list(results)
   atomic_write_json(os.path.join(workdir, "results.json"), jsonable(rows))
-  md = (f"# {title}\n\n" if title else "") + results_table(rows) + "\n"
+  body = results_table(rows) if table is None else table.rstrip("\n")
+  md = (f"# {title}\n\n" if title else "") + body + "\n"
   atomic_write_text(os.path.join(workdir, "results.md"), md)
   return md
 

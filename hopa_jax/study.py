@@ -1,0 +1,364 @@
+r"""Trajectory-bound study: Lemma 1 and Theorem 1 of HoPA measured per inner objective.
+
+:func:`train_and_evaluate` runs the study of a config of ``experiments/configs/bound.py``
+in a workdir (bound to that config, locked: :func:`mmdd_jax.workdir.open_workdir`).
+For every objective in ``study.objectives``: train a real expert trajectory with that
+objective (:func:`hopa_jax.experts.train_experts`, from the pretrained heads; section
+``experts``) and take ``θ₀`` = its snapshot after ``study.start_epoch`` epochs; then
+roll out ``study.T`` SGD steps of size ``study.eta`` on a fixed real batch and on two
+synthetic sets, with :func:`hopa_jax.bound.make_study`:
+
+* **random** — ``study.n`` random real train instances, targets ``I``;
+* **distilled** — the train split of ``study.distilled_store`` (targets its
+  ``similarity.npy`` if present, else ``I``), or, without a store, a short distillation
+  with that objective (:mod:`hopa_jax.distill`, section ``distill``,
+  ``distill.iterations`` iterations on the same experts; similarity mining except for
+  InfoNCE). With neither, the distilled rows are skipped and ``results.md`` says so.
+
+Writes ``config.json``, ``results.json`` (a list: one row per objective × synthetic
+set), ``bound.jsonl`` (the same rows with every per-step array), ``results.md``
+(objective × {mean mismatch, L, endpoint gap, bound, bound/gap, …}), ``metrics.jsonl``
+(the distillations' logs) and the plots ``mismatch.png``, ``gap_vs_bound.png``,
+``sensitivity.png``. Experts are cached under ``<workdir>/experts/<objective>``, the
+distillations under ``<workdir>/distill_ckpt/<objective>`` (Orbax; a rerun of the same
+config reuses them).
+
+Randomness (:mod:`mmdd_jax.rng`, root ``seed``): streams ``real_batch`` and
+``random_set`` (the fixed subsets), ``experts/<objective>``, ``distill/<objective>``
+and ``power/<objective>`` (power-iteration start vectors, shared by an objective's
+synthetic sets), so adding an objective never changes another's numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from embed import store as store_lib
+from hopa_jax import bound
+from hopa_jax import distill as dl
+from hopa_jax import experts as ex
+from hopa_jax import objectives as obj_lib
+from hopa_jax import similarity as sim_lib
+from mmdd_jax import data, reference, results, rng
+from mmdd_jax import workdir as wd
+
+# ------------------------------------------------------------------ config → dataclasses
+
+
+def _section(config: Mapping, name: str) -> dict:
+  """A config section as a plain dict (lists back to tuples: the dataclasses are hashed)."""
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config[name]).items()}
+
+
+def _known(cls, d: dict) -> dict:
+  # TODO(run-bound): drop once hopa_jax's ExpertConfig/DistillConfig have every key of
+  # their section (lr_grid, iterations); the keys are mirrored already.
+  names = {f.name for f in dataclasses.fields(cls)}
+  return {k: v for k, v in d.items() if k in names}
+
+
+def objective_config(config: Mapping) -> obj_lib.ObjectiveConfig:
+  """The ``objective`` section (the same as HoPA's; clip_targets, pos_from included)."""
+  return obj_lib.ObjectiveConfig(**_section(config, "objective"))
+
+
+def expert_config(config: Mapping, objective: str,
+                  ocfg: obj_lib.ObjectiveConfig) -> ex.ExpertConfig:
+  return ex.ExpertConfig(**_known(ex.ExpertConfig, _section(config, "experts")),
+                         objective=objective, obj=ocfg)
+
+
+def distill_config(config: Mapping, n: int, objective: str,
+                   ocfg: obj_lib.ObjectiveConfig) -> dl.DistillConfig:
+  """The ``distill`` section for ``objective``: no mining for InfoNCE (``fixed``), the
+  mini-batch capped at ``n``, ``grad_mode`` None = ``full``."""
+  d = _section(config, "distill")
+  d["grad_mode"] = d.get("grad_mode") or "full"
+  d["mini_batch"] = min(int(d["mini_batch"]), n)
+  if objective == "infonce":
+    d["sim_kind"] = "fixed"
+  return dl.DistillConfig(**_known(dl.DistillConfig, d), n=n, objective=objective, obj=ocfg)
+
+
+def _run_distill(state, traj, dcfg, iterations: int, *, ckpt_dir: str,
+                 metrics: results.MetricsWriter, tags: dict, progress: bool):
+  """``hopa_jax.distill.distill`` (the run layer's signature: ``cfg.iterations``)."""
+  log_every = max(iterations // 4, 1)
+  if hasattr(dcfg, "iterations"):
+    return dl.distill(state, traj, dcfg, ckpt_dir=ckpt_dir, log_every=log_every,
+                      metrics=metrics, tags=tags, progress=progress)
+  # TODO(run-bound): the signature before hopa_jax.distill moved to mmdd_jax.loop.
+  metrics.truncate(tags)
+  return dl.distill(state, traj, dcfg, iterations, ckpt_dir=ckpt_dir, log_every=log_every,
+                    log_fn=lambda **m: metrics.write(**tags, **m), progress=progress)
+
+
+def check_config(config: Mapping) -> list[str]:
+  """Checks what needs no data (before the workdir is bound); returns the objectives."""
+  names = list(config["study"]["objectives"])
+  if not names:
+    raise ValueError("config key 'study.objectives': expected '+'-separated names, found none")
+  for o in names:
+    obj_lib.get_objective(o)
+  if config["experts"]["lr"] is None:
+    raise ValueError("config key 'experts.lr': expected a learning rate (the bound study "
+                     "selects nothing on validation), found None")
+  if config["study"]["start_epoch"] > config["experts"]["epochs"]:
+    raise ValueError(f"config key 'study.start_epoch': expected ≤ experts.epochs="
+                     f"{config['experts']['epochs']}, found {config['study']['start_epoch']}")
+  return names
+
+
+# ----------------------------------------------------------------------- files, tables
+
+
+def load_distilled(path: str, mods) -> tuple[dict, np.ndarray | None]:
+  """Synthetic features (train split) and ``Ŝ`` (``similarity.npy``) of a distilled store."""
+  st = store_lib.Store(path)
+  st.require_modalities(mods)
+  syn = data.load_split(st, "train", "features", mods)
+  n = len(next(iter(syn.values())))
+  s_path = os.path.join(path, "similarity.npy")
+  sim = None
+  if os.path.exists(s_path):
+    sim = np.load(s_path).astype(np.float32)
+    if sim.shape != (n, n):
+      raise store_lib.StoreError(f"{s_path}: field 'similarity': expected shape {(n, n)}, "
+                                 f"found {sim.shape}")
+  return syn, sim
+
+
+def _to_list(x):
+  return np.asarray(x).tolist()
+
+
+def trace_record(trace: bound.StudyTrace) -> dict:
+  return dict(mismatch=_to_list(trace.mismatch),
+              mismatch_branch={m: _to_list(v) for m, v in trace.mismatch_branch.items()},
+              lipschitz=_to_list(trace.lipschitz), secant=_to_list(trace.secant),
+              power_rel_change=_to_list(trace.power_rel_change),
+              power_iters=_to_list(trace.power_iters), gap=_to_list(trace.gap),
+              loss_real=_to_list(trace.loss_real), loss_syn=_to_list(trace.loss_syn),
+              sens_real_steps={k: _to_list(v) for k, v in trace.sens_real.items()},
+              sens_syn_steps={k: _to_list(v) for k, v in trace.sens_syn.items()})
+
+
+def _fmt(x: float) -> str:
+  return f"{x:.3g}"
+
+
+def study_table(records) -> str:
+  """Markdown: one row per objective × synthetic set."""
+  head = ["objective", "synthetic", "mean mismatch", "L (HVP, max)", "L secant (max)",
+          "endpoint gap", "bound", "bound/gap", "held", "sens k=1 (syn)", "sens k≥2 (syn)"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in records:
+    sens = {k: v for k, v in r["sens_syn"].items()}
+    cell = []
+    for k in sens:
+      s = sens[k]
+      cell.append((k, s[0], max(s[1:]) if len(s) > 1 else 0.0))
+    s1 = "; ".join(f"{_fmt(a)}" + (f" ({k})" if len(cell) > 1 else "") for k, a, _ in cell)
+    s2 = "; ".join(f"{_fmt(b)}" + (f" ({k})" if len(cell) > 1 else "") for k, _, b in cell)
+    lines.append("| " + " | ".join([
+        r["objective"], r["synthetic"], _fmt(r["mean_mismatch"]), _fmt(r["L"]),
+        _fmt(r["L_secant"]), _fmt(r["endpoint_gap"]), _fmt(r["bound"]), _fmt(r["ratio"]),
+        "yes" if r["held"] else "NO", s1, s2]) + " |")
+  return "\n".join(lines)
+
+
+def plot_study(records, workdir: str) -> list[str]:
+  """``mismatch.png``, ``gap_vs_bound.png``, ``sensitivity.png``; returns the paths."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  paths = []
+  styles = {"random": "--", "distilled": "-"}
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for r in records:
+    ax.plot(np.arange(len(r["mismatch_steps"])), r["mismatch_steps"], styles.get(r["synthetic"], ":"),
+            color=f"C{sorted({q['objective'] for q in records}).index(r['objective'])}",
+            label=f"{r['objective']} / {r['synthetic']}")
+  ax.set_xlabel("step t")
+  ax.set_ylabel(r"$\|g_t(\tilde\theta_t) - \tilde g_t(\tilde\theta_t)\|$")
+  ax.set_yscale("log")
+  ax.set_title("gradient mismatch per step")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(os.path.join(workdir, "mismatch.png"))
+  fig.savefig(paths[-1], dpi=120)
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(records) + 2), 4))
+  x = np.arange(len(records))
+  ax.bar(x - 0.2, [r["endpoint_gap"] for r in records], 0.4, label="endpoint gap ‖θ_T − θ̃_T‖")
+  ax.bar(x + 0.2, [r["bound"] for r in records], 0.4, label="Lemma-1 bound")
+  ax.set_xticks(x, [f"{r['objective']}\n{r['synthetic']}" for r in records], fontsize=7)
+  ax.set_yscale("log")
+  ax.legend(fontsize=8)
+  ax.set_title("endpoint gap vs bound")
+  fig.tight_layout()
+  paths.append(os.path.join(workdir, "gap_vs_bound.png"))
+  fig.savefig(paths[-1], dpi=120)
+  plt.close(fig)
+
+  bars = []
+  for r in records:
+    for k, v in r["sens_syn"].items():
+      bars.append((f"{k}\n{r['synthetic']}", v))
+  m = max(len(v) for _, v in bars)
+  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(bars) + 2), 4))
+  x = np.arange(len(bars))
+  w = 0.8 / m
+  for k in range(m):
+    vals = [v[k] if k < len(v) else 0.0 for _, v in bars]
+    ax.bar(x + (k - (m - 1) / 2) * w, np.maximum(vals, 1e-12), w, label=f"mode k={k + 1}")
+  ax.set_xticks(x, [b for b, _ in bars], fontsize=7)
+  ax.set_yscale("log")
+  ax.set_ylabel(r"$B\cdot$ mean$_i |\partial L/\partial\sigma_{ik}|$ (synthetic, mean over steps)")
+  ax.set_title("spectral sensitivities (Theorem 1); floor 1e-12")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  paths.append(os.path.join(workdir, "sensitivity.png"))
+  fig.savefig(paths[-1], dpi=120)
+  plt.close(fig)
+  return paths
+
+
+
+# ------------------------------------------------------------------------------- the run
+
+
+def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> list[dict]:
+  """Runs the study for ``config`` (keys of ``experiments/configs/bound.py``) in
+  ``workdir``; returns the rows of ``results.json`` (one per objective × synthetic set)."""
+  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  objectives = check_config(c)
+  with wd.open_workdir(workdir, config, fresh=fresh):
+    return _study(c, objectives, workdir)
+
+
+def _study(c: dict, objectives: list[str], workdir: str) -> list[dict]:
+  s = c["study"]
+  progress = bool(c.get("progress", True))
+  st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
+                          data_dir=c["data_dir"] or None)
+  mods = st.modalities
+  train_xs = data.load_split(st, "train", "features", mods)
+  n_real = st.count("train")
+  n = data.check_subset_size(s["n"], st, key="study.n")
+  p0 = reference.pretrained_heads(st, mods)
+  ocfg = objective_config(c)
+  lr0 = float(c["experts"]["lr"])
+  root = rng.root(c["seed"])
+
+  rb = int(s["real_batch"]) or n_real
+  perm = np.asarray(jax.random.permutation(rng.stream(root, "real_batch"), n_real))
+  real_idx = np.sort(perm[:min(rb, n_real)])
+  real_xs = {m: jnp.asarray(train_xs[m][real_idx]) for m in mods}
+  rand_idx = np.sort(np.asarray(jax.random.permutation(rng.stream(root, "random_set"), n_real))[:n])
+  random_syn = {m: train_xs[m][rand_idx] for m in mods}
+
+  iterations = int(c["distill"]["iterations"])
+  store_syn, store_sim = None, None
+  if s["distilled_store"]:
+    store_syn, store_sim = load_distilled(s["distilled_store"], mods)
+    note = (f"distilled rows: the set in `{s['distilled_store']}` "
+            f"(targets {'its similarity.npy' if store_sim is not None else 'I'}), "
+            "used with every objective.")
+  elif iterations > 0:
+    note = (f"distilled rows: {iterations} iterations of trajectory matching "
+            "per objective (hopa_jax.distill, its own experts; mining except InfoNCE), "
+            "initialised from the Random set — a short distillation, not a converged one.")
+  else:
+    note = "distilled rows skipped: no `study.distilled_store` given and `distill.iterations=0`."
+
+  jsonl = os.path.join(workdir, "bound.jsonl")
+  if os.path.exists(jsonl):
+    os.remove(jsonl)   # derived from the rows below; rewritten by every run
+  writer = results.MetricsWriter(workdir, "bound.jsonl")
+  metrics = results.MetricsWriter(workdir)
+  rows = []
+  for objective in objectives:
+    t0 = time.time()
+    traj = ex.train_experts(rng.data(rng.stream(rng.stream(root, "experts"), objective)), p0,
+                            train_xs, expert_config(c, objective, ocfg),
+                            os.path.join(workdir, "experts", objective), progress=progress)
+    theta0 = jax.tree_util.tree_map(lambda a: a[0, s["start_epoch"]], traj)
+    t_exp = time.time() - t0
+
+    sets = [("random", random_syn, np.eye(n, dtype=np.float32))]
+    if store_syn is not None:
+      nn_ = len(next(iter(store_syn.values())))
+      sets.append(("distilled", store_syn,
+                   store_sim if store_sim is not None else np.eye(nn_, dtype=np.float32)))
+    elif iterations > 0:
+      t1 = time.time()
+      dcfg = distill_config(c, n, objective, ocfg)
+      state = dl.init_state(rng.data(rng.stream(rng.stream(root, "distill"), objective)), dcfg,
+                            random_syn, lr0, dl.feature_scale(train_xs))
+      state = _run_distill(state, traj, dcfg, iterations,
+                           ckpt_dir=os.path.join(workdir, "distill_ckpt", objective),
+                           metrics=metrics, tags={"stage": "distill", "objective": objective},
+                           progress=progress)
+      syn = {m: np.asarray(v) for m, v in state.syn.items()}
+      sim = (np.asarray(sim_lib.full_matrix(state.sim, n, dcfg.sim_kind, dcfg.sim_alpha))
+             if dcfg.sim_kind != "fixed" else np.eye(n, dtype=np.float32))
+      scale_ratio = max(float(np.abs(syn[m]).max() / max(np.abs(random_syn[m]).max(), 1e-12))
+                        for m in mods)
+      if not all(np.all(np.isfinite(v)) for v in syn.values()) or scale_ratio > 1e3:
+        note += (f"\n\n{objective}: the distillation diverged (feature scale ×{scale_ratio:.3g} "
+                 "of the initial set); its distilled row is skipped — lower lr_data / lr_sim.")
+      else:
+        sets.append(("distilled", syn, sim.astype(np.float32)))
+      t_exp += time.time() - t1
+    del traj
+
+    study = bound.make_study(objective, eta=s["eta"], steps=s["T"], ocfg=ocfg,
+                             power_iters=s["power_iters"], power_tol=s["power_tol"])
+    k_pow = rng.stream(rng.stream(root, "power"), objective)
+    for sname, syn, targets in sets:
+      t1 = time.time()
+      trace = study(theta0, real_xs, {m: jnp.asarray(syn[m]) for m in mods},
+                    jnp.asarray(targets), k_pow)
+      trace = jax.device_get(trace)
+      for q in ("mismatch", "gap"):
+        v = np.asarray(getattr(trace, q))
+        if not np.all(np.isfinite(v)):
+          raise FloatingPointError(f"bound study {objective}/{sname}: non-finite {q} at step "
+                                   f"{int(np.argmin(np.isfinite(v)))}")
+      summ = bound.summarize(trace, s["eta"])
+      row = dict(dataset=c["dataset"], objective=objective, synthetic=sname,
+                 n_syn=len(next(iter(syn.values()))), real_batch=len(real_idx), T=s["T"],
+                 eta=s["eta"], start_epoch=s["start_epoch"], **summ,
+                 mismatch_steps=_to_list(trace.mismatch), gap_steps=_to_list(trace.gap),
+                 time_s={"experts_and_distill": t_exp, "study": time.time() - t1})
+      writer.write(**row, steps=trace_record(trace))
+      rows.append(row)
+      logging.info("%s/%s: gap %.3g bound %.3g", objective, sname, row["endpoint_gap"],
+                   row["bound"])
+
+  title = (f"Trajectory-bound study on {c['dataset']} (scale {c['scale']}, "
+           f"T={s['T']}, η={s['eta']}, n={n}, real batch {len(real_idx)}, "
+           f"θ₀ = expert epoch {s['start_epoch']})")
+  held = all(r["held"] for r in rows)
+  body = (f"{study_table(rows)}\n\n"
+          f"Bound held in every row: {'yes' if held else 'NO'}; bound/gap from "
+          f"{min(r['ratio'] for r in rows):.3g} to {max(r['ratio'] for r in rows):.3g}.\n\n"
+          "L is the largest power-iteration estimate of ‖∇²ℓ_real‖ along the student path; "
+          "'L secant' is max_t ‖g(θ_t) − g(θ̃_t)‖/‖θ_t − θ̃_t‖, the constant the proof uses. "
+          "Sensitivities: B·mean_i |∂L/∂σ_ik| on the synthetic set, mean over steps; for hopa "
+          "the first value is the full objective, the second its principal-mode part "
+          "(hopa_principal).\n\n" + note)
+  results.write_results(workdir, rows, title=title, table=body)
+  plot_study(rows, workdir)
+  return rows
