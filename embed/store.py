@@ -407,12 +407,6 @@ class Store:
     return "\n".join(lines)
 
 
-def open_store(root: str, validate_store: bool = False) -> Store:
-  if validate_store:
-    validate(root)
-  return Store(root)
-
-
 # ---------------------------------------------------------------------- validate
 
 

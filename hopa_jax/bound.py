@@ -63,6 +63,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax.tree_utils as otu
 from jax.flatten_util import ravel_pytree
 
 from hopa_jax import objectives as obj_lib
@@ -238,21 +239,9 @@ def exact_hessian_norm(f: Callable, params) -> jax.Array:
 # ------------------------------------------------------------------------------ rollout
 
 
-def tree_sqnorm(t) -> jax.Array:
-  return sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(t))
-
-
 def branch_norms(t: Mapping) -> dict:
   """``{branch: ‖t[branch]‖}`` over the top-level keys (modality heads)."""
-  return {m: jnp.sqrt(tree_sqnorm(t[m])) for m in t}
-
-
-def _sub(a, b):
-  return jax.tree_util.tree_map(jnp.subtract, a, b)
-
-
-def _sgd(p, g, eta):
-  return jax.tree_util.tree_map(lambda x, y: x - eta * y, p, g)
+  return {m: otu.tree_norm(t[m]) for m in t}
 
 
 @flax.struct.dataclass
@@ -334,11 +323,10 @@ def make_study(objective: str, *, eta: float, steps: int,
       l_real, g_teacher = jax.value_and_grad(real_loss)(theta)
       g_real = jax.grad(real_loss)(theta_s)
       l_syn, g_syn = jax.value_and_grad(syn_loss)(theta_s)
-      diff = _sub(g_real, g_syn)
-      mb = branch_norms(diff)
+      mb = branch_norms(otu.tree_sub(g_real, g_syn))
       mis = jnp.sqrt(sum(jnp.square(v) for v in mb.values()))
-      gap = jnp.sqrt(tree_sqnorm(_sub(theta, theta_s)))
-      dg = jnp.sqrt(tree_sqnorm(_sub(g_teacher, g_real)))
+      gap = otu.tree_norm(otu.tree_sub(theta, theta_s))
+      dg = otu.tree_norm(otu.tree_sub(g_teacher, g_real))
       secant = jnp.where(gap > 0, dg / jnp.where(gap > 0, gap, 1.0), 0.0)
       jitter = jax.random.normal(jax.random.fold_in(k_jit, t), v_prev.shape, v_prev.dtype)
       v0 = _normalize(v_prev) + 1e-2 * _normalize(jitter)
@@ -349,11 +337,12 @@ def make_study(objective: str, *, eta: float, steps: int,
       if sensitivities:
         out["sens_real"] = sens(theta_s, real_xs, real_targets)
         out["sens_syn"] = sens(theta_s, syn_xs, syn_targets)
-      return (_sgd(theta, g_teacher, eta), _sgd(theta_s, g_syn, eta), pw.vector), out
+      return ((otu.tree_add_scale(theta, -eta, g_teacher),
+               otu.tree_add_scale(theta_s, -eta, g_syn), pw.vector), out)
 
     (theta_t, theta_s_t, _), tr = jax.lax.scan(step, (params0, params0, v_init),
                                                jnp.arange(steps))
-    end_gap = jnp.sqrt(tree_sqnorm(_sub(theta_t, theta_s_t)))
+    end_gap = otu.tree_norm(otu.tree_sub(theta_t, theta_s_t))
     return StudyTrace(mismatch=tr["mismatch"], mismatch_branch=tr["mismatch_branch"],
                       lipschitz=tr["lipschitz"], power_rel_change=tr["power_rel_change"],
                       power_iters=tr["power_iters"], secant=tr["secant"],
@@ -404,14 +393,10 @@ def summarize(trace: StudyTrace, eta: float) -> dict:
   return out
 
 
-def identity_targets(n: int, dtype=jnp.float32) -> jax.Array:
-  return jnp.eye(n, dtype=dtype)
-
-
 __all__: Sequence[str] = [
     "hopa_principal", "pairwise_cosine_sum", "SENSITIVITY_OBJECTIVES",
     "get_sensitivity_objective", "make_loss", "svd_factors", "spectral_sensitivities",
     "pairwise_cosine_sum_sensitivity", "PowerResult", "power_iteration", "hvp_flat",
     "hessian_norm", "exact_hessian_norm", "branch_norms", "StudyTrace", "sensitivity_names",
-    "make_study", "lemma1_rhs", "summarize", "identity_targets",
+    "make_study", "lemma1_rhs", "summarize",
 ]

@@ -136,7 +136,7 @@ def test_accuracies(params, test_xs: Mapping, test_y) -> list[float]:
 
 def evaluate_runs(key: jax.Array, train_xs: Mapping, train_y, test_xs: Mapping, test_y,
                   num_classes: int, *, runs: int = 5, epochs: int = 30, lr: float = 1e-3,
-                  batch_size: int = 256, soft_labels: bool = False, head: str = "linear",
+                  batch_size: int = 256, head: str = "linear",
                   hidden: int = 256) -> list[float]:
   """Trains ``runs`` fresh heads (vmapped) for ``epochs`` and returns test accuracies (%)."""
   params, _ = fit_runs(key, train_xs, train_y, num_classes, runs=runs, epochs=epochs, lr=lr,

@@ -66,32 +66,31 @@ def _head(ln: Mapping, dense: Mapping, x: jax.Array, normalize: bool) -> jax.Arr
   return l2_normalize(y) if normalize else y
 
 
-def head_module(modality: str, out_dim: int = 1024) -> ImageBindHead:
-  """ImageBind's heads are all bias-free (checked against its model code; SPEC §2's
-  depth bias is not in the released model). A ``<m>/bias`` in heads.npz is still honoured."""
-  del modality
+def head_module(out_dim: int = 1024) -> ImageBindHead:
+  """ImageBind's heads, the same for every modality: all bias-free (checked against its
+  model code; SPEC §2's depth bias is not in the released model). A ``<m>/bias`` in
+  heads.npz is still honoured."""
   return ImageBindHead(out_dim=out_dim, use_bias=False)
 
 
-def apply_head(params: Mapping, x: jax.Array, *, modality: str = "vision",
-               normalize: bool = True) -> jax.Array:
+def apply_head(params: Mapping, x: jax.Array, *, normalize: bool = True) -> jax.Array:
   """Pure function: one modality's head on ``x`` ([N, d] or [d]); ``params`` is that
-  modality's subtree. Equal to ``ImageBindHead(...).apply({"params": params}, x)``."""
-  del modality  # the structure of ``params`` (bias or not) already says which head
+  modality's subtree (its structure, bias or not, says which head). Equal to
+  ``ImageBindHead(...).apply({"params": params}, x)``."""
   return _head(params["LayerNorm_0"], params["Dense_0"], x, normalize)
 
 
 def apply_heads(params: Mapping, xs: Mapping[str, jax.Array], *,
                 normalize: bool = True) -> dict[str, jax.Array]:
   """All modalities: ``{m: head_m(xs[m])}`` for the modalities in ``params``."""
-  return {m: apply_head(params[m], xs[m], modality=m, normalize=normalize) for m in params}
+  return {m: apply_head(params[m], xs[m], normalize=normalize) for m in params}
 
 
 def init_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1024) -> dict:
   """Random heads (LayerNorm identity, lecun-normal kernels)."""
   params = {}
   for i, (m, d) in enumerate(sorted(feature_dims.items())):
-    v = head_module(m, out_dim).init(jax.random.fold_in(key, i), jnp.zeros((1, d), jnp.float32))
+    v = head_module(out_dim).init(jax.random.fold_in(key, i), jnp.zeros((1, d), jnp.float32))
     params[m] = v["params"]
   return params
 

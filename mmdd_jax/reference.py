@@ -69,8 +69,7 @@ def reference_retrieval(st: store_lib.Store, key: jax.Array, *, runs: int = 1, *
 
 
 def reference_classification(st: store_lib.Store, key: jax.Array, *, runs: int = 5,
-                             epochs: int = 30, lr: float = 1e-3, batch_size: int = 256,
-                             n_random_ipc: int | None = None):
+                             epochs: int = 30, lr: float = 1e-3, batch_size: int = 256):
   """Full-data linear heads on the embeddings (mean of per-modality softmaxes)."""
   if st.num_classes is None or st.labels("train") is None:
     raise store_lib.StoreError(f"{st.root}/train/labels.npy: field 'labels': expected class "

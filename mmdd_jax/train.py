@@ -19,10 +19,6 @@ import optax
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
 
-def num_rows(data) -> int:
-  return int(jax.tree_util.tree_leaves(data)[0].shape[0])
-
-
 def make_fit(loss_fn: LossFn, tx: optax.GradientTransformation, *, epochs: int,
              batch_size: int, n: int, track: Callable | None = None,
              track_every: int = 1) -> Callable:

@@ -53,7 +53,7 @@ def test_heads_reproduce_embeddings(tiny_store):
   p = heads.heads_from_npz(tiny_store.heads())
   for m in tiny_store.modalities:
     x = jnp.asarray(np.asarray(tiny_store.features("test", m)))
-    e = heads.apply_head(p[m], x, modality=m)
+    e = heads.apply_head(p[m], x)
     np.testing.assert_allclose(np.asarray(e), tiny_store.embeddings("test", m), atol=2e-4)
 
 
