@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from typing import Any, Callable, Mapping
 
 import flax.struct
@@ -38,11 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
+import optax.tree_utils as otu
 
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
+from mmdd_jax import loop, results, rng
 
 GRAD_MODES = ("full", "tesla")
 OPTIMIZERS = ("adam", "sgd")
@@ -103,6 +103,8 @@ class DistillConfig:
       they are SPEC's absolute lrs.
     blend: RepBlend's representation blending of every student mini-batch.
     learn_lr: learn ``η`` (else it stays at its initial value).
+    momentum: SGD momentum (``optimizer="sgd"``).
+    iterations: distillation iterations (:func:`distill`).
   """
   n: int = 100
   objective: str = "hopa"
@@ -122,6 +124,7 @@ class DistillConfig:
   blend: bool = False
   learn_lr: bool = True
   momentum: float = 0.5
+  iterations: int = 2000
 
   def validate(self, num_snapshots: int | None = None) -> None:
     if self.grad_mode not in GRAD_MODES:
@@ -131,7 +134,7 @@ class DistillConfig:
     if self.sim_kind not in sim_lib.KINDS:
       raise ValueError(f"sim_kind: expected one of {sim_lib.KINDS}, found '{self.sim_kind}'")
     obj_lib.get_objective(self.objective)
-    for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch"):
+    for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch", "iterations"):
       if getattr(self, f) < 1:
         raise ValueError(f"{f}: expected ≥ 1, found {getattr(self, f)}")
     if num_snapshots is not None and self.max_start_epoch - 1 + self.expert_epochs > num_snapshots - 1:
@@ -149,7 +152,7 @@ class DistillState:
   sim: dict          # Ŝ params (empty for "fixed")
   opt: Any           # one optax state over learnables(state) (multi_transform)
   syn_scale: dict    # {modality: scalar} real features' RMS spread (adam's lr unit)
-  key: jax.Array     # uint32[2] base key; iteration t uses fold_in(key, t)
+  key: jax.Array     # raw words of the base key (mmdd_jax.rng.data); iteration t uses fold_in(key, t)
   step: jax.Array    # int32 iteration counter
 
 
@@ -183,7 +186,7 @@ def feature_scale(xs: Mapping[str, np.ndarray]) -> dict:
 def init_state(key: jax.Array, cfg: DistillConfig, init_syn: Mapping[str, np.ndarray],
                lr0: float, syn_scale: Mapping[str, float] | None = None) -> DistillState:
   """Synthetic features from ``init_syn`` (``n`` real instances), ``η₀ = lr0``,
-  ``Ŝ₀ = I``. ``key`` is a raw ``uint32[2]`` key (``jax.random.PRNGKey``).
+  ``Ŝ₀ = I``. ``key``: the distillation's key (typed or raw).
   ``syn_scale`` (``adam``'s unit of feature movement; default: the spread of
   ``init_syn``) is best computed on the real train features (:func:`feature_scale`)."""
   syn = {m: jnp.asarray(v, jnp.float32) for m, v in init_syn.items()}
@@ -192,12 +195,13 @@ def init_state(key: jax.Array, cfg: DistillConfig, init_syn: Mapping[str, np.nda
       raise ValueError(f"init_syn['{m}']: expected {cfg.n} rows (n), found {v.shape[0]}")
   scale = dict(syn_scale) if syn_scale is not None else feature_scale(init_syn)
   scale = {m: jnp.asarray(scale[m] if cfg.optimizer == "adam" else 1.0, jnp.float32) for m in syn}
-  ksim, kstate = jax.random.split(key)
+  key = rng.wrap(key)
+  ksim, kstate = rng.stream(key, "similarity"), rng.stream(key, "steps")
   sim = sim_lib.init_similarity(ksim, cfg.n, cfg.sim_kind, cfg.sim_rank)
   log_lr = jnp.log(jnp.asarray(lr0, jnp.float32))
   params = {"syn": syn, "log_lr": log_lr, "sim": sim}
   return DistillState(syn=syn, log_lr=log_lr, sim=sim, opt=make_optimizer(cfg).init(params),
-                      syn_scale=scale, key=kstate, step=jnp.zeros((), jnp.int32))
+                      syn_scale=scale, key=rng.data(kstate), step=jnp.zeros((), jnp.int32))
 
 
 def make_inner_loss(cfg: DistillConfig) -> Callable:
@@ -227,19 +231,19 @@ def batch_indices(key: jax.Array, n: int, steps: int, batch: int) -> jax.Array:
 
 
 def _sqnorm(tree) -> jax.Array:
-  return sum(jnp.sum(jnp.square(l)) for l in jax.tree_util.tree_leaves(tree))
+  return otu.tree_norm(tree, squared=True)
 
 
 def branch_denominators(theta0, theta_star) -> dict:
   """``D_m = ‖θ₀_m − θ*_m‖²`` per modality branch (floored)."""
-  diff = jax.tree_util.tree_map(jnp.subtract, theta0, theta_star)
+  diff = otu.tree_sub(theta0, theta_star)
   return {m: jnp.maximum(_sqnorm(diff[m]), 1e-30) for m in theta0}
 
 
 def match_loss(theta_hat, theta0, theta_star) -> jax.Array:
   """Eq. 7: ``Σ_m ‖θ̂_m − θ*_m‖² / ‖θ₀_m − θ*_m‖²``."""
   den = branch_denominators(theta0, theta_star)
-  diff = jax.tree_util.tree_map(jnp.subtract, theta_hat, theta_star)
+  diff = otu.tree_sub(theta_hat, theta_star)
   return sum(_sqnorm(diff[m]) / den[m] for m in theta0)
 
 
@@ -288,28 +292,26 @@ def tesla_loss_and_grads(inner, theta0, theta_star, syn, log_lr, sim, idxs, bkey
     theta, gsum = carry
     idx, bkey = xs
     g = ginner(theta, syn, sim, idx, bkey)
-    return (tmap(lambda p, q: p - eta * q, theta, g), tmap(jnp.add, gsum, g)), None
+    return (tmap(lambda p, q: p - eta * q, theta, g), otu.tree_add(gsum, g)), None
 
-  zeros = tmap(jnp.zeros_like, theta0)
+  zeros = otu.tree_zeros_like(theta0)
   (_, gsum), _ = jax.lax.scan(fwd, (theta0, zeros), (idxs, bkeys))
   den = branch_denominators(theta0, theta_star)
   theta_hat = tmap(lambda p, q: p - eta * q, theta0, gsum)
-  resid = tmap(jnp.subtract, theta_hat, theta_star)
+  resid = otu.tree_sub(theta_hat, theta_star)
   loss = sum(_sqnorm(resid[m]) / den[m] for m in theta0)
   c = {m: tmap(lambda r: -2.0 * eta * r / den[m], resid[m]) for m in theta0}
-  dlog_lr = eta * sum(-2.0 * sum(jnp.vdot(r, g) for r, g in zip(
-      jax.tree_util.tree_leaves(resid[m]), jax.tree_util.tree_leaves(gsum[m]))) / den[m]
-      for m in theta0)
+  dlog_lr = eta * sum(-2.0 * otu.tree_vdot(resid[m], gsum[m]) / den[m] for m in theta0)
 
   def bwd(carry, xs):
     theta, acc_syn, acc_sim = carry
     idx, bkey = xs
     g, vjp = jax.vjp(lambda s, q: ginner(theta, s, q, idx, bkey), syn, sim)
     d_syn, d_sim = vjp(c)
-    return (tmap(lambda p, q: p - eta * q, theta, g), tmap(jnp.add, acc_syn, d_syn),
-            tmap(jnp.add, acc_sim, d_sim)), None
+    return (tmap(lambda p, q: p - eta * q, theta, g), otu.tree_add(acc_syn, d_syn),
+            otu.tree_add(acc_sim, d_sim)), None
 
-  init = (theta0, tmap(jnp.zeros_like, syn), tmap(jnp.zeros_like, sim))
+  init = (theta0, otu.tree_zeros_like(syn), otu.tree_zeros_like(sim))
   (_, g_syn, g_sim), _ = jax.lax.scan(bwd, init, (idxs, bkeys))
   return loss, (g_syn, dlog_lr, g_sim)
 
@@ -348,8 +350,8 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
   tx = make_optimizer(cfg)
 
   def step(state: DistillState, traj):
-    k = jax.random.fold_in(state.key, state.step)
-    kseg, kb, kx = jax.random.split(k, 3)
+    k = jax.random.fold_in(rng.wrap(state.key), state.step)
+    kseg, kb, kx = (rng.stream(k, s) for s in ("segment", "batches", "blend"))
     theta0, theta_star, e, s = sample_segment(kseg, traj, cfg)
     idxs = batch_indices(kb, cfg.n, cfg.syn_steps, cfg.mini_batch)
     bkeys = jax.random.split(kx, cfg.syn_steps)
@@ -373,65 +375,38 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
   return jax.jit(step, donate_argnums=(0,)) if jit else step
 
 
-def _manager(directory: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
-                                           enable_async_checkpointing=False))
-
-
-def _abstract(tree):
-  return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
-
-
-def distill(state: DistillState, traj, cfg: DistillConfig, iterations: int, *,
-            ckpt_dir: str | None = None, ckpt_every: int = 100, log_every: int = 50,
-            log_fn: Callable | None = None, progress: bool = False,
-            stop_after: int | None = None) -> DistillState:
-  """Runs (or resumes from ``ckpt_dir``) ``iterations`` distillation iterations.
+def distill(state: DistillState, traj, cfg: DistillConfig, *, ckpt_dir: str | None = None,
+            ckpt_every: int | None = None, log_every: int | None = 50,
+            metrics: results.MetricsWriter | None = None, tags: Mapping | None = None,
+            progress: bool = False, stop_at: int | None = None) -> DistillState:
+  """Runs (or resumes from ``ckpt_dir``) ``cfg.iterations`` distillation iterations
+  with the project's loop driver (:func:`mmdd_jax.loop.run_loop`).
 
   Args:
     state: the initial state (used when ``ckpt_dir`` holds no checkpoint).
     traj: expert trajectories, leaves ``[E, T+1, ...]``.
     cfg: :class:`DistillConfig`.
-    iterations: total iterations.
-    ckpt_dir: Orbax directory (checkpoint every ``ckpt_every`` iterations and at the end).
-    log_every: host sync, NaN/inf check and ``log_fn(step=…, **metrics)`` period.
-    progress: tqdm bar.
-    stop_after: stop after this many iterations in total (simulates a kill in tests).
+    ckpt_dir: Orbax directory (every ``ckpt_every`` iterations and at the end).
+    log_every: host sync, NaN/inf check and one ``metrics`` record period.
+    metrics: JSONL writer; records ``{**tags, "step", **step metrics}``.
+    tags: the records' stage fields (default ``{"stage": "distill"}``).
+    progress: a progress bar.
+    stop_at: stop after this many iterations in total (a killed run, in tests).
   Returns:
     The final state.
   """
   num_snapshots = jax.tree_util.tree_leaves(traj)[0].shape[1]
   cfg.validate(num_snapshots)
-  mngr = _manager(ckpt_dir) if ckpt_dir else None
-  if mngr is not None and mngr.latest_step() is not None:
-    state = mngr.restore(mngr.latest_step(),
-                         args=ocp.args.StandardRestore(_abstract(state)))
-  start = int(state.step)
   step_fn = make_distill_step(cfg)
-  end = iterations if stop_after is None else min(iterations, stop_after)
-  bar = None
-  if progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=iterations, initial=start, desc="distill", unit="it")
-  for t in range(start, end):
-    state, metrics = step_fn(state, traj)
-    done = t + 1
-    if done % log_every == 0 or done == end:
-      m = {k: np.asarray(v).item() for k, v in metrics.items()}
-      if not all(math.isfinite(v) for v in m.values()):
-        raise FloatingPointError(f"distill: non-finite metrics at iteration {done}: {m}")
-      if log_fn is not None:
-        log_fn(step=done, **m)
-      if bar is not None:
-        bar.set_postfix(loss=f"{m['loss']:.4f}", lr=f"{m['lr']:.4g}")
-    if mngr is not None and (done % ckpt_every == 0 or done == iterations):
-      mngr.save(done, args=ocp.args.StandardSave(state))
-    if bar is not None:
-      bar.update(1)
-  if bar is not None:
-    bar.close()
-  if mngr is not None:
-    mngr.wait_until_finished()
-  return state
+
+  def advance(state, start, num):
+    del start
+    for _ in range(num):
+      state, m = step_fn(state, traj)
+    return state, m
+
+  return loop.run_loop(state, advance, cfg.iterations, ckpt_dir=ckpt_dir, ckpt_every=ckpt_every,
+                       log_every=log_every, metrics=metrics,
+                       tags=dict(tags) if tags is not None else {"stage": "distill"},
+                       progress=progress, desc="distill", postfix=("loss", "lr"),
+                       stop_at=stop_at)

@@ -43,7 +43,8 @@ import optax
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import data, reference
+from mmdd_jax import data, reference, rng
+from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
 
@@ -89,31 +90,19 @@ class EvalConfig:
 
 
 def make_trainer(loss_fn: Callable, n: int, cfg: EvalConfig):
-  """``(init, epoch)``: ``epoch(params, opt, key, e, lr)`` runs epoch ``e`` (a fresh
-  permutation from ``fold_in(key, e)``; the remainder that does not fill a batch is
-  dropped) of SGD at step size ``lr``; vmapped over a leading run axis of
+  """``(init, epoch)``: ``epoch(params, opt, key, e, lr, data)`` runs epoch ``e`` of
+  SGD (momentum, weight decay) at step size ``lr`` — :func:`mmdd_jax.train.make_epoch`,
+  the project's one epoch — vmapped over a leading run axis of
   ``params``/``opt``/``key``/``lr``. The lr is an argument (SGD's momentum trace does
   not depend on it), so runs with different lrs share one program."""
-  bs = min(cfg.batch_size, n)
-  steps = max(n // bs, 1)
   tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
                    optax.sgd(1.0, momentum=cfg.momentum))
+  epoch = train_lib.make_epoch(loss_fn, tx, batch_size=cfg.batch_size, n=n)
 
-  def epoch(params, opt, key, e, lr, data):
-    perm = jax.random.permutation(jax.random.fold_in(key, e), n)[: steps * bs]
+  def one(params, opt, key, e, lr, data):
+    return epoch(params, opt, data, key, e, lr)
 
-    def step(carry, idx):
-      params, opt = carry
-      batch = jax.tree_util.tree_map(lambda a: a[idx], data)
-      loss, g = jax.value_and_grad(loss_fn)(params, batch, idx)
-      u, opt = tx.update(g, opt, params)
-      params = jax.tree_util.tree_map(lambda p, d: p + lr * d, params, u)
-      return (params, opt), loss
-
-    (params, opt), losses = jax.lax.scan(step, (params, opt), perm.reshape(steps, bs))
-    return params, opt, losses.mean()
-
-  run = jax.jit(jax.vmap(epoch, in_axes=(0, 0, 0, None, 0, None)))
+  run = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, 0, None)))
   return jax.vmap(tx.init), run
 
 
@@ -145,7 +134,7 @@ def record(cfg: EvalConfig, out: Mapping) -> dict:
 
 
 def _init_params(keys, params0, cfg: EvalConfig):
-  return jax.vmap(lambda k: heads_lib.perturb(jax.random.fold_in(k, 1), params0,
+  return jax.vmap(lambda k: heads_lib.perturb(rng.stream(k, "init_noise"), params0,
                                               cfg.init_noise))(keys)
 
 
@@ -206,7 +195,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
 
 def select_lr(key, params0, xs, val_xs, cfg: EvalConfig, loss_fn, *, progress=False):
   """Step 1 of ``select``: one probe per grid lr; returns ``(lr, {lr: best val})``."""
-  keys = jax.random.split(jax.random.fold_in(key, 0x5E1EC7), len(cfg.lrs))
+  keys = jax.random.split(rng.stream(key, "lr_grid"), len(cfg.lrs))
   _, vals, _ = train_early_stopping(keys, params0, xs, val_xs, list(cfg.lrs), cfg, loss_fn,
                                     progress=progress, desc="eval lr grid")
   grid = {float(lr): float(v) for lr, v in zip(cfg.lrs, vals)}

@@ -163,13 +163,13 @@ def test_method_steps(method):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-  cfg = _cfg(objective="3pair")
+  cfg = _cfg(objective="3pair", iterations=5)
   traj, *_ = _problem(cfg)
   init = lambda: dl.init_state(jax.random.PRNGKey(0), cfg, _syn(jax.random.key(1), cfg.n), 0.1)
-  ref = dl.distill(init(), traj, cfg, 5, ckpt_dir=str(tmp_path / "a"), ckpt_every=2, log_every=1)
+  ref = dl.distill(init(), traj, cfg, ckpt_dir=str(tmp_path / "a"), ckpt_every=2, log_every=1)
   d = str(tmp_path / "b")
-  dl.distill(init(), traj, cfg, 5, ckpt_dir=d, ckpt_every=2, stop_after=3)   # "killed" at 3
-  res = dl.distill(init(), traj, cfg, 5, ckpt_dir=d, ckpt_every=2)          # resumes from 2
+  dl.distill(init(), traj, cfg, ckpt_dir=d, ckpt_every=2, stop_at=3)   # "killed" at 3
+  res = dl.distill(init(), traj, cfg, ckpt_dir=d, ckpt_every=2)        # resumes from 2
   assert int(res.step) == 5
   for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(res)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -185,7 +185,7 @@ def test_experts_resume(tmp_path):
   leaf = jax.tree_util.tree_leaves(ref)[0]
   assert leaf.shape[:2] == (3, 4)
   d = str(tmp_path / "b")
-  assert ex.train_experts(key, p0, xs, cfg, d, stop_after=1) is None
+  assert ex.train_experts(key, p0, xs, cfg, d, stop_at=1) is None
   assert ex.saved_epochs(d) == [0, 1]
   res = ex.train_experts(key, p0, xs, cfg, d)
   assert ex.saved_epochs(d) == [0, 1, 2, 3]

@@ -61,8 +61,9 @@ def test_early_stopping_keeps_the_best_validation_heads():
 
 def test_teacher_lr_probe_reads_validation_and_picks_the_best_final_score():
   xs, val = _data(jax.random.key(10), 32), _data(jax.random.key(11), 12)
-  cfg = ex.ExpertConfig(num_experts=1, epochs=3, batch_size=8, objective="3pair")
-  sel = ex.select_teacher_lr(jax.random.key(12), _heads(), xs, val, cfg, (0.3, 0.01))
+  cfg = ex.ExpertConfig(num_experts=1, epochs=3, batch_size=8, objective="3pair",
+                        lr=None, lr_grid=(0.3, 0.01))
+  sel = ex.select_teacher_lr(jax.random.key(12), _heads(), xs, val, cfg)
   assert sel["grid"] == [0.01, 0.3]
   finals = {float(k): v[-1] for k, v in sel["val_r1"].items()}
   assert all(len(v) == 4 for v in sel["val_r1"].values())   # epochs 0..3
