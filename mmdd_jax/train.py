@@ -19,8 +19,6 @@ import optax
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
 
-<<<<<<< HEAD
-=======
 def make_epoch(loss_fn: LossFn, tx: optax.GradientTransformation, *, batch_size: int,
                n: int) -> Callable:
   """The one epoch of the project (not jitted; callers vmap / scan / jit it):
@@ -53,7 +51,6 @@ def make_epoch(loss_fn: LossFn, tx: optax.GradientTransformation, *, batch_size:
   return epoch
 
 
->>>>>>> main
 def make_fit(loss_fn: LossFn, tx: optax.GradientTransformation, *, epochs: int,
              batch_size: int, n: int, track: Callable | None = None,
              track_every: int = 1) -> Callable:
