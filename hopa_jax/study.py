@@ -31,7 +31,6 @@ synthetic sets), so adding an objective never changes another's numbers.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Any, Mapping
@@ -58,13 +57,6 @@ def _section(config: Mapping, name: str) -> dict:
   return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config[name]).items()}
 
 
-def _known(cls, d: dict) -> dict:
-  # TODO(run-bound): drop once hopa_jax's ExpertConfig/DistillConfig have every key of
-  # their section (lr_grid, iterations); the keys are mirrored already.
-  names = {f.name for f in dataclasses.fields(cls)}
-  return {k: v for k, v in d.items() if k in names}
-
-
 def objective_config(config: Mapping) -> obj_lib.ObjectiveConfig:
   """The ``objective`` section (the same as HoPA's; clip_targets, pos_from included)."""
   return obj_lib.ObjectiveConfig(**_section(config, "objective"))
@@ -72,7 +64,7 @@ def objective_config(config: Mapping) -> obj_lib.ObjectiveConfig:
 
 def expert_config(config: Mapping, objective: str,
                   ocfg: obj_lib.ObjectiveConfig) -> ex.ExpertConfig:
-  return ex.ExpertConfig(**_known(ex.ExpertConfig, _section(config, "experts")),
+  return ex.ExpertConfig(**_section(config, "experts"),
                          objective=objective, obj=ocfg)
 
 
@@ -85,20 +77,7 @@ def distill_config(config: Mapping, n: int, objective: str,
   d["mini_batch"] = min(int(d["mini_batch"]), n)
   if objective == "infonce":
     d["sim_kind"] = "fixed"
-  return dl.DistillConfig(**_known(dl.DistillConfig, d), n=n, objective=objective, obj=ocfg)
-
-
-def _run_distill(state, traj, dcfg, iterations: int, *, ckpt_dir: str,
-                 metrics: results.MetricsWriter, tags: dict, progress: bool):
-  """``hopa_jax.distill.distill`` (the run layer's signature: ``cfg.iterations``)."""
-  log_every = max(iterations // 4, 1)
-  if hasattr(dcfg, "iterations"):
-    return dl.distill(state, traj, dcfg, ckpt_dir=ckpt_dir, log_every=log_every,
-                      metrics=metrics, tags=tags, progress=progress)
-  # TODO(run-bound): the signature before hopa_jax.distill moved to mmdd_jax.loop.
-  metrics.truncate(tags)
-  return dl.distill(state, traj, dcfg, iterations, ckpt_dir=ckpt_dir, log_every=log_every,
-                    log_fn=lambda **m: metrics.write(**tags, **m), progress=progress)
+  return dl.DistillConfig(**d, n=n, objective=objective, obj=ocfg)
 
 
 def check_config(config: Mapping) -> list[str]:
@@ -290,7 +269,7 @@ def _study(c: dict, objectives: list[str], workdir: str) -> list[dict]:
   rows = []
   for objective in objectives:
     t0 = time.time()
-    traj = ex.train_experts(rng.data(rng.stream(rng.stream(root, "experts"), objective)), p0,
+    traj = ex.train_experts(rng.stream(rng.stream(root, "experts"), objective), p0,
                             train_xs, expert_config(c, objective, ocfg),
                             os.path.join(workdir, "experts", objective), progress=progress)
     theta0 = jax.tree_util.tree_map(lambda a: a[0, s["start_epoch"]], traj)
@@ -304,12 +283,12 @@ def _study(c: dict, objectives: list[str], workdir: str) -> list[dict]:
     elif iterations > 0:
       t1 = time.time()
       dcfg = distill_config(c, n, objective, ocfg)
-      state = dl.init_state(rng.data(rng.stream(rng.stream(root, "distill"), objective)), dcfg,
+      state = dl.init_state(rng.stream(rng.stream(root, "distill"), objective), dcfg,
                             random_syn, lr0, dl.feature_scale(train_xs))
-      state = _run_distill(state, traj, dcfg, iterations,
-                           ckpt_dir=os.path.join(workdir, "distill_ckpt", objective),
-                           metrics=metrics, tags={"stage": "distill", "objective": objective},
-                           progress=progress)
+      state = dl.distill(state, traj, dcfg,
+                         ckpt_dir=os.path.join(workdir, "distill_ckpt", objective),
+                         log_every=max(iterations // 4, 1), metrics=metrics,
+                         tags={"stage": "distill", "objective": objective}, progress=progress)
       syn = {m: np.asarray(v) for m, v in state.syn.items()}
       sim = (np.asarray(sim_lib.full_matrix(state.sim, n, dcfg.sim_kind, dcfg.sim_alpha))
              if dcfg.sim_kind != "fixed" else np.eye(n, dtype=np.float32))

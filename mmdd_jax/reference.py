@@ -1,9 +1,16 @@
-"""Method-agnostic reference rows: Zero-shot and Full retrieval, Full and Random
-classification. The simulators are calibrated against these alone."""
+"""Method-agnostic reference rows: Zero-shot and Full retrieval, Full classification.
+The simulators are calibrated against these alone (:mod:`mmdd_jax.calibrate`).
+
+:func:`train_and_evaluate` is the ``experiments.reference`` binary's run (config
+``experiments/configs/reference.py``). The Full retrieval protocol's InfoNCE
+temperature is its own key (``full.tau``, default :data:`FULL_TAU`), not the
+distillation's ``objective.tau_nce``: the reference rows and the simulators'
+calibration do not move when an inner objective is tuned."""
 
 from __future__ import annotations
 
-from typing import Mapping
+import time
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +18,8 @@ import numpy as np
 import optax
 
 from embed import store as store_lib
-from mmdd_jax import classification, data, heads, losses, retrieval, train
+from mmdd_jax import classification, data, heads, losses, results, retrieval, rng, train
+from mmdd_jax import workdir as workdir_lib
 
 FULL_TAU = 0.07  # CLIP's initial temperature; the Full protocol's InfoNCE
 
@@ -79,3 +87,84 @@ def reference_classification(st: store_lib.Store, key: jax.Array, *, runs: int =
   ytr, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
   return classification.evaluate_runs(key, tr, ytr, te, yte, st.num_classes, runs=runs,
                                       epochs=epochs, lr=lr, batch_size=batch_size)
+
+
+# ------------------------------------------------------------------------------- the run
+
+
+def task_of(st: store_lib.Store) -> str:
+  """``retrieval`` or ``classification``: the simulator's task, else classification for
+  a labelled two-modality store."""
+  sim = (st.manifest.get("extra") or {}).get("simulator") or {}
+  if "task" in sim:
+    return sim["task"]
+  return "classification" if (st.num_classes and len(st.modalities) == 2) else "retrieval"
+
+
+def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> list[dict]:
+  """The reference rows of ``config`` (keys of ``experiments/configs/reference.py``) in
+  ``workdir`` (bound to the config and locked: :func:`mmdd_jax.workdir.open_workdir`):
+  Zero-shot and Full retrieval, or Full classification. Writes ``config.json``,
+  ``metrics.jsonl`` (Full's epoch losses, one ``result`` record per row), ``results.json``
+  (a list, one results dict per row) and ``results.md``; returns the rows.
+
+  Keys: ``rng.root(seed)``; Full retrieval run ``r`` uses ``fold_in(key, r)``,
+  classification the root key (the numbers of the flag-based binary before).
+  """
+  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  if c["task"] not in ("auto", "retrieval", "classification"):
+    raise ValueError(f"config key 'task': expected auto, retrieval or classification, "
+                     f"found '{c['task']}'")
+  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
+    return _reference_rows(c, workdir)
+
+
+def _reference_rows(c: dict, workdir: str) -> list[dict]:
+  metrics = results.MetricsWriter(workdir)
+  for stage in ("full", "result"):
+    metrics.truncate({"stage": stage})   # a rerun recomputes every row
+  t0 = time.time()
+  st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
+                          data_dir=c["data_dir"] or None)
+  t_data = time.time() - t0
+  key = rng.root(c["seed"])
+  task = c["task"] if c["task"] != "auto" else task_of(st)
+  full, cls = c["full"], c["classification"]
+  rows = []
+  if task == "retrieval":
+    t0 = time.time()
+    p0 = pretrained_heads(st)
+    test_xs = data.load_split(st, "test", "features")
+    zs, _ = evaluate_heads_retrieval(p0, test_xs)
+    rows.append(results.make_results(dataset=c["dataset"], method="zero_shot", n_syn=0,
+                                     config=c, retrieval_runs=[zs],
+                                     time_s={"data": t_data, "eval": time.time() - t0}))
+    train_xs = data.load_split(st, "train", "features")
+    full_runs = []
+    t0 = time.time()
+    for r in range(full["runs"]):
+      p, losses = train_full_retrieval(
+          jax.random.fold_in(key, r), p0, train_xs, epochs=full["epochs"], lr=full["lr"],
+          batch_size=full["batch_size"], tau=full["tau"])
+      losses = np.asarray(losses)
+      bad = np.flatnonzero(~np.isfinite(losses))
+      if bad.size:
+        raise FloatingPointError(f"Full training run {r}: non-finite loss at epoch {bad[0] + 1}")
+      for e, l in enumerate(losses):
+        metrics.write(stage="full", run=r, epoch=e + 1, loss=float(l))
+      full_runs.append(evaluate_heads_retrieval(p, test_xs)[0])
+    rows.append(results.make_results(dataset=c["dataset"], method="full", n_syn=None,
+                                     config=c, retrieval_runs=full_runs,
+                                     time_s={"data": t_data, "train_eval": time.time() - t0}))
+  else:
+    t0 = time.time()
+    accs = reference_classification(st, key, runs=cls["runs"], epochs=cls["epochs"],
+                                    lr=cls["lr"], batch_size=cls["batch_size"])
+    rows.append(results.make_results(dataset=c["dataset"], method="full", n_syn=None,
+                                     config=c, accuracy_runs=accs,
+                                     time_s={"data": t_data, "train_eval": time.time() - t0}))
+  for r in rows:
+    metrics.write(stage="result", method=r["method"], avg=r["avg"], accuracy=r["accuracy"])
+  results.write_results(workdir, rows, title=f"Reference rows: {c['dataset']} "
+                        f"(scale {c['scale']:g}, seed {c['seed']})")
+  return rows

@@ -1,21 +1,33 @@
-"""Smoke tests of the foundation binaries at tiny scale."""
+"""The reference rows (mmdd_jax.reference) and their binary at tiny scale."""
 
 import json
 import os
+import subprocess
+import sys
 
-from experiments import reference
+from experiments.configs import common
+from experiments.configs import reference as ref_config
+from mmdd_jax import reference
 
 
-def _cfg(dataset, **kw):
-  c = dict(dataset=dataset, scale=0.02, seed=0, data_dir=None, runs=1, cls_runs=2, epochs=1,
-           lr=0.01, batch_size=64, tau=0.07, task="auto")
-  c.update(kw)
-  return c
+def _cfg(dataset, tmp_path, extra=""):
+  return ref_config.get_config(f"dataset={dataset},scale=0.02,data_dir={tmp_path / 'd'},"
+                               "full.epochs=1,full.batch_size=64,classification.runs=2" + extra)
+
+
+def _binary(*args):
+  return subprocess.run([sys.executable, "-m", "experiments.reference", *args],
+                        capture_output=True, text=True)
+
+
+def test_every_key_has_help():
+  assert common.missing_help(ref_config.get_config(), ref_config.HELP) == []
+  assert ref_config.get_config().full.tau == reference.FULL_TAU
 
 
 def test_reference_retrieval(tmp_path):
   wd = str(tmp_path / "w")
-  rows = reference.train_and_evaluate(_cfg("msrvtt_sim", data_dir=str(tmp_path / "d")), wd)
+  rows = reference.train_and_evaluate(_cfg("msrvtt_sim", tmp_path), wd)
   assert [r["method"] for r in rows] == ["zero_shot", "full"]
   for f in ("config.json", "metrics.jsonl", "results.json", "results.md"):
     assert os.path.exists(os.path.join(wd, f))
@@ -26,23 +38,31 @@ def test_reference_retrieval(tmp_path):
 
 def test_reference_classification(tmp_path):
   wd = str(tmp_path / "w")
-  rows = reference.train_and_evaluate(_cfg("nyuv2_sim", scale=0.1, data_dir=str(tmp_path / "d")), wd)
+  rows = reference.train_and_evaluate(_cfg("nyuv2_sim", tmp_path, ",scale=0.1"), wd)
   assert rows[0]["accuracy"] is not None and rows[0]["runs"] == 2
   assert "full" in open(os.path.join(wd, "results.md")).read()
 
 
-def test_reference_cli_and_help(tmp_path):
-  import subprocess
-  import sys
-  h = subprocess.run([sys.executable, "-m", "experiments.reference", "--help"],
-                     capture_output=True, text=True)
-  assert "--dataset" in h.stdout and "--workdir" in h.stdout  # absl exits 1 after --help
+def test_reference_cli_help_rerun_and_errors(tmp_path):
+  h = _binary("--help")
+  assert h.returncode == 0, h.stderr[-2000:]
+  for key in ("full.tau", "classification.runs", "dataset", "--workdir", "--fresh"):
+    assert key in h.stdout, key
   wd = tmp_path / "w"
-  r = subprocess.run([sys.executable, "-m", "experiments.reference", "--dataset", "nyuv2_sim",
-                      "--scale", "0.05", "--cls_runs", "1", "--data_dir", str(tmp_path / "d"),
-                      "--workdir", str(wd)], capture_output=True, text=True)
+  arg = f"--config=experiments/configs/reference.py:dataset=nyuv2_sim,scale=0.05,classification.runs=1," \
+        f"data_dir={tmp_path / 'd'}"
+  r = _binary(arg, f"--workdir={wd}")
   assert r.returncode == 0, r.stderr[-2000:]
   assert "| full |" in r.stdout and (wd / "results.json").exists()
-  bad = subprocess.run([sys.executable, "-m", "experiments.reference", "--dataset",
-                        str(tmp_path / "nope"), "--workdir", str(wd)], capture_output=True, text=True)
-  assert bad.returncode != 0 and "expected an existing store directory" in bad.stderr
+  # Another config in the same workdir: one line naming the workdir and the key; the
+  # workdir is left as it was.
+  before = {n: (wd / n).stat().st_mtime_ns for n in os.listdir(wd)}
+  other = _binary(arg + ",seed=1", f"--workdir={wd}")
+  assert other.returncode == 2
+  err = other.stderr.strip()
+  assert len(err.splitlines()) == 1 and str(wd) in err and "seed" in err, err
+  assert {n: (wd / n).stat().st_mtime_ns for n in os.listdir(wd)} == before
+  bad = _binary(f"--config=experiments/configs/reference.py:dataset={tmp_path / 'nope'}",
+                f"--workdir={tmp_path / 'w2'}")
+  assert bad.returncode == 2 and "expected an existing store directory" in bad.stderr
+  assert len(bad.stderr.strip().splitlines()) == 1
