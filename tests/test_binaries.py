@@ -66,3 +66,15 @@ def test_reference_cli_help_rerun_and_errors(tmp_path):
                 f"--workdir={tmp_path / 'w2'}")
   assert bad.returncode == 2 and "expected an existing store directory" in bad.stderr
   assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_calibrate_sim_cli():
+  from mmdd_jax import calibrate
+  h = subprocess.run([sys.executable, "-m", "experiments.calibrate_sim", "--help"],
+                     capture_output=True, text=True)
+  assert h.returncode == 0 and "--dataset" in h.stdout, h.stderr[-2000:]
+  bad = subprocess.run([sys.executable, "-m", "experiments.calibrate_sim", "--dataset=nope"],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+      "error: dataset: expected one of " + str(sorted(calibrate.simulate.DATASETS)) +
+      ", found 'nope'"]

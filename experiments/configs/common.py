@@ -128,10 +128,11 @@ def describe(c: ml_collections.ConfigDict, help_: dict[str, str]) -> str:
 def config_help(module) -> str:
   """The ``--config`` flag's help: every key of ``module.get_config()`` with its
   default and meaning (``module.HELP``)."""
+  c = module.get_config()
+  local = "; local=1 shrinks everything to a seconds-long run" if "local" in c else ""
   return ("config file and overrides, e.g. " + module.__name__.replace(".", "/") +
-          ".py:key=value,key=value (a key is a dotted path or a unique leaf name; "
-          "local=1 shrinks everything to a seconds-long run). Keys and defaults:\n" +
-          describe(module.get_config(), module.HELP))
+          ".py:key=value,key=value (a key is a dotted path or a unique leaf name" + local +
+          "). Keys and defaults:\n" + describe(c, module.HELP))
 
 
 def missing_help(c: ml_collections.ConfigDict, help_: dict[str, str]) -> list[str]:
