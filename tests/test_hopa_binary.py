@@ -1,29 +1,53 @@
-"""Smoke run of experiments/hopa.py (local=1) and experiments/evaluate.py; config."""
+"""Smoke runs of hopa_jax.run (what experiments/hopa.py and experiments/evaluate.py
+call; local=1), the HoPA config, the table plan and the binaries' command line."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from embed import store as store_lib
-from experiments import evaluate as evaluate_bin
-from experiments import hopa as hopa_bin
+from experiments.configs import common
+from experiments.configs import demo as demo_config
+from experiments.configs import evaluate as evaluate_config
 from experiments.configs import hopa as hopa_config
+from hopa_jax import run as hopa_bin
+from hopa_jax import table as hopa_table
 
 
 def test_config_defaults_and_overrides():
   c = hopa_config.get_config("dataset=vggsound_s_sim,n=500,optimizer=sgd")
-  assert (c.sim_rank, c.sim_alpha, c.lr_sim, c.iterations, c.max_start_epoch) == (40, 0.1, 100.0, 3000, 7)
+  d = c.distill
+  assert (d.sim_rank, d.sim_alpha, d.lr_sim, d.iterations, d.max_start_epoch) == (40, 0.1, 100.0, 3000, 7)
   c = hopa_config.get_config("dataset=vggsound_s_sim,n=500")   # adam: one relative rule
-  assert (c.optimizer, c.lr_data, c.lr_lr, c.lr_sim) == ("adam", 0.01, 0.01, 0.01)
+  d = c.distill
+  assert (d.optimizer, d.lr_data, d.lr_lr, d.lr_sim) == ("adam", 0.01, 0.01, 0.01)
   c = hopa_config.get_config("dataset=didemo_sim,n=200,sim_alpha=0.3,method=lors")
-  assert (c.sim_rank, c.sim_alpha, c.method) == (20, 0.3, "lors")
+  assert (c.distill.sim_rank, c.distill.sim_alpha, c.method) == (20, 0.3, "lors")
   c = hopa_config.get_config("optimizer=sgd")
-  assert (c.n, c.lr_data, c.lr_lr, c.syn_steps, c.mini_batch, c.num_experts) == (100, 100.0, 1e-4, 16, 25, 20)
+  assert (c.n, c.distill.lr_data, c.distill.lr_lr, c.distill.syn_steps, c.distill.mini_batch,
+          c.experts.num_experts) == (100, 100.0, 1e-4, 16, 25, 20)
   c = hopa_config.get_config("")
-  assert (c.lr_teacher, c.eval_protocol, c.pos_from, c.val_fraction) == ("auto", "select", "identity", 0.1)
-  assert hopa_config.get_config("local=1").iterations < 20
+  assert (c.experts.lr, c.eval.protocol, c.objective.pos_from, c.val_fraction) == (
+      None, "select", "identity", 0.1)
+  assert c.eval.objective is None and c.distill.grad_mode is None
+  assert hopa_config.get_config("local=1").distill.iterations < 20
+  # dotted keys, unique leaf names, tuples, None
+  c = hopa_config.get_config("distill.lr_data=0.5,lr_lr=0.2,eval.lrs=0.01+0.1,experts.lr=0.3")
+  assert (c.distill.lr_data, c.distill.lr_lr, c.eval.lrs, c.experts.lr) == (0.5, 0.2, (0.01, 0.1), 0.3)
+  assert hopa_config.get_config("experts.lr=0.3,experts.lr=none").experts.lr is None
+  with pytest.raises(ValueError, match="ambiguous"):
+    hopa_config.get_config("momentum=0.1")
+  # Every dataclass is built from its section.
+  c = hopa_config.get_config("method=rank2")
+  assert hopa_bin.objective_config(c).rank == 2 and hopa_bin.distill_config(c).sim_kind == "lowrank"
+  assert hopa_bin.distill_config(hopa_config.get_config("method=mtt_vl")).sim_kind == "fixed"
+  assert hopa_bin.distill_config(hopa_config.get_config("method=tesla")).grad_mode == "tesla"
+  assert hopa_bin.eval_config(c, "fixed").objective == "hopa"
+  assert hopa_bin.experts_config(c).lr is None
   with pytest.raises(ValueError, match="unknown"):
     hopa_config.get_config("nope=1")
   with pytest.raises(ValueError, match="expected int"):
@@ -35,7 +59,7 @@ def test_smoke_binary_resume_and_reevaluate(tiny_store, tmp_path):
   wd = str(tmp_path / "run")
   rows = hopa_bin.train_and_evaluate(cfg, wd)
   res = json.load(open(os.path.join(wd, "results.json")))
-  assert res[0]["method"] == "hopa" and res[0]["n_syn"] == 8 and res[0]["runs"] == cfg.eval_runs
+  assert res[0]["method"] == "hopa" and res[0]["n_syn"] == 8 and res[0]["runs"] == cfg.eval.runs
   assert set(res[0]["time_s"]) == {"experts", "distill", "eval"}
   assert set(res[0]["retrieval"]) == {"VT", "TV", "VA", "AV", "TA", "AT"}
   for f in ("config.json", "metrics.jsonl", "results.md"):
@@ -48,32 +72,47 @@ def test_smoke_binary_resume_and_reevaluate(tiny_store, tmp_path):
   assert res[0]["lr_teacher"] in (0.01, 0.1)
   assert set(res[0]["lr_teacher_selection"]["val_r1"]) == {"0.01", "0.1"}
   assert res[0]["eval"]["protocol"] == "select" and res[0]["eval"]["lr"] in (0.003, 0.01, 0.03, 0.1, 0.3)
-  assert len(res[0]["eval"]["epochs"]) == cfg.eval_runs and min(res[0]["eval"]["epochs"]) >= 1
+  assert len(res[0]["eval"]["epochs"]) == cfg.eval.runs and min(res[0]["eval"]["epochs"]) >= 1
+  # metrics.jsonl: every loop step once
+  recs = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  steps = [r["step"] for r in recs if r.get("stage") == "distill"]
+  assert steps == sorted(set(steps)) and steps[-1] == cfg.distill.iterations
+  assert [r["step"] for r in recs if r.get("stage") == "experts"] == list(range(1, cfg.experts.epochs + 1))
   assert os.path.exists(os.path.join(cfg.experts_dir or os.path.join(wd, "experts"), "teacher_lr.json"))
   assert np.load(os.path.join(wd, "distilled", "similarity.npy")).shape == (8, 8)
-  # A rerun resumes from the saved experts and distillation checkpoint: same set.
+  # A killed run resumes from the saved experts and distillation checkpoint: same set.
   syn = np.asarray(st.features("train", "vision")).copy()
-  hopa_bin.train_and_evaluate(cfg, wd)
+  os.remove(os.path.join(wd, "results.json"))
+  again = hopa_bin.train_and_evaluate(cfg, wd)
   np.testing.assert_array_equal(np.asarray(store_lib.Store(os.path.join(wd, "distilled"))
                                            .features("train", "vision")), syn)
+  assert again[0]["avg"] == rows[0]["avg"]
+  recs = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  assert sum(r.get("stage") == "result" for r in recs) == 1
+  assert len([r for r in recs if r.get("stage") == "eval"]) == cfg.eval.runs
+  # A finished run returns its results; another config stops before touching anything.
+  assert hopa_bin.train_and_evaluate(cfg, wd)[0]["avg"] == rows[0]["avg"]
+  other = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,progress=0,seed=1")
+  with pytest.raises(RuntimeError, match=r"differing keys: seed: 0 → 1"):
+    hopa_bin.train_and_evaluate(other, wd)
   # Any store can be re-evaluated.
-  ev = evaluate_bin.train_and_evaluate(
-      dict(store=os.path.join(wd, "distilled"), test_store=None, protocol="paper", lr=None,
-           objective=None, runs=2, epochs=2, batch_size=128, seed=0), str(tmp_path / "reeval"))
-  assert ev[0]["config"]["lr_used"] == pytest.approx(rows[0]["learned_lr"])
+  ev = hopa_bin.evaluate_store(evaluate_config.get_config(
+      f"store={os.path.join(wd, 'distilled')},eval.protocol=paper,eval.runs=2,eval.epochs=2,"
+      "progress=0"), str(tmp_path / "reeval"))
+  assert ev[0]["eval"]["lr"] == pytest.approx(rows[0]["learned_lr"])
   assert ev[0]["runs"] == 2
-  ev = evaluate_bin.train_and_evaluate(
-      dict(store=os.path.join(wd, "distilled"), test_store=None, protocol="select", lr=None,
-           objective="3pair", runs=2, epochs=2, batch_size=128, seed=0), str(tmp_path / "sel"))
+  ev = hopa_bin.evaluate_store(evaluate_config.get_config(
+      f"store={os.path.join(wd, 'distilled')},eval.objective=3pair,eval.runs=2,"
+      "eval.max_epochs=2,progress=0"), str(tmp_path / "sel"))
   assert ev[0]["runs"] == 2
 
 
 def test_experts_dir_bound_to_its_config(tiny_store, tmp_path):
   """Shared experts are never silently reused under another config."""
-  base = f"dataset={tiny_store.root},local=1,n=8,progress=0,iterations=2,eval_runs=1,lr_teacher=0.1"
+  base = f"dataset={tiny_store.root},local=1,n=8,progress=0,iterations=2,eval.runs=1,experts.lr=0.1"
   cfg = hopa_config.get_config(base + f",experts_dir={tmp_path / 'ex'}")
   hopa_bin.train_and_evaluate(cfg, str(tmp_path / "a"))
-  cfg = hopa_config.get_config(base.replace("lr_teacher=0.1", "lr_teacher=0.01")
+  cfg = hopa_config.get_config(base.replace("experts.lr=0.1", "experts.lr=0.01")
                                + f",experts_dir={tmp_path / 'ex'}")
   with pytest.raises(ValueError, match="expert_config.json.*differing: \\['lr'\\]"):
     hopa_bin.train_and_evaluate(cfg, str(tmp_path / "b"))
@@ -81,7 +120,7 @@ def test_experts_dir_bound_to_its_config(tiny_store, tmp_path):
 
 def test_random_method_has_no_distillation(tiny_store, tmp_path):
   cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,method=random,"
-                               "progress=0,eval_objective=3pair")
+                               "progress=0,eval.objective=3pair")
   rows = hopa_bin.train_and_evaluate(cfg, str(tmp_path / "rnd"))
   assert rows[0]["time_s"]["experts"] == 0 and rows[0]["time_s"]["distill"] == 0
   assert rows[0]["learned_lr"] is None and rows[0]["eval"]["objective"] == "3pair"
@@ -101,8 +140,7 @@ def test_reference_rows_use_the_same_protocol(tiny_store, tmp_path, method):
 def test_table_plan_compares_like_with_like():
   """Random and Full are evaluated once per objective of the table's distilled
   methods; with one objective for every row they appear once."""
-  from experiments import hopa_table
-  plan = hopa_table.plan(["zero_shot", "random", "hopa", "lors", "mtt_vl", "full"], "method")
+  plan = hopa_table.plan(["zero_shot", "random", "hopa", "lors", "mtt_vl", "full"], None)
   assert ("random", "hopa") in plan and ("random", "3pair") in plan and ("random", "infonce") in plan
   assert ("full", "3pair") in plan and ("hopa", None) in plan and ("zero_shot", None) in plan
   assert hopa_table.plan(["random", "hopa"], "infonce") == [("random", None), ("hopa", None)]
@@ -110,8 +148,37 @@ def test_table_plan_compares_like_with_like():
 
 
 def test_demo_config_parses_and_plans_like_for_like():
-  from experiments import demo, hopa_table
-  cfg = hopa_config.get_config(f"dataset=msrvtt_sim,scale=0.2,n=50,{demo.HOPA_DEMO}")
-  assert cfg.eval_objective == "method" and cfg.lr_teacher == "auto"
-  plan = hopa_table.plan(demo.DEMO_METHODS, cfg.eval_objective)
+  d = demo_config.get_config()
+  cfg = hopa_config.get_config(f"dataset=msrvtt_sim,scale={d.scale},n={d.n},{d.hopa}")
+  assert cfg.eval.objective is None and cfg.experts.lr is None
+  plan = hopa_table.plan(d.methods, cfg.eval.objective)
   assert ("random", "hopa") in plan and ("random", "3pair") in plan
+
+
+@pytest.mark.parametrize("binary,module", [("hopa", hopa_config), ("evaluate", evaluate_config),
+                                           ("hopa_table", hopa_config)])
+def test_help_lists_every_key_and_exits_0(binary, module):
+  assert common.missing_help(module.get_config(), module.HELP) == []
+  r = subprocess.run([sys.executable, "-m", f"experiments.{binary}", "--help"],
+                     capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr[-2000:]
+  for key in ("eval.lrs", "objective.pos_from"):
+    assert key in r.stdout
+  assert "--workdir" in r.stdout
+
+
+def test_binary_errors_are_one_line(tiny_store, tmp_path):
+  wd = tmp_path / "w"
+  os.makedirs(wd)
+  with open(wd / "config.json", "w") as f:
+    json.dump({"fingerprint": "x", "config": {"seed": 5}}, f)
+  r = subprocess.run([sys.executable, "-m", "experiments.hopa", f"--workdir={wd}",
+                      f"--config=experiments/configs/hopa.py:dataset={tiny_store.root},local=1"],
+                     capture_output=True, text=True)
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and str(wd) in lines[0] and "--fresh" in lines[0], r.stderr[-2000:]
+  assert sorted(os.listdir(wd)) == ["config.json"]
+  r = subprocess.run([sys.executable, "-m", "experiments.hopa", f"--workdir={wd}",
+                      "--config=experiments/configs/hopa.py:nope=1"], capture_output=True, text=True)
+  assert r.returncode != 0 and "nope" in r.stderr

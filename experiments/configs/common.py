@@ -121,7 +121,7 @@ def describe(c: ml_collections.ConfigDict, help_: dict[str, str]) -> str:
     parent, leaf = _get(c, p)
     v = parent[leaf]
     shown = "+".join(str(x) for x in v) if isinstance(v, tuple) else repr(v)
-    lines.append(f"  {p} = {shown}\n      {help_.get(p, '(undocumented)')}")
+    lines.append(f"{p} = {shown} — {help_.get(p, '(undocumented)')}")
   return "\n".join(lines)
 
 

@@ -3,12 +3,17 @@ r"""HoPA and the trajectory-matching baselines (SPEC §3, defaults §3.7).
   python -m experiments.hopa --config=experiments/configs/hopa.py:dataset=msrvtt_sim,n=100 \
       --workdir=runs/hopa_msrvtt_100
 
-``arg`` is a comma-separated ``key=value`` list (big_vision style); any key below may
-be set. Per-dataset / per-``n`` defaults (lr_sim, sim_rank, sim_alpha, iterations,
-max_start_epoch) come from HoPA's Appendix B.2 for MSR-VTT, VGGSound-S and DiDeMo
-at n = 100 / 200 / 500 (the nearest of those for other ``n``; MSR-VTT's for other
-datasets); explicit keys win. ``local=1`` shrinks everything to a seconds-long run
-(smoke tests, the demo's small scale).
+The config is nested; its sections mirror the library's dataclasses
+(``objective`` ↔ ``ObjectiveConfig``, ``experts`` ↔ ``ExpertConfig``, ``distill`` ↔
+``DistillConfig``, ``eval`` ↔ ``EvalConfig``; the fields a method fixes are added by
+:mod:`hopa_jax.run`). ``arg`` is a comma-separated ``key=value`` list; a key is a
+dotted path (``distill.lr_data=0.02``) or a unique leaf name (``lr_data=0.02``).
+
+Per-dataset / per-``n`` defaults (``distill.lr_sim`` with ``optimizer=sgd``,
+``sim_rank``, ``sim_alpha``, ``iterations``, ``max_start_epoch``) come from HoPA's
+Appendix B.2 for MSR-VTT, VGGSound-S and DiDeMo at n = 100 / 200 / 500 (the nearest
+of those for other ``n``; MSR-VTT's for other datasets); explicit keys win.
+``local=1`` shrinks everything to a seconds-long run (smoke tests, the notebooks).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ _TABLE = {
 }
 
 
+
 def family(dataset: str) -> str:
   d = dataset.lower()
   for f in ("vggsound", "didemo"):
@@ -40,108 +46,116 @@ def bucket(n: int) -> int:
   return 100 if n <= 150 else (200 if n <= 350 else 500)
 
 
+HELP = {
+    "dataset": "store directory or simulator name (embed.simulate.DATASETS)",
+    "scale": "simulator scale in (0, 1] (ignored for a store directory)",
+    "data_dir": "where simulated stores are cached ('' = runs/data)",
+    "n": "synthetic instances",
+    "method": "hopa | lors | mtt_vl | tesla | repblend | random | full | zero_shot | the "
+              "ablations (hopa_jax.distill.METHODS)",
+    "seed": "simulator seed, validation split and every key of the run",
+    "local": "shrink everything to a seconds-long run (smoke tests, notebooks)",
+    "val_fraction": "validation split carved from train (every selection reads it, never test)",
+    "experts_dir": "'' = <workdir>/experts; share one between methods of one objective",
+    "progress": "progress bars",
+    "log_every": "distillation iterations between metrics.jsonl records",
+    "ckpt_every": "distillation iterations between Orbax checkpoints",
+    **common.OBJECTIVE_HELP,
+    "experts.num_experts": "expert trajectories E",
+    "experts.epochs": "epochs per expert (snapshots 0..epochs)",
+    "experts.lr": "lr_teacher; None: one probe expert per lr of experts.lr_grid, the best "
+                  "validation avg R@1 after experts.epochs wins (SPEC/paper: 0.01)",
+    "experts.lr_grid": "the lr_teacher selection grid",
+    "experts.batch_size": "real mini-batch of the experts",
+    "experts.init_noise": "per-expert N(0, σ²) on the pretrained heads [R]",
+    "distill.sim_kind": "similarity mining Ŝ: lowrank | full (fixed when the method has none)",
+    "distill.sim_rank": "rank r of the low-rank Ŝ",
+    "distill.sim_alpha": "scale α of the low-rank Ŝ",
+    "distill.syn_steps": "student SGD steps per iteration",
+    "distill.mini_batch": "synthetic mini-batch of the student",
+    "distill.expert_epochs": "target offset: θ* = θ[start + expert_epochs]",
+    "distill.max_start_epoch": "start epochs s ~ U{0..max_start_epoch−1}",
+    "distill.grad_mode": "None = the method's (full; tesla for method=tesla) | full | tesla",
+    "distill.optimizer": "adam (normalised updates, lr_data relative to the features' "
+                         "spread) | sgd (SPEC §3.5/§3.7: momentum, lr_data 100, lr_lr 1e-4)",
+    "distill.lr_data": "lr of the synthetic features",
+    "distill.lr_lr": "lr of log η",
+    "distill.lr_sim": "lr of the Ŝ parameters",
+    "distill.momentum": "SGD momentum (optimizer=sgd)",
+    "distill.learn_lr": "learn the student step size η",
+    "distill.iterations": "distillation iterations",
+    "eval.protocol": "select: lr and epochs on validation | paper: SPEC §3.6 (fixed epochs "
+                     "at the learned η)",
+    "eval.objective": "None = the set's own inner objective (Random/Full rows set it per "
+                      "objective, experiments.hopa_table does) | an objective for every row",
+    "eval.runs": "evaluation runs (mean ± std)",
+    "eval.lrs": "select: the lr grid",
+    "eval.max_epochs": "select: early stopping on validation avg R@1 …",
+    "eval.patience": "select: … stops after this many checks without improvement",
+    "eval.val_every": "select: … checked every this many epochs",
+    "eval.epochs": "paper: fixed epochs, lr ×0.1 at half",
+    "eval.batch_size": "evaluation batch",
+    "eval.momentum": "evaluation SGD momentum",
+    "eval.weight_decay": "evaluation weight decay",
+    "eval.init_noise": "per-run noise on the pretrained heads [R]",
+}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the run config; see the module docstring."""
+  """Returns the run config; see the module docstring and ``HELP``."""
   kv = common.parse_arg(arg)
   dataset = kv.get("dataset", "msrvtt_sim")
   n = common.convert("n", kv.get("n", "100"), 100)
   local = common.convert("local", kv.get("local", "0"), False)
-  optimizer = kv.get("optimizer", "adam")
+  optimizer = kv.get("distill.optimizer", kv.get("optimizer", "adam"))
   lr_sim, sim_rank, sim_alpha, iterations, max_start = _TABLE[family(dataset)][bucket(n)]
 
   c = ml_collections.ConfigDict()
-  c.dataset = dataset          # store directory or simulator name
-  c.scale = 1.0                # simulator scale (ignored for a store directory)
-  c.data_dir = ""              # where simulated stores are cached ("" = runs/data)
-  c.n = n                      # synthetic instances
-  c.method = "hopa"            # see hopa_jax.distill.METHODS
+  c.dataset = dataset
+  c.scale = 1.0
+  c.data_dir = ""
+  c.n = n
+  c.method = "hopa"
   c.seed = 0
   c.local = local
-  c.grad_mode = ""             # "" = the method's (full; tesla for method=tesla)
-  # inner objective [R]
-  c.tau_mod = 0.1
-  c.tau_inst = 0.2
-  c.lam_inst = 1.0
-  c.tau_pair = 0.2
-  c.tau_nce = 0.07
-  # Clip learned targets Ŝ to [0, 1] in the wBCE. Not in SPEC: measured, with targets
-  # outside [0, 1] the BCE is unbounded below and LoRS diverges at lr_sim 10 (docs/hopa.md).
-  c.clip_targets = True
-  # Which pairs the wBCE treats as positives: "identity" (an instance's own pair is
-  # always positive; mining changes target values, not the structure) or "targets"
-  # (SPEC/LoRS: pos = Ŝ > 0.5, which mining can turn into negatives; docs/hopa.md).
-  c.pos_from = "identity"
-  # similarity mining
-  c.sim_kind = "lowrank"       # lowrank | full (fixed when the method has no mining)
-  c.sim_rank = sim_rank
-  c.sim_alpha = sim_alpha
-  # validation split carved from train (every selection reads it; never the test split)
   c.val_fraction = 0.1
-  # experts
-  c.num_experts = 20
-  c.teacher_epochs = 10
-  # "auto": one probe expert per lr of lr_teacher_grid; the lr with the best
-  # validation avg R@1 after teacher_epochs wins (same rule for every objective).
-  # A number: that lr (SPEC §3.7 / the paper: 0.01).
-  c.lr_teacher = "auto"
-  c.lr_teacher_grid = "0.01+0.03+0.1+0.3+1"
-  c.teacher_batch = 128
-  c.expert_noise = 1e-3        # [R] per-expert N(0, σ²) on the pretrained heads
-  c.experts_dir = ""           # "" = <workdir>/experts (share it between methods of one objective)
-  # distillation
-  c.iterations = iterations
-  c.syn_steps = 16
-  c.mini_batch = 25
-  c.expert_epochs = 2
-  c.max_start_epoch = max_start
-  # "adam" (default): normalised updates, lr_data relative to the real features'
-  # spread, so every learnable moves at the data's scale. "sgd": SPEC §3.5/§3.7
-  # (momentum 0.5, lr_data 100, lr_lr 1e-4, lr_sim from the per-dataset table).
-  c.optimizer = optimizer
-  c.lr_data = 0.01 if optimizer == "adam" else 100.0
-  c.lr_lr = 0.01 if optimizer == "adam" else 1e-4
-  c.lr_sim = 0.01 if optimizer == "adam" else lr_sim
-  c.ckpt_every = 200
-  c.log_every = 50
-  # evaluation: one objective and protocol for every row (Random, methods, Full)
-  c.eval_protocol = "select"   # select: lr and epochs on validation | paper: SPEC §3.6
-  # The objective that trains the evaluation heads. "method": the set's own inner
-  # objective (as the papers evaluate; with Ŝ targets when it has learned targets);
-  # Random and Full rows set it explicitly, one row per objective they are compared
-  # under (experiments.hopa_table does), so every comparison is like for like.
-  # An objective name evaluates every row with that objective (docs/hopa.md shows
-  # what InfoNCE-for-all gives).
-  c.eval_objective = "method"
-  c.eval_runs = 5
-  c.eval_lrs = "0.001+0.003+0.01+0.03+0.1+0.3"  # select: lr grid
-  c.eval_max_epochs = 100      # select: early stopping on validation avg R@1 ...
-  c.eval_patience = 10         # ... stop after this many checks without improvement
-  c.eval_val_every = 1         # ... check every this many epochs
-  c.eval_epochs = 100          # paper: fixed epochs, lr = learned η, ×0.1 at half
-  c.eval_batch = 128
-  c.eval_momentum = 0.9
-  c.eval_wd = 5e-4
-  c.eval_noise = 1e-3          # [R] per-run noise on the pretrained heads
+  c.experts_dir = ""
   c.progress = True
+  c.log_every = 50
+  c.ckpt_every = 200
+  c.objective = common.objective()
+  c.experts = ml_collections.ConfigDict(dict(
+      num_experts=20, epochs=10, lr=common.placeholder(float),
+      lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0), batch_size=128, init_noise=1e-3))
+  adam = optimizer == "adam"
+  c.distill = ml_collections.ConfigDict(dict(
+      sim_kind="lowrank", sim_rank=sim_rank, sim_alpha=sim_alpha, syn_steps=16, mini_batch=25,
+      expert_epochs=2, max_start_epoch=max_start, grad_mode=common.placeholder(str),
+      optimizer=optimizer, lr_data=0.01 if adam else 100.0, lr_lr=0.01 if adam else 1e-4,
+      lr_sim=0.01 if adam else lr_sim, momentum=0.5, learn_lr=True, iterations=iterations))
+  c.eval = ml_collections.ConfigDict(dict(
+      protocol="select", objective=common.placeholder(str), runs=5,
+      lrs=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3), max_epochs=100, patience=10, val_every=1,
+      epochs=100, batch_size=128, momentum=0.9, weight_decay=5e-4, init_noise=1e-3))
 
   if local:
     c.scale = 0.05
     c.n = min(n, 20)
-    c.num_experts = 2
-    c.teacher_epochs = 3
-    c.teacher_batch = 32       # enough teacher steps per epoch for a meaningful target
-    c.expert_epochs = 1
-    c.max_start_epoch = 2
-    c.iterations = 6
-    c.syn_steps = 3
-    c.mini_batch = 10
-    c.sim_rank = min(sim_rank, 4)
+    c.experts.num_experts = 2
+    c.experts.epochs = 3
+    c.experts.batch_size = 32     # enough teacher steps per epoch for a meaningful target
+    c.experts.lr_grid = (0.01, 0.1)
+    c.distill.expert_epochs = 1
+    c.distill.max_start_epoch = 2
+    c.distill.iterations = 6
+    c.distill.syn_steps = 3
+    c.distill.mini_batch = 10
+    c.distill.sim_rank = min(sim_rank, 4)
     c.ckpt_every = 3
     c.log_every = 2
-    c.eval_runs = 2
-    c.eval_epochs = 4
-    c.eval_max_epochs = 4
-    c.eval_patience = 2
-    c.lr_teacher_grid = "0.01+0.1"
+    c.eval.runs = 2
+    c.eval.epochs = 4
+    c.eval.max_epochs = 4
+    c.eval.patience = 2
 
   return common.apply_overrides(c, kv)

@@ -1,0 +1,300 @@
+r"""HoPA / trajectory-matching runs: experts → distillation → retrieval evaluation.
+
+:func:`train_and_evaluate` is what ``python -m experiments.hopa`` calls (and the demo,
+the table and the notebooks). It writes into ``workdir`` (bound to the config and
+locked, :mod:`mmdd_jax.workdir`): ``config.json``, ``metrics.jsonl``, ``results.json``
+(a list with one results dict; ``time_s`` per stage: experts / distill / eval),
+``results.md``, ``experts/`` (Orbax, one step per epoch), ``distill_ckpt/`` (Orbax)
+and ``distilled/`` (the distilled set as a store: synthetic features, their
+pretrained-head embeddings, the real validation and test splits, ``heads.npz``,
+``similarity.npy`` and the learned step size in the manifest's ``extra.hopa``). A
+killed run resumes where it stopped; a finished one returns its results.
+
+:func:`evaluate_store` re-evaluates any store as a distilled set
+(``python -m experiments.evaluate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from embed import store as store_lib
+from hopa_jax import distill as dl
+from hopa_jax import evaluate as ev
+from hopa_jax import experts as ex
+from hopa_jax import objectives as obj_lib
+from hopa_jax import similarity as sim_lib
+from mmdd_jax import data, heads as heads_lib, reference, results, rng
+from mmdd_jax import workdir as workdir_lib
+
+
+def _section(c, name: str) -> dict:
+  return dict(c[name].to_dict() if hasattr(c[name], "to_dict") else c[name])
+
+
+def objective_config(c, method: str | None = None) -> obj_lib.ObjectiveConfig:
+  """``ObjectiveConfig(**config.objective)`` with the method's own settings on top."""
+  spec = dl.method_spec(method or c.method)
+  return obj_lib.ObjectiveConfig(**{**_section(c, "objective"), **spec["obj"]})
+
+
+def method_objective(c) -> str:
+  """The method's inner objective (experts and student). Random has none."""
+  return dl.method_spec(c.method)["objective"]
+
+
+def distill_config(c) -> dl.DistillConfig:
+  """``DistillConfig(**config.distill)`` plus what the method fixes."""
+  spec = dl.method_spec(c.method)
+  kw = _section(c, "distill")
+  kw["grad_mode"] = kw["grad_mode"] or spec["grad_mode"]
+  if not spec["mining"]:
+    kw["sim_kind"] = "fixed"
+  return dl.DistillConfig(**kw, n=c.n, objective=spec["objective"], obj=objective_config(c),
+                          blend=spec["blend"])
+
+
+def experts_config(c, lr: float | None = None) -> ex.ExpertConfig:
+  kw = _section(c, "experts")
+  kw["lr"] = lr if lr is not None else kw["lr"]
+  kw["lr_grid"] = tuple(kw["lr_grid"])
+  return ex.ExpertConfig(**kw, objective=method_objective(c), obj=objective_config(c))
+
+
+def eval_config(c, sim_kind: str) -> ev.EvalConfig:
+  """One evaluation for every row: ``eval.objective`` (None: the method's inner
+  objective) with the config's objective settings."""
+  kw = _section(c, "eval")
+  kw["objective"] = kw["objective"] or method_objective(c)
+  kw["lrs"] = tuple(kw["lrs"])
+  return ev.EvalConfig(**kw, obj=objective_config(c), sim_kind=sim_kind,
+                       sim_alpha=c.distill.sim_alpha)
+
+
+def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) -> dict:
+  """The experts' lr: ``experts.lr``, or (None) :func:`hopa_jax.experts.select_teacher_lr`
+  on the validation rows, cached as ``<experts_dir>/teacher_lr.json`` so methods that
+  share experts share the choice."""
+  if c.experts.lr is not None:
+    if not c.experts.lr > 0:
+      raise ValueError(f"config key 'experts.lr': expected None or a number > 0, found {c.experts.lr}")
+    return {"lr": float(c.experts.lr), "rule": "explicit"}
+  path = os.path.join(edir, "teacher_lr.json")
+  probe_cfg = experts_config(c)
+  ident = {"objective": probe_cfg.objective, "obj": results.jsonable(dataclasses.asdict(probe_cfg.obj)),
+           "epochs": probe_cfg.epochs, "batch_size": probe_cfg.batch_size,
+           "grid": list(probe_cfg.lr_grid), "seed": c.seed, "val_fraction": c.val_fraction}
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      cached = json.load(f)
+    if cached.get("ident") == ident:
+      return cached
+  sel = ex.select_teacher_lr(key, p0, train_xs, val_xs, probe_cfg, progress=progress)
+  sel["ident"] = ident
+  os.makedirs(edir, exist_ok=True)
+  store_lib.atomic_write_json(path, results.jsonable(sel))
+  return sel
+
+
+def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs: dict, *,
+                    lr: float, sim_full: np.ndarray | None, method: str, objective: str,
+                    source_ids: list[str], config: Any, val_xs: dict | None = None,
+                    val_ids: list[str] | None = None) -> store_lib.Store:
+  """The distilled set as a v1 store (train = synthetic, val = the real validation
+  rows it was selected on, test = the real test split)."""
+  mods = st.modalities
+  emb = reference.embed_split(params0, syn)
+  test_emb = {m: np.asarray(st.embeddings("test", m), np.float32) for m in mods}
+  n = len(next(iter(syn.values())))
+  specs = {m: store_lib.ModalitySpec(syn[m].shape[1], emb[m].shape[1], "float32") for m in mods}
+  splits = {
+      "train": dict(ids=[f"syn-{i:05d}" for i in range(n)],
+                    features={m: np.asarray(syn[m], np.float32) for m in mods},
+                    embeddings={m: emb[m] for m in mods}),
+      "test": dict(ids=list(st.ids("test")), features=test_xs, embeddings=test_emb,
+                   captions=st.captions("test")),
+  }
+  if val_xs is not None:
+    splits["val"] = dict(ids=list(val_ids), features={m: np.asarray(val_xs[m]) for m in mods},
+                         embeddings=reference.embed_split(params0, val_xs))
+  extra = {"hopa": {"method": method, "objective": objective,
+                    "lr": float(lr) if lr is not None else None,
+                    "similarity": "similarity.npy" if sim_full is not None else None,
+                    "source_store": os.path.abspath(st.root), "init_ids": source_ids,
+                    "config": results.jsonable(config)}}
+  store_lib.write_store(path, specs, splits, heads=heads_lib.heads_to_npz(params0),
+                        encoder=st.manifest["encoder"].get("name", "unknown") + "+hopa_distilled",
+                        checkpoint_sha256=str(st.manifest["encoder"].get("checkpoint_sha256", "")),
+                        command=f"python -m experiments.hopa (method={method})", extra=extra)
+  if sim_full is not None:
+    store_lib.atomic_save_npy(os.path.join(path, "similarity.npy"), sim_full.astype(np.float32))
+  return store_lib.Store(path)
+
+
+def _as_config(config) -> ml_collections.ConfigDict:
+  return config if isinstance(config, ml_collections.ConfigDict) else ml_collections.ConfigDict(config)
+
+
+def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
+  """Experts → distillation → evaluation for ``config`` (``experiments/configs/hopa.py``);
+  returns ``[results dict]``.
+
+  The store's train split is divided once (:func:`mmdd_jax.data.validation_split`,
+  ``val_fraction``, by ``seed``) into train rows (experts, initialisation, Random)
+  and validation rows (every selection: ``experts.lr=None`` and the evaluation's lr
+  and epochs). The test split is scored once, at the end.
+  """
+  c = _as_config(config)
+  with workdir_lib.open_workdir(workdir, c, fresh=fresh):
+    if os.path.exists(os.path.join(workdir, "results.json")):
+      return results.read_results(workdir)   # finished: the workdir is bound to this config
+    return _run(c, workdir)
+
+
+def _run(c, workdir: str) -> list[dict]:
+  metrics = results.MetricsWriter(workdir)
+  progress = bool(c.progress)
+  method = c.method
+  spec = dl.method_spec(method)
+  st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None)
+  mods = st.modalities
+  all_train = data.load_split(st, "train", "features", mods)
+  test_xs = data.load_split(st, "test", "features", mods)
+  tr_idx, val_idx = data.validation_split(st.count("train"), frac=c.val_fraction, seed=c.seed)
+  train_xs, val_xs = data.take_rows(all_train, tr_idx), data.take_rows(all_train, val_idx)
+  del all_train
+  n = data.check_subset_size(c.n, st) if spec["rows"] == "subset" else len(tr_idx)
+  if n > len(tr_idx):
+    raise ValueError(f"config key 'n': expected ≤ {len(tr_idx)} (train rows after the "
+                     f"validation split), found {n}")
+  p0 = reference.pretrained_heads(st, mods)
+  key = rng.root(c.seed)
+  time_s = {"experts": 0.0, "distill": 0.0, "eval": 0.0}
+
+  # Initialisation: n random real train instances (all modalities of the same instance).
+  init_rows = (np.sort(np.asarray(jax.random.permutation(rng.stream(key, "init"),
+                                                         len(tr_idx)))[:n])
+               if spec["rows"] == "subset" else np.arange(len(tr_idx)))
+  init_syn = {m: train_xs[m][init_rows] for m in mods}
+  ids = st.ids("train")
+  source_ids = [ids[i] for i in tr_idx[init_rows]]
+  dcfg = distill_config(c)
+  lr, sim_params, syn, extra = None, None, init_syn, {}
+
+  if spec["optimize"]:
+    t0 = time.time()
+    edir = c.experts_dir or os.path.join(workdir, "experts")
+    sel = resolve_teacher_lr(c, rng.stream(key, "lr_teacher"), p0, train_xs, val_xs, edir,
+                             progress)
+    extra["lr_teacher"] = sel["lr"]
+    extra["lr_teacher_selection"] = {k: v for k, v in sel.items() if k != "ident"}
+    metrics.truncate({"stage": "lr_teacher"})
+    metrics.write(stage="lr_teacher", **extra["lr_teacher_selection"])
+    traj = ex.train_experts(rng.stream(key, "experts"), p0, train_xs, experts_config(c, sel["lr"]),
+                            edir, progress=progress, metrics=metrics)
+    time_s["experts"] = time.time() - t0
+
+    t0 = time.time()
+    state = dl.init_state(rng.stream(key, "distill"), dcfg, init_syn, sel["lr"],
+                          dl.feature_scale(train_xs))
+    state = dl.distill(state, traj, dcfg, ckpt_dir=os.path.join(workdir, "distill_ckpt"),
+                       ckpt_every=c.ckpt_every, log_every=c.log_every, metrics=metrics,
+                       progress=progress)
+    del traj
+    syn = {m: np.asarray(v) for m, v in state.syn.items()}
+    lr = float(np.exp(np.asarray(state.log_lr)))
+    sim_params = state.sim if dcfg.sim_kind != "fixed" else None
+    time_s["distill"] = time.time() - t0
+
+  sim_full = (np.asarray(sim_lib.full_matrix(sim_params, n, dcfg.sim_kind, dcfg.sim_alpha))
+              if sim_params else None)
+  t0 = time.time()
+  ecfg = eval_config(c, dcfg.sim_kind if sim_params else "fixed")
+  if ecfg.protocol == "paper" and lr is None:
+    lr = c.experts.lr or 0.01  # Random: the paper's lr_teacher (SPEC §3.7)
+  if spec["rows"] == "none":   # zero-shot: the pretrained heads, untrained
+    out = {"runs": [reference.evaluate_heads_retrieval(p0, test_xs)[0]], "lr": None,
+           "epochs": [0], "val_r1": [float(ev.val_avg_r1(reference.embed_split(p0, val_xs)))],
+           "lr_grid": None}
+  else:
+    out = ev.evaluate_set(rng.stream(key, "eval"), p0, syn, test_xs, ecfg, val_xs=val_xs,
+                          sim_params=sim_params, learned_lr=lr, progress=progress)
+  runs = out["runs"]
+  time_s["eval"] = time.time() - t0
+  metrics.truncate({"stage": "eval"})
+  for r, per in enumerate(runs):
+    metrics.write(stage="eval", run=r, retrieval=per, epochs=out["epochs"][r],
+                  val_r1=(out["val_r1"] or [None] * len(runs))[r])
+
+  if spec["rows"] == "subset":
+    write_distilled(os.path.join(workdir, "distilled"), st, p0, syn, test_xs, lr=lr,
+                    sim_full=sim_full, method=method, objective=method_objective(c),
+                    source_ids=source_ids, config=c, val_xs=val_xs,
+                    val_ids=[ids[i] for i in val_idx])
+  n_syn = n if spec["rows"] == "subset" else None
+  res = results.make_results(dataset=c.dataset, method=method, n_syn=n_syn, config=c,
+                             retrieval_runs=runs, time_s=time_s)
+  res.update(extra)
+  res["learned_lr"] = lr if spec["optimize"] else None
+  res["eval"] = ev.record(ecfg, out)
+  metrics.truncate({"stage": "result"})
+  metrics.write(stage="result", method=method, avg=res["avg"], avg_std=res["avg_std"],
+                eval=res["eval"])
+  results.write_results(workdir, [res], title=f"{method} on {c.dataset} (n={n})")
+  return [res]
+
+
+def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
+  """Re-evaluates the store ``config.store`` as a distilled set
+  (``experiments/configs/evaluate.py``): fresh heads from its ``heads.npz`` train on
+  its train split and are scored on the test split of ``config.test_store`` (default:
+  the same store); targets ``similarity.npy`` when present, else ``I``. Protocol
+  ``select`` reads the store's ``val`` split; ``paper`` trains at ``config.lr``
+  (None: the store's learned η, else 0.01)."""
+  c = _as_config(config)
+  with workdir_lib.open_workdir(workdir, c, fresh=fresh):
+    st = store_lib.Store(c.store)
+    test_st = store_lib.Store(c.test_store) if c.test_store else st
+    extra = (st.manifest.get("extra") or {}).get("hopa") or {}
+    lr = c.lr or extra.get("lr") or 0.01
+    sim = None
+    sim_path = os.path.join(st.root, extra.get("similarity") or "similarity.npy")
+    if os.path.exists(sim_path):
+      sim = {"S": np.load(sim_path)}
+    mods = st.modalities
+    test_st.require_modalities(mods, where=f"{st.root} modalities")
+    xs = data.load_split(st, "train", "features", mods)
+    test_xs = data.load_split(test_st, "test", "features", mods)
+    val_xs = None
+    if c.eval.protocol == "select":
+      if "val" not in st.splits:
+        raise store_lib.StoreError(f"{st.root}: field 'splits': expected a 'val' split for "
+                                   f"eval.protocol=select, found {sorted(st.splits)} "
+                                   "(use eval.protocol=paper)")
+      val_xs = data.load_split(st, "val", "features", mods)
+    p0 = reference.pretrained_heads(st, mods)
+    kw = _section(c, "eval")
+    kw["lrs"] = tuple(kw["lrs"])
+    cfg = ev.EvalConfig(**kw, obj=obj_lib.ObjectiveConfig(**_section(c, "objective")),
+                        sim_kind="full" if sim is not None else "fixed")
+    t0 = time.time()
+    out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), p0, xs, test_xs, cfg,
+                          val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=bool(c.progress))
+    n = len(next(iter(xs.values())))
+    res = results.make_results(dataset=test_st.root, method=extra.get("method", "store"), n_syn=n,
+                               config=c, retrieval_runs=out["runs"],
+                               time_s={"eval": time.time() - t0})
+    res["eval"] = ev.record(cfg, out)
+    metrics = results.MetricsWriter(workdir)
+    metrics.truncate({"stage": "result"})
+    metrics.write(stage="result", avg=res["avg"], eval=res["eval"])
+    results.write_results(workdir, [res], title=f"re-evaluation of {st.root}")
+    return [res]
