@@ -304,8 +304,10 @@ class Store:
     try:
       with open(mpath, encoding="utf-8") as f:
         self.manifest = json.load(f)
-    except json.JSONDecodeError as e:
-      raise _err(mpath, MANIFEST, "valid JSON", f"parse error: {e}") from e
+    except (ValueError, OSError) as e:
+      raise _err(mpath, MANIFEST, "valid JSON", f"parse error: {e}") from None
+    if not isinstance(self.manifest, dict):
+      raise _err(mpath, MANIFEST, "a JSON object", type(self.manifest).__name__)
     v = self.manifest.get("format_version")
     if v != FORMAT_VERSION:
       raise _err(mpath, "format_version", FORMAT_VERSION, v)
@@ -409,19 +411,104 @@ class Store:
 
 # ---------------------------------------------------------------------- validate
 
+DTYPES = ("float32", "float16")
+
+
+def _load_npy(path: str, what: str):
+  """``np.load(path, mmap_mode="r")`` with a :class:`StoreError` for a missing,
+  truncated or non-.npy file."""
+  if not os.path.exists(path):
+    raise _err(path, what, "present", "missing")
+  try:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise _err(path, what, "a readable .npy array", f"{type(e).__name__}: {e}") from None
+
+
+def _load_json(path: str, what: str):
+  if not os.path.exists(path):
+    raise _err(path, what, "present", "missing")
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (ValueError, OSError) as e:
+    raise _err(path, what, "valid JSON", f"{type(e).__name__}: {e}") from None
+
+
+def _check_manifest(st: "Store") -> None:
+  """Schema and types of the manifest (every field a reader uses)."""
+  m, mp = st.manifest, os.path.join(st.root, MANIFEST)
+  if not isinstance(m, dict):
+    raise _err(mp, MANIFEST, "a JSON object", type(m).__name__)
+  if not isinstance(m.get("encoder"), dict):
+    raise _err(mp, "encoder", "an object with the encoder's name and checkpoint_sha256",
+               m.get("encoder"))
+  mods = m["modalities"]
+  if not isinstance(mods, dict) or not mods:
+    raise _err(mp, "modalities", "a non-empty object {name: {feature_dim, embedding_dim, dtype}}",
+               mods)
+  for name, spec in mods.items():
+    if name not in MODALITY_LETTERS:
+      raise _err(mp, "modalities", f"names among {sorted(MODALITY_LETTERS)}", name)
+    if not isinstance(spec, dict):
+      raise _err(mp, f"modalities.{name}", "an object", spec)
+    for f in ("feature_dim", "embedding_dim"):
+      v = spec.get(f)
+      if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise _err(mp, f"modalities.{name}.{f}", "an integer ≥ 1", v)
+    if spec.get("dtype", "float32") not in DTYPES:
+      raise _err(mp, f"modalities.{name}.dtype", f"one of {DTYPES}", spec.get("dtype"))
+  splits = m["splits"]
+  if not isinstance(splits, dict) or not splits:
+    raise _err(mp, "splits", "a non-empty object {split: {count}}", splits)
+  for split, spec in splits.items():
+    c = spec.get("count") if isinstance(spec, dict) else None
+    if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+      raise _err(mp, f"splits.{split}.count", "an integer ≥ 0", c)
+  if not isinstance(m["files"], dict):
+    raise _err(mp, "files", "an object {relative path: sha256}", type(m["files"]).__name__)
+  cn = m.get("class_names")
+  if cn is not None and (not isinstance(cn, list) or not cn
+                         or not all(isinstance(c, str) for c in cn)):
+    raise _err(mp, "class_names", "null or a non-empty list of strings",
+               f"{type(cn).__name__} {str(cn)[:60]}")
+
 
 def validate(root: str, modalities: Iterable[str] | None = None, *,
-             check_hashes: bool = True, chunk_rows: int = 65536) -> Store:
-  """Checks a store end to end; raises :class:`StoreError` on the first problem.
+             check_hashes: bool = True, require_splits: Sequence[str] = (),
+             nonempty: Sequence[str] = (), chunk_rows: int = 65536) -> Store:
+  """Checks a store end to end; raises :class:`StoreError` (one line naming the file,
+  the field, the expected and the found value) on the first problem — never another
+  exception, whatever the damage.
 
-  Checks: manifest presence and version; files listed with matching sha256; per split
-  equal row counts across modality files, ``ids.json`` and ``labels.npy``; feature and
-  embedding dims as in the manifest; finite values; unit-norm embeddings; labels in
-  ``[0, num_classes)``; ``modalities`` (e.g. from a config) present.
+  Checks: the manifest (presence, version, schema and types); ``modalities`` (e.g.
+  from a config) present; the splits ``require_splits`` present and ``nonempty`` ones
+  with ≥ 1 row; every file listed with a matching sha256 (``check_hashes``); per
+  split: ``ids.json`` a list of unique strings, feature and embedding files present
+  and readable, of the declared dtype, with the split's row count and the declared
+  dims; finite values and unit-norm embeddings over all rows (chunked, vectorised);
+  integer ``labels.npy`` in ``[0, num_classes)``; ``captions.json`` of the right length.
   """
+  try:
+    return _validate(root, modalities, check_hashes, require_splits, nonempty, chunk_rows)
+  except StoreError:
+    raise
+  except Exception as e:  # noqa: BLE001 — a damaged store must give one line, not a traceback
+    raise _err(root, "store", "a readable v1 store", f"{type(e).__name__}: {e}") from None
+
+
+def _validate(root, modalities, check_hashes, require_splits, nonempty, chunk_rows) -> Store:
   st = Store(root)
+  _check_manifest(st)
+  mp = os.path.join(root, MANIFEST)
   if modalities is not None:
     st.require_modalities(modalities)
+  for split in require_splits:
+    if split not in st.splits:
+      raise _err(mp, "splits", f"to contain '{split}'", sorted(st.splits))
+  for split in nonempty:
+    if split in st.splits and st.count(split) < 1:
+      raise _err(mp, f"splits.{split}.count", "≥ 1 row", 0)
   if check_hashes:
     for rel, digest in st.manifest["files"].items():
       p = os.path.join(root, rel)
@@ -429,51 +516,73 @@ def validate(root: str, modalities: Iterable[str] | None = None, *,
         raise _err(p, "file", "present (listed in manifest.files)", "missing")
       found = sha256_file(p)
       if found != digest:
-        raise _err(p, "sha256", digest, found, "file corrupted or changed after writing")
+        raise _err(p, "sha256", digest, found, "file corrupted or changed after writing; "
+                   "check_hashes=False skips this check")
   nc = st.num_classes
   for split in st.splits:
     expected = st.count(split)
-    n_ids = len(st.ids(split))
-    if n_ids != expected:
-      raise _err(st._path(split, "ids.json"), "length", expected, n_ids)
+    ids = _load_json(st._path(split, "ids.json"), "ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+      raise _err(st._path(split, "ids.json"), "ids", "a list of strings", type(ids).__name__)
+    if len(ids) != expected:
+      raise _err(st._path(split, "ids.json"), "length", expected, len(ids))
+    if len(set(ids)) != len(ids):
+      seen, dup = set(), None
+      for i in ids:
+        if i in seen:
+          dup = i
+          break
+        seen.add(i)
+      raise _err(st._path(split, "ids.json"), "ids", "unique ids", f"'{dup}' repeated")
     for name in st.modalities:
       spec = st.spec(name)
       for kind, dim in (("features", spec.feature_dim), ("embeddings", spec.embedding_dim)):
         p = st._path(split, f"{name}.{kind}.npy")
-        if not os.path.exists(p):
-          raise _err(p, f"{name}.{kind}", "present", "missing")
-        a = np.load(p, mmap_mode="r")
+        a = _load_npy(p, f"{name}.{kind}")
         if a.ndim != 2 or a.shape[0] != expected:
           raise _err(p, "rows", f"{expected} (split '{split}' count)",
                      a.shape[0] if a.ndim else a.shape)
         if a.shape[1] != dim:
           raise _err(p, f"{kind[:-1]}_dim", dim, a.shape[1])
-        for s in range(0, expected, chunk_rows):
-          blk = np.asarray(a[s:s + chunk_rows], np.float32)
+        if str(a.dtype) != spec.dtype:
+          raise _err(p, "dtype", f"{spec.dtype} (manifest modalities.{name}.dtype)", a.dtype)
+        for s0 in range(0, expected, chunk_rows):
+          blk = np.asarray(a[s0:s0 + chunk_rows], np.float32)
           bad = ~np.isfinite(blk).all(axis=1)
           if bad.any():
-            r = s + int(np.argmax(bad))
+            r = s0 + int(np.argmax(bad))
             raise _err(p, f"row {r}", "finite values", "NaN or inf")
           if kind == "embeddings":
-            norms = np.linalg.norm(blk, axis=1)
+            norms = np.linalg.norm(blk.astype(np.float64), axis=1)
             off = np.abs(norms - 1.0) > NORM_TOL
             if off.any():
-              r = s + int(np.argmax(off))
+              r = s0 + int(np.argmax(off))
               raise _err(p, f"row {r} norm", f"1 ± {NORM_TOL} (unit-norm embeddings)",
-                         f"{norms[r - s]:.4f}")
-    labs = st.labels(split)
-    if labs is not None:
-      p = st._path(split, "labels.npy")
+                         f"{norms[r - s0]:.4g}")
+    lp = st._path(split, "labels.npy")
+    if os.path.exists(lp):
+      labs = _load_npy(lp, "labels")
       if labs.shape != (expected,):
-        raise _err(p, "shape", (expected,), labs.shape)
+        raise _err(lp, "shape", (expected,), labs.shape)
+      if not np.issubdtype(labs.dtype, np.integer):
+        raise _err(lp, "dtype", "integer class ids", labs.dtype)
       if nc is None:
-        raise _err(os.path.join(root, MANIFEST), "class_names", "a list (labels.npy exists)", None)
+        raise _err(mp, "class_names", "a list (labels.npy exists)", None)
       if expected and (labs.min() < 0 or labs.max() >= nc):
         bad = int(labs[(labs < 0) | (labs >= nc)][0])
-        raise _err(p, "label", f"in [0, {nc})", bad)
-    caps = st.captions(split)
-    if caps is not None and len(caps) != expected:
-      raise _err(st._path(split, "captions.json"), "length", expected, len(caps))
+        raise _err(lp, "label", f"in [0, {nc})", bad)
+    cp = st._path(split, "captions.json")
+    if os.path.exists(cp):
+      caps = _load_json(cp, "captions")
+      if not isinstance(caps, list) or len(caps) != expected:
+        raise _err(cp, "length", expected, len(caps) if isinstance(caps, list) else type(caps).__name__)
+  hp = os.path.join(root, HEADS)
+  if os.path.exists(hp):
+    try:
+      with np.load(hp, allow_pickle=False) as z:
+        z.files  # noqa: B018 — opens the archive
+    except Exception as e:  # noqa: BLE001
+      raise _err(hp, "heads", "a readable .npz archive", f"{type(e).__name__}: {e}") from None
   return st
 
 
@@ -534,7 +643,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       counts = ", ".join(f"{s}={v['count']}" for s, v in m["splits"].items())
       print(f"merged: {args.dir} ({counts})")
   except StoreError as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 1
+  except Exception as e:  # noqa: BLE001 — one line for any damaged store
+    print(f"error: {args.dir}: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
   return 0
 

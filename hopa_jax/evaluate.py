@@ -108,7 +108,8 @@ def make_trainer(loss_fn: Callable, n: int, cfg: EvalConfig):
 
 def val_avg_r1(zs: Mapping[str, jax.Array]) -> jax.Array:
   """Average over ordered modality pairs of R@1 (%), pessimistic ties, in JAX
-  (the same rank rule as :func:`mmdd_jax.retrieval.true_ranks`)."""
+  (the same rank rule as :func:`mmdd_jax.retrieval.true_ranks`; a query row with a
+  non-finite score is a miss)."""
   mods = list(zs)
   hits = []
   for a in mods:
@@ -117,7 +118,10 @@ def val_avg_r1(zs: Mapping[str, jax.Array]) -> jax.Array:
         sim = zs[a] @ zs[b].T
         own = jnp.diagonal(sim)[:, None]
         rank = jnp.sum(sim >= own, axis=1) - 1
-        hits.append(jnp.mean(rank < 1))
+        # A NaN score compares False everywhere (rank −1): count it as a miss, so a
+        # diverged head can never win a validation selection.
+        ok = jnp.all(jnp.isfinite(sim), axis=1)
+        hits.append(jnp.mean((rank < 1) & ok))
   return 100.0 * jnp.mean(jnp.stack(hits))
 
 

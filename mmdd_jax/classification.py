@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmdd_jax import train
+from mmdd_jax import retrieval, train
 
 
 def init_linear(key: jax.Array, dims: Mapping[str, int], num_classes: int) -> dict:
@@ -82,8 +82,10 @@ def predict_proba(params: Mapping, xs: Mapping[str, jax.Array]) -> jax.Array:
   return jnp.mean(jnp.stack([jax.nn.softmax(l, -1) for l in lg.values()]), 0)
 
 
-def accuracy(proba: np.ndarray, labels: np.ndarray) -> float:
-  """Percent correct; ties in the argmax go to the lowest class index."""
+def accuracy(proba: np.ndarray, labels: np.ndarray, where: str = "test split") -> float:
+  """Percent correct; ties in the argmax go to the lowest class index. Non-finite
+  probabilities (NaN inputs or a diverged head) are refused, naming the first bad row."""
+  retrieval.check_finite_rows(proba, f"{where}: class probabilities")
   return float(100.0 * np.mean(np.argmax(np.asarray(proba), -1) == np.asarray(labels)))
 
 

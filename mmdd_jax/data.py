@@ -14,23 +14,31 @@ DEFAULT_DATA_DIR = os.environ.get("MMDD_DATA_DIR", os.path.join("runs", "data"))
 
 
 def resolve_store(dataset: str, *, scale: float = 1.0, seed: int = 0,
-                  data_dir: str | None = None, modalities: Iterable[str] | None = None
-                  ) -> store_lib.Store:
+                  data_dir: str | None = None, modalities: Iterable[str] | None = None,
+                  check: bool = True, check_hashes: bool = True,
+                  splits: Sequence[str] = ("train", "test")) -> store_lib.Store:
   """``dataset`` is a store directory, or a simulator name (``msrvtt_sim`` …) whose
-  store is written once under ``data_dir`` (default ``runs/data``) and reused."""
+  store is written once under ``data_dir`` (default ``runs/data``) and reused.
+
+  With ``check`` (every binary) the store is validated before any work
+  (:func:`embed.store.validate`: schema, files, dtypes, row counts, dims, ids, labels,
+  finite values, unit-norm embeddings, the ``splits`` present and non-empty, and — with
+  ``check_hashes`` — every file's sha256); a problem stops with one line."""
   if os.path.isdir(dataset) or os.sep in dataset:
-    st = store_lib.Store(dataset)
+    root = dataset
   elif dataset in simulate.DATASETS:
     digest = simulate.spec_digest(simulate.DATASETS[dataset])
-    d = os.path.join(data_dir or DEFAULT_DATA_DIR, f"{dataset}-scale{scale:g}-seed{seed}-{digest}")
-    if os.path.exists(os.path.join(d, store_lib.MANIFEST)):
-      st = store_lib.Store(d)
-    else:
-      st = simulate.simulate(dataset, d, scale=scale, seed=seed)
+    root = os.path.join(data_dir or DEFAULT_DATA_DIR, f"{dataset}-scale{scale:g}-seed{seed}-{digest}")
+    if not os.path.exists(os.path.join(root, store_lib.MANIFEST)):
+      simulate.simulate(dataset, root, scale=scale, seed=seed)
   else:
     raise store_lib.StoreError(
         f"dataset '{dataset}': expected a store directory (with manifest.json) or one of "
         f"the simulators {sorted(simulate.DATASETS)}")
+  if check:
+    return store_lib.validate(root, modalities, check_hashes=check_hashes,
+                              require_splits=splits, nonempty=splits)
+  st = store_lib.Store(root)
   if modalities is not None:
     st.require_modalities(modalities)
   return st

@@ -21,10 +21,28 @@ from embed.store import MODALITY_LETTERS
 KS = (1, 5, 10)
 
 
-def true_ranks(queries: np.ndarray, candidates: np.ndarray, block: int = 1024) -> np.ndarray:
-  """0-based pessimistic rank of candidate ``i`` for query ``i``."""
+class NonFiniteScores(FloatingPointError):
+  """An evaluator was given NaN/inf embeddings, scores or probabilities (a NaN
+  similarity would rank as a hit). The message names what and the first bad row."""
+
+
+def check_finite_rows(a, what: str) -> None:
+  """Raises :class:`NonFiniteScores` naming ``what`` and the first non-finite row."""
+  a = np.asarray(a)
+  bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1) if a.ndim else ~np.isfinite(a)[None]
+  if bad.any():
+    raise NonFiniteScores(f"{what}: expected finite values, found NaN or inf at row "
+                          f"{int(np.argmax(bad))} (of {a.shape[0] if a.ndim else 1})")
+
+
+def true_ranks(queries: np.ndarray, candidates: np.ndarray, block: int = 1024,
+               what: str = "retrieval") -> np.ndarray:
+  """0-based pessimistic rank of candidate ``i`` for query ``i``; non-finite inputs are
+  refused (:class:`NonFiniteScores`): a NaN score would otherwise count as a hit."""
   q = np.asarray(queries, np.float32)
   c = np.asarray(candidates, np.float32)
+  check_finite_rows(q, f"{what} queries")
+  check_finite_rows(c, f"{what} candidates")
   if q.shape[0] != c.shape[0]:
     raise ValueError(f"queries and candidates: expected equal counts, found {q.shape[0]} and {c.shape[0]}")
   n = q.shape[0]
@@ -51,17 +69,21 @@ def directions(modalities: Sequence[str]) -> list[str]:
 PAPER_ORDER = ["VT", "TV", "VA", "AV", "TA", "AT", "DT", "TD", "VD", "DV", "AD", "DA"]
 
 
-def retrieval_metrics(embeddings: Mapping[str, np.ndarray], ks: Sequence[int] = KS
+def retrieval_metrics(embeddings: Mapping[str, np.ndarray], ks: Sequence[int] = KS,
+                      where: str = "test split"
                       ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
   """All ordered modality pairs.
 
   Args:
     embeddings: ``{modality: [N, e]}`` (normalised or not; cosine is not assumed).
+    where: what the embeddings are, for the error on non-finite rows.
   Returns:
     ``(per_direction, avg)``: ``{"VT": {"R@1":…, "R@5":…, "R@10":…}, …}`` and the
     average over directions of each recall.
   """
   mods = list(embeddings)
+  for m in mods:
+    check_finite_rows(embeddings[m], f"{where}, modality '{m}' embeddings")
   letter = {m: MODALITY_LETTERS[m] for m in mods}
   per = {}
   for a in mods:

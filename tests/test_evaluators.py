@@ -115,3 +115,21 @@ def test_results_schema_and_table():
   assert "| m | 10 | 15.0 ± 5.0 |" in md
   c = results.make_results(dataset="d", method="m", n_syn=None, config={}, accuracy_runs=[50.0, 60.0])
   assert "55.0 ± 5.0" in results.results_table([c])
+
+
+def test_non_finite_scores_are_refused_not_ranked_as_hits():
+  """A NaN row used to get rank −1 (a hit): evaluators now refuse it, naming the row."""
+  import pytest
+  from mmdd_jax import classification, retrieval
+  rng = np.random.default_rng(0)
+  z = {"vision": rng.normal(size=(6, 4)), "text": rng.normal(size=(6, 4))}
+  z["text"][3] = np.nan
+  with pytest.raises(retrieval.NonFiniteScores, match=r"modality 'text' embeddings.*row 3"):
+    retrieval.retrieval_metrics(z)
+  with pytest.raises(FloatingPointError, match="row 2"):
+    classification.accuracy(np.array([[0.5, 0.5], [1, 0], [np.nan, 0.1]]), np.array([0, 0, 1]))
+  from hopa_jax import evaluate as ev
+  import jax.numpy as jnp
+  good = {m: jnp.asarray(np.eye(6, 4)) for m in ("vision", "text")}
+  bad = {"vision": good["vision"], "text": good["text"].at[0].set(jnp.nan)}
+  assert float(ev.val_avg_r1(bad)) < float(ev.val_avg_r1(good))

@@ -76,7 +76,8 @@ def _rewrite_manifest(tmp_path, **kv):
 
 
 def _resave(tmp_path, rel, arr):
-  np.save(tmp_path / rel, arr)
+  arr = np.asarray(arr)
+  np.save(tmp_path / rel, arr.astype(np.float32) if arr.dtype == np.float64 else arr)
   _rewrite_manifest(tmp_path, files={})  # skip hashes: we test the content check
 
 
@@ -155,3 +156,89 @@ def test_atomic_writes_use_the_umask_mode(tmp_path):
     assert (os.stat(tmp_path / "a.txt").st_mode & 0o777) == 0o644
   finally:
     os.umask(old)
+
+
+# --- issue 13: every kind of damage ends in one StoreError line naming file and field ---
+
+def _trunc(tmp_path):
+  p = tmp_path / "train" / "vision.features.npy"
+  p.write_bytes(p.read_bytes()[:100])
+  _rewrite_manifest(tmp_path, files={})
+
+
+def _json(tmp_path, rel, obj):
+  (tmp_path / rel).write_text(json.dumps(obj))
+  _rewrite_manifest(tmp_path, files={})
+
+
+def _big(tmp_path):
+  _resave(tmp_path, "test/vision.embeddings.npy", np.full((6, 4), 1e30, np.float32))
+
+
+BAD_STORES = {
+    "nan_test_features": (lambda p: _resave(p, "test/text.features.npy",
+                                            np.where(np.eye(6, 3) > 0, np.nan, 1.0)),
+                          r"test/text.features.npy: field 'row 0': expected finite"),
+    "train_rows": (lambda p: _resave(p, "train/vision.embeddings.npy", _unit(np.ones((4, 4)))),
+                   r"train/vision.embeddings.npy: field 'rows': expected 6"),
+    "sha256": (lambda p: (p / "train" / "ids.json").write_text(json.dumps(
+        [f"y{i}" for i in range(6)])), r"ids.json: field 'sha256'"),
+    "not_unit_norm": (lambda p: _resave(p, "train/text.embeddings.npy", np.full((6, 4), 0.2)),
+                      r"field 'row 0 norm': expected 1 ± 0.01 .*found 0.4"),
+    "huge_embeddings": (_big, r"vision.embeddings.npy: field 'row 0 norm'"),
+    "test_label_range": (lambda p: _resave(p, "test/labels.npy", np.array([0, 1, 2, 3, 0, 9])),
+                         r"test/labels.npy: field 'label': expected in \[0, 3\), found 3"),
+    "float_labels": (lambda p: _resave(p, "train/labels.npy", np.zeros(6, np.float32)),
+                     r"train/labels.npy: field 'dtype': expected integer class ids, found float32"),
+    "duplicate_ids": (lambda p: _json(p, "train/ids.json", ["a", "b", "c", "a", "d", "e"]),
+                      r"ids.json: field 'ids': expected unique ids, found 'a' repeated"),
+    "string_class_names": (lambda p: _rewrite_manifest(p, class_names="k0k1k2"),
+                           r"field 'class_names': expected null or a non-empty list of strings"),
+    "list_modalities": (lambda p: _rewrite_manifest(p, modalities=["vision", "text"]),
+                        r"field 'modalities': expected a non-empty object"),
+    "missing_ids": (lambda p: os.remove(p / "test" / "ids.json"),
+                    r"test/ids.json: field '(ids|file)': expected present"),
+    "truncated_npy": (_trunc, r"vision.features.npy: field 'vision.features': expected a "
+                              r"readable .npy array"),
+    "int32_features": (lambda p: _resave(p, "train/text.features.npy", np.zeros((6, 3), np.int32)),
+                       r"field 'dtype': expected float32 .*found int32"),
+    "float16_features": (lambda p: _resave(p, "train/text.features.npy",
+                                           np.zeros((6, 3), np.float16)),
+                         r"field 'dtype': expected float32 .*found float16"),
+    "missing_encoder": (lambda p: _rewrite_manifest(p, encoder=None),
+                        r"field 'encoder': expected an object"),
+    "negative_count": (lambda p: _rewrite_manifest(p, splits={"train": {"count": -1},
+                                                              "test": {"count": 6}}),
+                       r"field 'splits.train.count': expected an integer ≥ 0, found -1"),
+    "manifest_not_object": (lambda p: (p / "manifest.json").write_text("[1, 2]"),
+                            r"manifest.json: field 'manifest.json': expected a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STORES))
+def test_bad_store_one_line(tmp_path, case):
+  _make(tmp_path)
+  damage, match = BAD_STORES[case]
+  damage(tmp_path)
+  with pytest.raises(S.StoreError, match=match) as e:
+    S.validate(str(tmp_path))
+  assert "\n" not in str(e.value)
+
+
+def test_required_and_nonempty_splits(tmp_path):
+  _make(tmp_path)
+  with pytest.raises(S.StoreError, match=r"field 'splits': expected to contain 'val'"):
+    S.validate(str(tmp_path), require_splits=("train", "val"))
+  _rewrite_manifest(tmp_path, splits={"train": {"count": 6}, "test": {"count": 0}}, files={})
+  with pytest.raises(S.StoreError, match=r"field 'splits.test.count': expected ≥ 1 row, found 0"):
+    S.validate(str(tmp_path), nonempty=("test",), check_hashes=False)
+
+
+@pytest.mark.parametrize("case", ["truncated_npy", "list_modalities", "manifest_not_object"])
+def test_validate_cli_never_raw_raises(tmp_path, case, capsys):
+  _make(tmp_path)
+  BAD_STORES[case][0](tmp_path)
+  for cmd in ("validate",) if case == "truncated_npy" else ("validate", "info"):
+    assert S.main([cmd, str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
