@@ -27,6 +27,7 @@ _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by anot
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, evaluate_config.ranges())   # --config.x=… flags too
   print(results.results_table(run.evaluate_store(_CONFIG.value, _WORKDIR.value,
                                                  fresh=_FRESH.value)))
 

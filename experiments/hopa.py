@@ -26,6 +26,7 @@ _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by anot
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, hopa_config.ranges())   # --config.x=… flags too
   rows = run.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   print(results.results_table(rows))
 

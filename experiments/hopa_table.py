@@ -28,6 +28,7 @@ _TABLES_ONLY = flags.DEFINE_bool("tables_only", False,
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, hopa_config.ranges())   # --config.x=… flags too
   ns = [int(v) for v in _NS.value]
   print(table.run_table(_CONFIG.value, _WORKDIR.value, _METHODS.value, ns,
                         tables_only=_TABLES_ONLY.value))

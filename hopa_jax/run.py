@@ -153,18 +153,24 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dic
   and epochs). The test split is scored once, at the end.
   """
   c = _as_config(config)
+  # Bad input stops before anything is written: the config's own consistency, then
+  # the store (validated; the workdir is not touched yet).
+  dcfg = distill_config(c)
+  dcfg.validate(num_snapshots=c.experts.epochs + 1 if dl.method_spec(c.method)["optimize"] else None)
+  eval_config(c, "fixed").validate()
+  st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None,
+                          check_hashes=c.check_hashes)
   with workdir_lib.open_workdir(workdir, c, fresh=fresh):
     if os.path.exists(os.path.join(workdir, "results.json")):
       return results.read_results(workdir)   # finished: the workdir is bound to this config
-    return _run(c, workdir)
+    return _run(c, st, workdir)
 
 
-def _run(c, workdir: str) -> list[dict]:
+def _run(c, st, workdir: str) -> list[dict]:
   metrics = results.MetricsWriter(workdir)
   progress = bool(c.progress)
   method = c.method
   spec = dl.method_spec(method)
-  st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None)
   mods = st.modalities
   all_train = data.load_split(st, "train", "features", mods)
   test_xs = data.load_split(st, "test", "features", mods)
@@ -260,9 +266,19 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   ``select`` reads the store's ``val`` split; ``paper`` trains at ``config.lr``
   (None: the store's learned η, else 0.01)."""
   c = _as_config(config)
+  if not c.store:
+    raise ValueError("config key 'store': expected a store directory, found ''")
+  select = c.eval.protocol == "select"
+  st = store_lib.validate(c.store, check_hashes=c.check_hashes,
+                          require_splits=("train", "val") if select else ("train",),
+                          nonempty=("train", "val") if select else ("train",))
+  test_st = (store_lib.validate(c.test_store, st.modalities, check_hashes=c.check_hashes,
+                                require_splits=("test",), nonempty=("test",))
+             if c.test_store else st)
+  if not c.test_store and (test_st.count("test") if "test" in st.splits else 0) < 1:
+    raise store_lib.StoreError(f"{st.root}: field 'splits.test': expected a non-empty test "
+                               "split (or config key 'test_store'), found none")
   with workdir_lib.open_workdir(workdir, c, fresh=fresh):
-    st = store_lib.Store(c.store)
-    test_st = store_lib.Store(c.test_store) if c.test_store else st
     extra = (st.manifest.get("extra") or {}).get("hopa") or {}
     lr = c.lr or extra.get("lr") or 0.01
     sim = None
@@ -273,13 +289,7 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     test_st.require_modalities(mods, where=f"{st.root} modalities")
     xs = data.load_split(st, "train", "features", mods)
     test_xs = data.load_split(test_st, "test", "features", mods)
-    val_xs = None
-    if c.eval.protocol == "select":
-      if "val" not in st.splits:
-        raise store_lib.StoreError(f"{st.root}: field 'splits': expected a 'val' split for "
-                                   f"eval.protocol=select, found {sorted(st.splits)} "
-                                   "(use eval.protocol=paper)")
-      val_xs = data.load_split(st, "val", "features", mods)
+    val_xs = data.load_split(st, "val", "features", mods) if select else None
     p0 = reference.pretrained_heads(st, mods)
     kw = _section(c, "eval")
     kw["lrs"] = tuple(kw["lrs"])

@@ -17,9 +17,13 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-# Errors a user can act on from their message alone.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, FloatingPointError,
-               RuntimeError)
+from mmdd_jax import workdir
+
+# The project's errors: a user acts on their one-line message alone ("<file or key>:
+# expected …, found …"). ValueError covers StoreError and every config/input check;
+# RunError a bound or locked workdir; FloatingPointError a diverged loop or non-finite
+# scores. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, workdir.RunError, FloatingPointError)
 HELP_ARGS = ("--help", "-h", "--helpshort", "-?")
 
 
@@ -32,6 +36,28 @@ def print_help(doc: str) -> None:
 def one_line(e: BaseException) -> str:
   msg = " ".join(str(e).split()) or type(e).__name__
   return f"error: {msg}"
+
+
+def _flag_error_line(e: Exception) -> str:
+  """The useful line of a flag-parsing error: for a config file, the last line of the
+  wrapped traceback (``ValueError: config key …``) without its type."""
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  last = lines[-1] if lines else type(e).__name__
+  for prefix in ("ValueError: ", "StoreError: ", "KeyError: ", "AttributeError: "):
+    if last.startswith(prefix):
+      last = last[len(prefix):]
+  return f"error: {last}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """``absl`` flag parsing, with a bad flag or config key as one line and exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    if os.environ.get("MMDD_DEBUG"):
+      raise
+    print(_flag_error_line(e), file=sys.stderr)
+    sys.exit(2)
 
 
 def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None = None) -> None:
@@ -54,4 +80,4 @@ def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None
       print(one_line(e), file=sys.stderr)
       sys.exit(2)
 
-  app.run(wrapped, argv=argv)
+  app.run(wrapped, argv=argv, flags_parser=parse_flags)

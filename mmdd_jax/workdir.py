@@ -5,7 +5,7 @@
 * **Binding.** ``<workdir>/config.json`` holds the config of the run that made the
   workdir, with the fingerprint (sha256) of its result-affecting keys (every key but
   the bookkeeping ones in :data:`BOOKKEEPING`: progress bars, log and checkpoint
-  periods). A rerun with the same fingerprint resumes (checkpoints, cached stages); a
+  periods, hash verification). A rerun with the same fingerprint resumes (checkpoints, cached stages); a
   rerun with another one stops *before touching anything* with one line naming the
   workdir and the keys that differ, unless ``fresh=True``: then the old contents are
   moved aside to ``<workdir>.old-<UTC time>/`` (never deleted) and the run starts over.
@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping
 from mmdd_jax import results
 
 # Leaf names that never change a result (only how a run reports or saves itself).
-BOOKKEEPING = frozenset({"progress", "log_every", "ckpt_every"})
+BOOKKEEPING = frozenset({"progress", "log_every", "ckpt_every", "check_hashes"})
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
 

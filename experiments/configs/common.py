@@ -109,6 +109,38 @@ def apply_overrides(c: ml_collections.ConfigDict, kv: dict[str, str],
   return c
 
 
+def _rule(rule):
+  """``(test, description)`` of a range rule: ``">0"``, ``">=0"``, ``">=1"``,
+  ``"(0,1)"``, ``"(0,1]"``, or a tuple of allowed values."""
+  if isinstance(rule, (tuple, list)):
+    return (lambda v: v in rule), f"one of {list(rule)}"
+  tests = {">0": (lambda v: v > 0, "> 0"), ">=0": (lambda v: v >= 0, "≥ 0"),
+           ">=1": (lambda v: v >= 1, "≥ 1"), "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+           "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]")}
+  return tests[rule]
+
+
+def check(c: ml_collections.ConfigDict, ranges: dict) -> ml_collections.ConfigDict:
+  """Range-checks ``c`` against ``ranges`` (dotted key → rule, see :func:`_rule`): one
+  ``ValueError`` line naming the key, the expected range and the found value. A None
+  (placeholder) passes; a tuple (grid) is checked item by item and must not be empty."""
+  for path, rule in ranges.items():
+    parent, leaf = _get(c, path)
+    v = parent[leaf]
+    if v is None:
+      continue
+    ok, desc = _rule(rule)
+    items = v if isinstance(v, tuple) else (v,)
+    try:
+      good = bool(items) and all(ok(x) for x in items)
+    except TypeError:
+      good = False
+    if not good:
+      raise ValueError(f"config key '{path}': expected {desc}"
+                       f"{' for every item' if isinstance(v, tuple) else ''}, found {v!r}")
+  return c
+
+
 def placeholder(typ):
   """A key whose default is None (set it to a ``typ`` value, or ``none``)."""
   return config_dict.placeholder(typ)

@@ -19,6 +19,7 @@ HELP = {
     "test_store": "store whose test split is scored ('' = store)",
     "seed": "evaluation key",
     "lr": "eval.protocol=paper: learning rate (None: the store's learned η, else 0.01)",
+    "check_hashes": hopa_config.HELP["check_hashes"],
     "progress": "progress bars",
     **{k: v for k, v in hopa_config.HELP.items() if k.startswith(("objective.", "eval."))},
 }
@@ -33,8 +34,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.test_store = ""
   c.seed = 0
   c.lr = common.placeholder(float)
+  c.check_hashes = True
   c.progress = True
   c.objective = base.objective
   c.eval = base.eval
   c.eval.objective = "hopa"
-  return common.apply_overrides(c, kv)
+  return common.check(common.apply_overrides(c, kv), ranges())
+
+
+def ranges() -> dict:
+  r = {k: v for k, v in hopa_config.ranges().items() if k.startswith(("objective.", "eval."))}
+  return {**r, "seed": ">=0", "lr": ">0"}

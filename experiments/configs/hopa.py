@@ -57,6 +57,8 @@ HELP = {
     "local": "shrink everything to a seconds-long run (smoke tests, notebooks)",
     "val_fraction": "validation split carved from train (every selection reads it, never test)",
     "experts_dir": "'' = <workdir>/experts; share one between methods of one objective",
+    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
+                    "large stores; the other checks always run)",
     "progress": "progress bars",
     "log_every": "distillation iterations between metrics.jsonl records",
     "ckpt_every": "distillation iterations between Orbax checkpoints",
@@ -101,6 +103,35 @@ HELP = {
 }
 
 
+def ranges() -> dict:
+  """Every numeric key's range and every enumerated key's values (checked at parse time)."""
+  from hopa_jax import distill, evaluate, objectives, similarity
+  objs = tuple(sorted(objectives.OBJECTIVES))
+  r = {"scale": "(0,1]", "n": ">=1", "method": tuple(distill.METHODS), "seed": ">=0",
+       "val_fraction": "(0,1)", "log_every": ">=1", "ckpt_every": ">=1",
+       **OBJECTIVE_RANGES,
+       "experts.num_experts": ">=1", "experts.epochs": ">=1", "experts.lr": ">0",
+       "experts.lr_grid": ">0", "experts.batch_size": ">=1", "experts.init_noise": ">=0",
+       "distill.sim_kind": tuple(k for k in similarity.KINDS if k != "fixed"),
+       "distill.sim_rank": ">=1", "distill.sim_alpha": ">0", "distill.syn_steps": ">=1",
+       "distill.mini_batch": ">=1", "distill.expert_epochs": ">=1",
+       "distill.max_start_epoch": ">=1", "distill.grad_mode": distill.GRAD_MODES,
+       "distill.optimizer": distill.OPTIMIZERS, "distill.lr_data": ">0", "distill.lr_lr": ">0",
+       "distill.lr_sim": ">0", "distill.momentum": ">=0", "distill.iterations": ">=1",
+       "eval.protocol": evaluate.PROTOCOLS, "eval.objective": objs, "eval.runs": ">=1",
+       "eval.lrs": ">0", "eval.max_epochs": ">=1", "eval.patience": ">=1",
+       "eval.val_every": ">=1", "eval.epochs": ">=1", "eval.batch_size": ">=1",
+       "eval.momentum": ">=0", "eval.weight_decay": ">=0", "eval.init_noise": ">=0"}
+  return r
+
+
+OBJECTIVE_RANGES = {
+    "objective.tau_mod": ">0", "objective.tau_inst": ">0", "objective.lam_inst": ">=0",
+    "objective.rank": ">=1", "objective.tau_pair": ">0", "objective.tau_nce": ">0",
+    "objective.beta": "(0,1)", "objective.pos_from": ("targets", "identity"),
+}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the run config; see the module docstring and ``HELP``."""
   kv = common.parse_arg(arg)
@@ -120,6 +151,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.local = local
   c.val_fraction = 0.1
   c.experts_dir = ""
+  c.check_hashes = True
   c.progress = True
   c.log_every = 50
   c.ckpt_every = 200
@@ -158,4 +190,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.max_epochs = 4
     c.eval.patience = 2
 
-  return common.apply_overrides(c, kv)
+  return common.check(common.apply_overrides(c, kv), ranges())

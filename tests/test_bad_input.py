@@ -1,0 +1,133 @@
+"""Issue 13: bad input stops before any work with one line naming the file/field or
+config key, the expected and the found value; nothing is trained or written."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments.configs import evaluate as evaluate_config
+from experiments.configs import hopa as hopa_config
+from hopa_jax import run as hopa_run
+
+BAD_HOPA_CONFIGS = {
+    "distill.lr_data=-0.5": r"'distill.lr_data': expected > 0, found -0.5",
+    "n=0": r"'n': expected ≥ 1, found 0",
+    "ckpt_every=0": r"'ckpt_every': expected ≥ 1, found 0",
+    "experts.num_experts=0": r"'experts.num_experts': expected ≥ 1, found 0",
+    "iterations=0": r"'distill.iterations': expected ≥ 1, found 0",
+    "eval.runs=0": r"'eval.runs': expected ≥ 1, found 0",
+    "method=bogus": r"'method': expected one of \[.*found 'bogus'",
+    "eval.protocol=bogus": r"'eval.protocol': expected one of \['select', 'paper'\]",
+    "eval.lrs=0.1+-1": r"'eval.lrs': expected > 0 for every item",
+    "val_fraction=0": r"'val_fraction': expected in \(0, 1\), found 0.0",
+    "scale=2": r"'scale': expected in \(0, 1\], found 2.0",
+    "pos_from=both": r"'objective.pos_from': expected one of \['targets', 'identity'\]",
+    "optimizer=rmsprop": r"'distill.optimizer': expected one of \('adam', 'sgd'\)|"
+                         r"'distill.optimizer': expected one of \['adam', 'sgd'\]",
+    "n=abc": r"'n': expected int, found 'abc'",
+    "nope=1": r"'nope': unknown",
+}
+
+
+@pytest.mark.parametrize("arg", sorted(BAD_HOPA_CONFIGS))
+def test_bad_config_is_one_line_at_parse_time(arg):
+  with pytest.raises(ValueError, match=BAD_HOPA_CONFIGS[arg]) as e:
+    hopa_config.get_config(arg)
+  assert "\n" not in str(e.value) and "config key" in str(e.value)
+
+
+def test_evaluate_lr_zero_is_refused_not_replaced():
+  with pytest.raises(ValueError, match=r"'lr': expected > 0, found 0.0"):
+    evaluate_config.get_config("store=x,lr=0")
+
+
+def test_inconsistent_config_stops_before_the_workdir(tiny_store, tmp_path):
+  """max_start_epoch + expert_epochs beyond the experts' epochs used to fail after
+  training the experts."""
+  c = hopa_config.get_config(f"dataset={tiny_store.root},local=1,max_start_epoch=9,progress=0")
+  with pytest.raises(ValueError, match="max_start_epoch \\+ expert_epochs"):
+    hopa_run.train_and_evaluate(c, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")
+
+
+def _copy(store, tmp_path):
+  d = tmp_path / "store"
+  shutil.copytree(store.root, d)
+  return d
+
+
+def _no_hash(d):
+  m = json.loads((d / "manifest.json").read_text())
+  m["files"] = {}
+  (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _nan_test_row(d):
+  a = np.load(d / "test" / "text.features.npy")
+  a[1] = np.nan
+  np.save(d / "test" / "text.features.npy", a)
+  _no_hash(d)
+
+
+def _short_train(d):
+  a = np.load(d / "train" / "audio.features.npy")
+  np.save(d / "train" / "audio.features.npy", a[:-1])
+  _no_hash(d)
+
+
+def _tamper(d):
+  a = np.load(d / "train" / "vision.features.npy")
+  a[0, 0] += 1.0
+  np.save(d / "train" / "vision.features.npy", a)
+
+
+def _empty_test(d):
+  m = json.loads((d / "manifest.json").read_text())
+  m["splits"]["test"]["count"] = 0
+  (d / "manifest.json").write_text(json.dumps(m))
+
+
+BAD_STORES = {
+    "nan_test_row": (_nan_test_row, r"test/text.features.npy: field 'row 1': expected finite"),
+    "short_train": (_short_train, r"train/audio.features.npy: field 'rows': expected"),
+    "sha256": (_tamper, r"train/vision.features.npy: field 'sha256'"),
+    "empty_test": (_empty_test, r"field 'splits.test.count': expected ≥ 1 row, found 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STORES))
+def test_bad_store_stops_before_any_work(tiny_store, tmp_path, case):
+  d = _copy(tiny_store, tmp_path)
+  damage, match = BAD_STORES[case]
+  damage(d)
+  c = hopa_config.get_config(f"dataset={d},local=1,n=8,progress=0")
+  with pytest.raises(ValueError, match=match) as e:
+    hopa_run.train_and_evaluate(c, str(tmp_path / "w"))
+  assert "\n" not in str(e.value)
+  assert not os.path.exists(tmp_path / "w")   # nothing trained, nothing written
+
+
+def test_sha256_check_can_be_skipped(tiny_store, tmp_path):
+  from mmdd_jax import data
+  d = _copy(tiny_store, tmp_path)
+  _tamper(d)
+  assert data.resolve_store(str(d), check_hashes=False).count("train") > 0
+
+
+def test_binary_exit_2_one_line_nothing_written(tiny_store, tmp_path):
+  d = _copy(tiny_store, tmp_path)
+  _nan_test_row(d)
+  wd = tmp_path / "w"
+  for arg, match in ((f"dataset={d},local=1", "expected finite values"),
+                     ("distill.lr_data=-1", "'distill.lr_data': expected > 0")):
+    r = subprocess.run([sys.executable, "-m", "experiments.hopa", f"--workdir={wd}",
+                        f"--config=experiments/configs/hopa.py:{arg}"],
+                       capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and match in lines[0], r.stderr[-2000:]
+    assert not os.path.exists(wd)
