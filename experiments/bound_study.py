@@ -30,6 +30,7 @@ _FRESH = flags.DEFINE_bool("fresh", False, "move the workdir's old contents asid
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, config_module.ranges())   # --config.x=… flags too
   study.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   with open(os.path.join(_WORKDIR.value, "results.md"), encoding="utf-8") as f:
     print(f.read())

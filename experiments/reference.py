@@ -29,6 +29,7 @@ _FRESH = flags.DEFINE_bool("fresh", False, "move the workdir's old contents asid
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, config_module.ranges())   # --config.x=… flags too
   rows = reference.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   print(results.results_table(rows))
 

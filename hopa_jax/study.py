@@ -221,20 +221,28 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
   """Runs the study for ``config`` (keys of ``experiments/configs/bound.py``) in
   ``workdir``; returns the rows of ``results.json`` (one per objective × synthetic set)."""
   c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  # Bad input stops before the workdir is touched: the config, then the store(s).
   objectives = check_config(c)
-  with wd.open_workdir(workdir, config, fresh=fresh):
-    return _study(c, objectives, workdir)
-
-
-def _study(c: dict, objectives: list[str], workdir: str) -> list[dict]:
-  s = c["study"]
-  progress = bool(c.get("progress", True))
   st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
                           data_dir=c["data_dir"] or None)
+  n = data.check_subset_size(c["study"]["n"], st, key="study.n")
+  if c["study"]["distilled_store"]:
+    store_lib.validate(c["study"]["distilled_store"], st.modalities, require_splits=("train",),
+                       nonempty=("train",))
+  for o in objectives:
+    if int(c["distill"]["iterations"]) > 0 and not c["study"]["distilled_store"]:
+      distill_config(c, n, o, objective_config(c)).validate(c["experts"]["epochs"] + 1)
+  with wd.open_workdir(workdir, config, fresh=fresh):
+    return _study(c, objectives, st, n, workdir)
+
+
+def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
+           workdir: str) -> list[dict]:
+  s = c["study"]
+  progress = bool(c.get("progress", True))
   mods = st.modalities
   train_xs = data.load_split(st, "train", "features", mods)
   n_real = st.count("train")
-  n = data.check_subset_size(s["n"], st, key="study.n")
   p0 = reference.pretrained_heads(st, mods)
   ocfg = objective_config(c)
   lr0 = float(c["experts"]["lr"])

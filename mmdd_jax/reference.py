@@ -115,18 +115,18 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
   if c["task"] not in ("auto", "retrieval", "classification"):
     raise ValueError(f"config key 'task': expected auto, retrieval or classification, "
                      f"found '{c['task']}'")
-  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
-    return _reference_rows(c, workdir)
-
-
-def _reference_rows(c: dict, workdir: str) -> list[dict]:
-  metrics = results.MetricsWriter(workdir)
-  for stage in ("full", "result"):
-    metrics.truncate({"stage": stage})   # a rerun recomputes every row
-  t0 = time.time()
+  t0 = time.time()   # the store is validated before the workdir is touched
   st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
                           data_dir=c["data_dir"] or None)
   t_data = time.time() - t0
+  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
+    return _reference_rows(c, st, t_data, workdir)
+
+
+def _reference_rows(c: dict, st: store_lib.Store, t_data: float, workdir: str) -> list[dict]:
+  metrics = results.MetricsWriter(workdir)
+  for stage in ("full", "result"):
+    metrics.truncate({"stage": stage})   # a rerun recomputes every row
   key = rng.root(c["seed"])
   task = c["task"] if c["task"] != "auto" else task_of(st)
   full, cls = c["full"], c["classification"]

@@ -62,3 +62,16 @@ def test_binary_help_lists_nested_keys():
   for key in ("study.objectives", "experts.lr", "distill.iterations", "objective.tau_nce",
               "--workdir", "--fresh"):
     assert key in h.stdout, key
+
+
+def test_bad_input_stops_before_the_workdir(tiny_store, tmp_path):
+  import pytest
+  bad = subprocess.run([sys.executable, "-m", "experiments.bound_study",
+                        "--config=experiments/configs/bound.py:local=1,T=0",
+                        f"--workdir={tmp_path / 'w'}"], capture_output=True, text=True)
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+      "error: config key 'study.T': expected ≥ 1, found 0"]
+  cfg = bound_config.get_config(f"local=1,dataset={tiny_store.root},n=100000")
+  with pytest.raises(ValueError, match="config key 'study.n'"):
+    study.train_and_evaluate(cfg, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()

@@ -70,7 +70,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.distill.max_start_epoch = 1
     c.distill.sim_rank = 2
 
-  return common.apply_overrides(c, kv, skip=("local",))
+  return common.check(common.apply_overrides(c, kv, skip=("local",)), ranges())
+
+
+def ranges() -> dict:
+  """Every numeric key's range and every enumerated key's values (checked at parse time)."""
+  from experiments.configs.hopa import OBJECTIVE_RANGES
+  from hopa_jax import distill, objectives
+  return {
+      "scale": "(0,1]", "seed": ">=0", **OBJECTIVE_RANGES,
+      "experts.num_experts": ">=1", "experts.epochs": ">=1", "experts.lr": ">0",
+      "experts.lr_grid": ">0", "experts.batch_size": ">=1", "experts.init_noise": ">=0",
+      "distill.sim_kind": ("lowrank", "full"), "distill.sim_rank": ">=1",
+      "distill.sim_alpha": ">0", "distill.syn_steps": ">=1", "distill.mini_batch": ">=1",
+      "distill.expert_epochs": ">=1", "distill.max_start_epoch": ">=1",
+      "distill.grad_mode": distill.GRAD_MODES, "distill.optimizer": distill.OPTIMIZERS,
+      "distill.lr_data": ">0", "distill.lr_lr": ">0", "distill.lr_sim": ">0",
+      "distill.momentum": ">=0", "distill.iterations": ">=0",
+      "study.objectives": tuple(sorted(objectives.OBJECTIVES)), "study.T": ">=1",
+      "study.eta": ">0", "study.n": ">=1", "study.real_batch": ">=0",
+      "study.power_iters": ">=1", "study.power_tol": ">0", "study.start_epoch": ">=0"}
 
 
 HELP = {

@@ -29,7 +29,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task = "auto"
   c.full = ml_collections.ConfigDict(dict(runs=1, epochs=10, lr=0.01, batch_size=128, tau=0.07))
   c.classification = ml_collections.ConfigDict(dict(runs=5, epochs=30, lr=1e-3, batch_size=256))
-  return common.apply_overrides(c, kv)
+  return common.check(common.apply_overrides(c, kv), ranges())
+
+
+def ranges() -> dict:
+  """Every numeric key's range and every enumerated key's values (checked at parse time)."""
+  return {"scale": "(0,1]", "seed": ">=0", "task": ("auto", "retrieval", "classification"),
+          "full.runs": ">=1", "full.epochs": ">=1", "full.lr": ">0", "full.batch_size": ">=1",
+          "full.tau": ">0", "classification.runs": ">=1", "classification.epochs": ">=1",
+          "classification.lr": ">0", "classification.batch_size": ">=1"}
 
 
 HELP = {
