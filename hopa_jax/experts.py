@@ -143,7 +143,8 @@ def init_experts(key: jax.Array, params0, cfg: ExpertConfig):
 
 def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
                   cfg: ExpertConfig, directory: str, *, progress: bool = False,
-                  metrics: results.MetricsWriter | None = None, stop_at: int | None = None):
+                  metrics: results.MetricsWriter | None = None, tags: Mapping | None = None,
+                  stop_at: int | None = None):
   """Trains (or resumes) the experts and returns the stacked trajectories.
 
   The loop is :func:`mmdd_jax.loop.run_loop` with one step per epoch: every epoch is
@@ -156,7 +157,9 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
     cfg: :class:`ExpertConfig` with a resolved ``lr``.
     directory: Orbax directory; step ``t`` holds every expert's heads after epoch ``t``.
     progress: a progress bar over epochs.
-    metrics: JSONL records ``{"stage": "experts", "step": epoch, "loss": [E]}``.
+    metrics: JSONL records ``{**tags, "step": epoch, "loss": [E]}``.
+    tags: the records' stage fields (default ``{"stage": "experts"}``; several expert
+      sets in one workdir need distinct tags, since a resume drops its own records).
     stop_at: stop after this epoch (a killed run, in tests); returns None then.
   Returns:
     Params pytree with leaves ``[E, epochs + 1, ...]``.
@@ -182,7 +185,8 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
 
   loop.run_loop({"params": sharding.shard_leading(p_init)}, advance, cfg.epochs,
                 ckpt_dir=directory, ckpt_every=1, keep=None, save_initial=True, log_every=1,
-                metrics=metrics, tags={"stage": "experts"}, progress=progress, desc="experts",
+                metrics=metrics,
+                tags=dict(tags) if tags is not None else {"stage": "experts"}, progress=progress, desc="experts",
                 stop_at=stop_at)
   if stop_at is not None and stop_at < cfg.epochs:
     return None

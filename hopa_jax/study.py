@@ -224,7 +224,8 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
   # Bad input stops before the workdir is touched: the config, then the store(s).
   objectives = check_config(c)
   st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
-                          data_dir=c["data_dir"] or None)
+                          data_dir=c["data_dir"] or None,
+                          check_hashes=c.get("check_hashes", True))
   n = data.check_subset_size(c["study"]["n"], st, key="study.n")
   if c["study"]["distilled_store"]:
     store_lib.validate(c["study"]["distilled_store"], st.modalities, require_splits=("train",),
@@ -279,7 +280,8 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
     t0 = time.time()
     traj = ex.train_experts(rng.stream(rng.stream(root, "experts"), objective), p0,
                             train_xs, expert_config(c, objective, ocfg),
-                            os.path.join(workdir, "experts", objective), progress=progress)
+                            os.path.join(workdir, "experts", objective), progress=progress,
+                            metrics=metrics, tags={"stage": "experts", "objective": objective})
     theta0 = jax.tree_util.tree_map(lambda a: a[0, s["start_epoch"]], traj)
     t_exp = time.time() - t0
 

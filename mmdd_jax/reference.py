@@ -117,7 +117,8 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
                      f"found '{c['task']}'")
   t0 = time.time()   # the store is validated before the workdir is touched
   st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
-                          data_dir=c["data_dir"] or None)
+                          data_dir=c["data_dir"] or None,
+                          check_hashes=c.get("check_hashes", True))
   t_data = time.time() - t0
   with workdir_lib.open_workdir(workdir, config, fresh=fresh):
     return _reference_rows(c, st, t_data, workdir)

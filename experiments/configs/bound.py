@@ -31,6 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data_dir = ""
   c.seed = 0
   c.local = local
+  c.check_hashes = True
   c.progress = True
 
   c.objective = common.objective()
@@ -75,10 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def ranges() -> dict:
   """Every numeric key's range and every enumerated key's values (checked at parse time)."""
-  from experiments.configs.hopa import OBJECTIVE_RANGES
   from hopa_jax import distill, objectives
   return {
-      "scale": "(0,1]", "seed": ">=0", **OBJECTIVE_RANGES,
+      "scale": "(0,1]", "seed": ">=0", **common.OBJECTIVE_RANGES,
       "experts.num_experts": ">=1", "experts.epochs": ">=1", "experts.lr": ">0",
       "experts.lr_grid": ">0", "experts.batch_size": ">=1", "experts.init_noise": ">=0",
       "distill.sim_kind": ("lowrank", "full"), "distill.sim_rank": ">=1",
@@ -96,6 +96,8 @@ HELP = {
     "dataset": "a store directory, or a simulator name (embed.simulate.DATASETS)",
     "scale": "simulator scale in (0, 1] (ignored for a store directory)",
     "data_dir": "where simulated stores are cached ('' = runs/data)",
+    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
+                    "large stores; the other checks always run)",
     "seed": "simulator seed and root key (mmdd_jax.rng streams: real_batch, random_set, "
             "experts/<objective>, distill/<objective>, power/<objective>)",
     "local": "1: a seconds-long CPU run (scale 0.02, hopa+3pair, T=4, n=10, …)",

@@ -202,3 +202,10 @@ OBJECTIVE_HELP = {
     "objective.pos_from": "wBCE positives: 'identity' (an instance's own pair) or 'targets' "
                           "(SPEC/LoRS: Ŝ > beta; docs/hopa.md)",
 }
+
+
+OBJECTIVE_RANGES = {  # checked with each config's ranges()
+    "objective.tau_mod": ">0", "objective.tau_inst": ">0", "objective.lam_inst": ">=0",
+    "objective.rank": ">=1", "objective.tau_pair": ">0", "objective.tau_nce": ">0",
+    "objective.beta": "(0,1)", "objective.pos_from": ("targets", "identity"),
+}

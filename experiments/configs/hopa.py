@@ -109,7 +109,7 @@ def ranges() -> dict:
   objs = tuple(sorted(objectives.OBJECTIVES))
   r = {"scale": "(0,1]", "n": ">=1", "method": tuple(distill.METHODS), "seed": ">=0",
        "val_fraction": "(0,1)", "log_every": ">=1", "ckpt_every": ">=1",
-       **OBJECTIVE_RANGES,
+       **common.OBJECTIVE_RANGES,
        "experts.num_experts": ">=1", "experts.epochs": ">=1", "experts.lr": ">0",
        "experts.lr_grid": ">0", "experts.batch_size": ">=1", "experts.init_noise": ">=0",
        "distill.sim_kind": tuple(k for k in similarity.KINDS if k != "fixed"),
@@ -125,11 +125,6 @@ def ranges() -> dict:
   return r
 
 
-OBJECTIVE_RANGES = {
-    "objective.tau_mod": ">0", "objective.tau_inst": ">0", "objective.lam_inst": ">=0",
-    "objective.rank": ">=1", "objective.tau_pair": ">0", "objective.tau_nce": ">0",
-    "objective.beta": "(0,1)", "objective.pos_from": ("targets", "identity"),
-}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -27,6 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data_dir = ""
   c.seed = 0
   c.task = "auto"
+  c.check_hashes = True
   c.full = ml_collections.ConfigDict(dict(runs=1, epochs=10, lr=0.01, batch_size=128, tau=0.07))
   c.classification = ml_collections.ConfigDict(dict(runs=5, epochs=30, lr=1e-3, batch_size=256))
   return common.check(common.apply_overrides(c, kv), ranges())
@@ -44,6 +45,8 @@ HELP = {
     "dataset": "a store directory, or a simulator name (embed.simulate.DATASETS)",
     "scale": "simulator scale in (0, 1] (ignored for a store directory)",
     "data_dir": "where simulated stores are cached ('' = runs/data)",
+    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
+                    "large stores; the other checks always run)",
     "seed": "simulator seed and root key (Full run r: fold_in(key, r))",
     "task": "retrieval | classification | auto (from the store: the simulator's task, else "
             "classification for a labelled two-modality store)",
