@@ -187,7 +187,11 @@ def normalize_rows(eps: float = 1e-12) -> optax.GradientTransformation:
 
 
 def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
-  sgd = optax.sgd(cfg.lr, momentum=cfg.momentum)
+  """SGD with momentum (after :func:`normalize_rows` when ``cfg.normalize``). The learning
+  rate is a value of the optimizer state (``inject_hyperparams``), not a constant of the
+  compiled step, so the lr candidates of :mod:`bindc_jax.select` share one compilation."""
+  sgd = optax.inject_hyperparams(optax.sgd, static_args=("momentum",))(
+      learning_rate=cfg.lr, momentum=cfg.momentum)
   return optax.chain(normalize_rows(), sgd) if cfg.normalize else sgd
 
 
@@ -262,10 +266,15 @@ def make_step(cfg: DistillConfig, real_batch: int) -> Callable:
   return step
 
 
-@functools.lru_cache(maxsize=32)
 def make_run(cfg: DistillConfig, real_batch: int, length: int) -> Callable:
   """Cached, jitted ``run(state, data, base_key) -> (state, metrics of the last step)``:
-  ``lax.scan`` over ``length`` steps with the state donated."""
+  ``lax.scan`` over ``length`` steps with the state donated. The learning rate is read
+  from the state (:func:`make_optimizer`), so configs differing only in ``lr`` share it."""
+  return _make_run(dataclasses.replace(cfg, lr=0.0), real_batch, length)
+
+
+@functools.lru_cache(maxsize=32)
+def _make_run(cfg: DistillConfig, real_batch: int, length: int) -> Callable:
   step = make_step(cfg, real_batch)
 
   def run(state, data, base_key):
