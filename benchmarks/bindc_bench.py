@@ -38,9 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bindc_jax as B  # noqa: E402
-import importlib  # noqa: E402
-
-D = importlib.import_module("bindc_jax.distill")
+from bindc_jax import distill as D  # noqa: E402
 
 
 def peak_mb() -> float:
@@ -110,7 +108,7 @@ def heldout_cfd(syn, xs_c, mask, key, num_freqs=4096) -> float:
 
 def cfd_real_accuracy(a) -> None:
   """Distils vggs10k_sim with both real sides (same settings) and evaluates."""
-  from experiments import bindc
+  from bindc_jax import run
   from experiments.configs import bindc as cfg_lib
   from mmdd_jax import data as data_lib
   modes = [("sampled", 1)] + [("pooled", int(k)) for k in a.pool_every.split(",")]
@@ -123,13 +121,13 @@ def cfd_real_accuracy(a) -> None:
   for ipc in map(int, a.ipc.split(",")):
     for mode, k in modes:
       over = (f"dataset=vggs10k_sim,scale={a.acc_scale},method=bindc,ipc={ipc},"
-              f"iterations={a.acc_iterations},num_freqs={a.acc_freqs},eval_runs={a.acc_runs},"
-              f"cfd_real={mode},cfd_pool_every={k},progress=0,log_every=50,"
-              f"ckpt_every={a.acc_iterations}")
+              f"distill.iterations={a.acc_iterations},num_freqs={a.acc_freqs},"
+              f"eval.runs={a.acc_runs},cfd_real={mode},cfd_pool_every={k},progress=0,"
+              f"log_every=50,ckpt_every={a.acc_iterations}")
       if a.data_dir:
         over += f",data_dir={a.data_dir}"
       wd = os.path.join(a.workdir, f"ipc{ipc}-{mode}{k if mode == 'pooled' else ''}")
-      row = bindc.train_and_evaluate(cfg_lib.get_config(over), wd)[0]
+      row = run.train_and_evaluate(cfg_lib.get_config(over), wd)[0]
       from embed import store as store_lib
       dst = store_lib.Store(os.path.join(wd, "distilled"))
       st = data_lib.resolve_store("vggs10k_sim", scale=a.acc_scale, seed=0,

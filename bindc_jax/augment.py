@@ -24,6 +24,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
+from mmdd_jax import rng
 from mmdd_jax.heads import l2_normalize
 
 
@@ -49,13 +50,13 @@ class AugmentConfig:
 
 def draw(key: jax.Array, dims: Mapping[str, int], cfg: AugmentConfig) -> dict:
   """The step's augmentation parameters (shared by the real and synthetic batches)."""
-  params = {"lam": 1.0 - cfg.mixup * jax.random.uniform(jax.random.fold_in(key, 0)),
-            "perm_key": jax.random.fold_in(key, 1), "mask": {}, "shift": {}}
-  for i, (m, d) in enumerate(sorted(dims.items())):
-    km = jax.random.fold_in(key, 100 + i)
-    keep = jax.random.bernoulli(jax.random.fold_in(km, 0), 1.0 - cfg.dropout, (d,))
+  params = {"lam": 1.0 - cfg.mixup * jax.random.uniform(rng.stream(key, "mixup")),
+            "perm_key": rng.stream(key, "permutation"), "mask": {}, "shift": {}}
+  for m, d in sorted(dims.items()):
+    km = rng.stream(key, f"modality/{m}")
+    keep = jax.random.bernoulli(rng.stream(km, "dropout"), 1.0 - cfg.dropout, (d,))
     params["mask"][m] = keep.astype(jnp.float32) / (1.0 - cfg.dropout)
-    params["shift"][m] = cfg.jitter * jax.random.normal(jax.random.fold_in(km, 1), (d,))
+    params["shift"][m] = cfg.jitter * jax.random.normal(rng.stream(km, "jitter"), (d,))
   return params
 
 

@@ -18,14 +18,14 @@ after every update, so the parameters stay unit-norm and the step size keeps its
 meaning. The distilled set that is returned is always unit-norm.
 
 :func:`make_run` builds a jitted ``run(state, data, base_key)`` that ``lax.scan``-s
-a fixed number of steps (donating the state); :func:`distill` drives it chunk by chunk
-between log steps, with a tqdm bar, JSONL metrics, a hard error on NaN/inf at log steps
-and Orbax checkpoints (resume is bit-identical: every random draw is a function of
-``(base_key, step)``).
+a fixed number of steps (donating the state); :func:`distill` hands it to the project's
+one loop driver (:func:`mmdd_jax.loop.run_loop`: progress bar, JSONL metrics, a hard
+error on NaN/inf at log steps, Orbax checkpoints and resume, bit-identical since every
+random draw is a function of ``(base_key, step)``).
 
 **Pooled real side** (``cfd_real="pooled"``, not in the paper; default ``"sampled"``):
-the CFD frequencies are a pool ``t`` drawn from ``fold_in(fold_in(base_key,
-POOL_STREAM), step // cfd_pool_every)`` and kept for ``cfd_pool_every`` steps; when the
+the CFD frequencies are a pool ``t`` drawn from ``fold_in(stream(base_key,
+"cfd_pool"), step // cfd_pool_every)`` and kept for ``cfd_pool_every`` steps; when the
 pool changes, the step evaluates every class's real characteristic function over *all*
 its real rows on the pool (no gradient) and keeps it in ``state.cfd_pool``; the other
 steps evaluate only the synthetic side (:func:`bindc_jax.distances.cfd_from_stats`). The
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Any, Callable, Mapping
 
 import flax.struct
@@ -46,13 +45,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
-import tqdm
 
 from bindc_jax import augment as aug_lib
 from bindc_jax import distances as dist_lib
 from bindc_jax import losses as loss_lib
-from mmdd_jax import sharding
+from mmdd_jax import loop, results, rng, sharding
 from mmdd_jax.heads import l2_normalize
 
 
@@ -102,7 +99,6 @@ class DistillConfig:
 
 
 CFD_REAL = ("sampled", "pooled")
-POOL_STREAM = 0x43464450  # "CFDP": the frequency pools' key stream under base_key
 
 
 def uses_pool(cfg: DistillConfig) -> bool:
@@ -131,7 +127,7 @@ def init_pool(syn: Mapping[str, jax.Array], cfg: DistillConfig) -> dict:
 
 
 def pool_key(base_key: jax.Array, index) -> jax.Array:
-  return jax.random.fold_in(jax.random.fold_in(base_key, POOL_STREAM), index)
+  return jax.random.fold_in(rng.stream(base_key, "cfd_pool"), index)
 
 
 def refresh_pool(pool: dict, step: jax.Array, data, base_key: jax.Array,
@@ -183,15 +179,19 @@ def normalize_rows(eps: float = 1e-12) -> optax.GradientTransformation:
 
   def update(updates, state, params=None):
     del params
-    sq = sum(jnp.sum(jnp.square(g), -1, keepdims=True) for g in jax.tree_util.tree_leaves(updates))
+    sq = sum(jnp.sum(jnp.square(g), -1, keepdims=True) for g in jax.tree.leaves(updates))
     inv = jax.lax.rsqrt(jnp.maximum(sq, eps))
-    return jax.tree_util.tree_map(lambda g: g * inv, updates), state
+    return jax.tree.map(lambda g: g * inv, updates), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
-  sgd = optax.sgd(cfg.lr, momentum=cfg.momentum)
+  """SGD with momentum (after :func:`normalize_rows` when ``cfg.normalize``). The learning
+  rate is a value of the optimizer state (``inject_hyperparams``), not a constant of the
+  compiled step, so the lr candidates of :mod:`bindc_jax.select` share one compilation."""
+  sgd = optax.inject_hyperparams(optax.sgd, static_args=("momentum",))(
+      learning_rate=cfg.lr, momentum=cfg.momentum)
   return optax.chain(normalize_rows(), sgd) if cfg.normalize else sgd
 
 
@@ -260,23 +260,28 @@ def make_step(cfg: DistillConfig, real_batch: int) -> Callable:
     syn = optax.apply_updates(state.syn, updates)
     if cfg.project:
       syn = {m: l2_normalize(v) for m, v in syn.items()}
-    aux["grad_norm"] = optax.global_norm(grads)
+    aux["grad_norm"] = optax.tree_utils.tree_norm(grads)
     return DistillState(step=state.step + 1, syn=syn, opt_state=opt_state, cfd_pool=pool), aux
 
   return step
 
 
-@functools.lru_cache(maxsize=32)
 def make_run(cfg: DistillConfig, real_batch: int, length: int) -> Callable:
   """Cached, jitted ``run(state, data, base_key) -> (state, metrics of the last step)``:
-  ``lax.scan`` over ``length`` steps with the state donated."""
+  ``lax.scan`` over ``length`` steps with the state donated. The learning rate is read
+  from the state (:func:`make_optimizer`), so configs differing only in ``lr`` share it."""
+  return _make_run(dataclasses.replace(cfg, lr=0.0), real_batch, length)
+
+
+@functools.lru_cache(maxsize=32)
+def _make_run(cfg: DistillConfig, real_batch: int, length: int) -> Callable:
   step = make_step(cfg, real_batch)
 
   def run(state, data, base_key):
     def body(s, _):
       return step(s, data, base_key)
     state, metrics = jax.lax.scan(body, state, None, length=length)
-    return state, jax.tree_util.tree_map(lambda a: a[-1], metrics)
+    return state, jax.tree.map(lambda a: a[-1], metrics)
 
   return jax.jit(run, donate_argnums=0)
 
@@ -285,39 +290,28 @@ def effective_real_batch(cfg: DistillConfig, mask: np.ndarray) -> int:
   return int(min(cfg.real_batch, int(np.asarray(mask).sum(1).max())))
 
 
-def _boundaries(start: int, total: int, *everies: int | None) -> list[int]:
-  pts = {total}
-  for e in everies:
-    if e:
-      pts.update(range(e, total, e))
-  return sorted(p for p in pts if p > start)
-
-
-def checkpoint_manager(ckpt_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(os.path.abspath(ckpt_dir),
-                               options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                                                    create=True))
-
-
 def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
-            cfg: DistillConfig, base_key: jax.Array, *, log_every: int = 100,
+            cfg: DistillConfig, base_key: jax.Array, *, log_every: int | None = None,
             ckpt_dir: str | None = None, ckpt_every: int | None = None,
-            log_fn: Callable[..., None] | None = None, progress: bool = True,
+            metrics: results.MetricsWriter | None = None,
+            tags: Mapping[str, Any] | None = None, progress: bool = False,
             desc: str = "distill", stop_at: int | None = None) -> tuple[dict, DistillState]:
-  """Runs ``cfg.iterations`` steps from ``syn0`` (or resumes from ``ckpt_dir``).
+  """Runs ``cfg.iterations`` steps from ``syn0`` (or resumes from ``ckpt_dir``) with
+  :func:`mmdd_jax.loop.run_loop`.
 
   Args:
     syn0: initial synthetic set ``{m: [C, ipc, d]}``.
     xs_c, mask: real data per class (:func:`bindc_jax.init.group_by_class`).
     cfg: :class:`DistillConfig`.
     base_key: the run's key; step ``s`` uses ``fold_in(base_key, s)``.
-    log_every: steps between host syncs (metrics, NaN check, progress).
+    log_every: steps between host syncs (metrics record, NaN check, progress); None:
+      only the last step.
     ckpt_dir: Orbax checkpoint directory; the latest checkpoint there is restored.
-    ckpt_every: steps between checkpoints (default: only at the end).
-    log_fn: called as ``log_fn(step=..., **metrics)`` at every log step.
-    progress: show a tqdm bar.
-    desc: the bar's label.
-    stop_at: stop after this step (for tests of interrupted runs); default: the end.
+    ckpt_every: steps between checkpoints (None: only at the end).
+    metrics: the JSONL writer; one record ``{**tags, "step", "loss", …}`` per log step.
+    tags: fields identifying this loop's records (default ``{"stage": "distill"}``).
+    progress: show a progress bar labelled ``desc``.
+    stop_at: stop after this step (tests of killed runs); default: the end.
 
   Returns:
     ``(syn, state)``: the unit-norm synthetic set and the final state.
@@ -328,31 +322,13 @@ def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
   # of the state is split across devices when it divides evenly (no-op on one device).
   data = sharding.shard_leading(data)
   state = sharding.shard_leading(init_state(syn0, cfg))
-  mngr = checkpoint_manager(ckpt_dir) if ckpt_dir else None
-  if mngr is not None and mngr.latest_step() is not None:
-    state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(state))
-  start = int(state.step)
-  end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-  bar = tqdm.tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not progress,
-                  leave=False)
-  pos = start
-  for b in _boundaries(start, end, log_every, ckpt_every):
-    n = b - pos
-    state, metrics = make_run(cfg, rb, n)(state, data, base_key)
-    pos = b
-    bar.update(n)
-    if b % (log_every or end) == 0 or b == end:
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not all(np.isfinite(v) for v in m.values()):
-        raise FloatingPointError(f"distill step {b}: non-finite metrics {m}")
-      bar.set_postfix(loss=f"{m['loss']:.4g}")
-      if log_fn is not None:
-        log_fn(step=b, **m)
-    if mngr is not None and ((ckpt_every and b % ckpt_every == 0) or b == end):
-      mngr.save(b, args=ocp.args.StandardSave(state))
-      mngr.wait_until_finished()  # the next chunk donates these buffers
-  bar.close()
-  if mngr is not None:
-    mngr.wait_until_finished()
-    mngr.close()
+
+  def advance(state, start, n):
+    del start   # the state carries its step; every draw is a function of it
+    return make_run(cfg, rb, n)(state, data, base_key)
+
+  state = loop.run_loop(state, advance, cfg.iterations, ckpt_dir=ckpt_dir,
+                        ckpt_every=ckpt_every, log_every=log_every, metrics=metrics,
+                        tags=tags or {"stage": "distill"}, progress=progress, desc=desc,
+                        stop_at=stop_at)
   return {m: np.asarray(l2_normalize(v)) for m, v in state.syn.items()}, state

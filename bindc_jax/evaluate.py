@@ -1,6 +1,6 @@
 """Classification evaluation of a distilled set (SPEC §4).
 
-With validation rows (:func:`evaluate_selected`, the default of ``experiments/bindc.py``)
+With validation rows (:func:`evaluate_selected`, the default of :mod:`bindc_jax.run`)
 the number of epochs is not fixed but chosen on validation, identically for every row
 (:func:`mmdd_jax.classification.evaluate_with_validation`): the heads train for up to
 :func:`epochs_for` epochs (at least ``epochs``, and at least ``min_steps`` steps) and the
@@ -45,22 +45,14 @@ def epochs_for(n: int, epochs: int, batch_size: int, min_steps: int) -> int:
 def evaluate(key: jax.Array, train_xs: Mapping[str, np.ndarray], train_y: np.ndarray,
              test_xs: Mapping[str, np.ndarray], test_y: np.ndarray, num_classes: int, *,
              runs: int = 5, epochs: int = 30, lr: float = 1e-3, batch_size: int = 256,
-             min_steps: int = 0) -> list[float]:
-  """Test accuracies (%) of ``runs`` linear-head ensembles trained on ``train_xs``."""
+             min_steps: int = 0, head: str = "linear", hidden: int = 256) -> list[float]:
+  """Test accuracies (%) of ``runs`` heads trained on ``train_xs`` for a fixed number of
+  epochs (:func:`epochs_for`; no validation split)."""
   n = int(np.asarray(train_y).shape[0])
   ep = epochs_for(n, epochs, batch_size, min_steps)
   return classification.evaluate_runs(key, train_xs, np.asarray(train_y), test_xs,
                                       np.asarray(test_y), num_classes, runs=runs, epochs=ep,
-                                      lr=lr, batch_size=batch_size)
-
-
-def evaluate_distilled(key: jax.Array, syn: Mapping[str, np.ndarray],
-                       test_xs: Mapping[str, np.ndarray], test_y: np.ndarray, **kw
-                       ) -> list[float]:
-  """:func:`evaluate` on a distilled set ``{m: [C, ipc, d]}``."""
-  xs, y = flatten(syn)
-  c = next(iter(syn.values())).shape[0]
-  return evaluate(key, xs, y, test_xs, test_y, c, **kw)
+                                      lr=lr, batch_size=batch_size, head=head, hidden=hidden)
 
 
 def evaluate_selected(key: jax.Array, train_xs: Mapping[str, np.ndarray], train_y: np.ndarray,

@@ -13,12 +13,13 @@ samples, picks repeat (the argmin then runs over already-picked samples).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmdd_jax import rng
 from mmdd_jax.heads import l2_normalize
 
 _PICKED = 1e30
@@ -64,13 +65,11 @@ def herding_indices(x: jax.Array, mask: jax.Array, ipc: int) -> jax.Array:
   return idx
 
 
-def herding(xs_c: Mapping[str, jax.Array], mask: jax.Array, ipc: int,
-            modalities: Sequence[str] | None = None) -> jax.Array:
-  """Per-class herding (vmapped over classes) on the concatenated modalities.
+def herding(xs_c: Mapping[str, jax.Array], mask: jax.Array, ipc: int) -> jax.Array:
+  """Per-class herding (vmapped over classes) on the concatenated modalities (sorted).
 
   Returns ``[C, ipc]`` indices into the padded class axis of ``xs_c``."""
-  mods = sorted(xs_c) if modalities is None else list(modalities)
-  cat = jnp.concatenate([jnp.asarray(xs_c[m]) for m in mods], -1)
+  cat = jnp.concatenate([jnp.asarray(xs_c[m]) for m in sorted(xs_c)], -1)
   return jax.jit(jax.vmap(herding_indices, in_axes=(0, 0, None)), static_argnums=2)(
       cat, jnp.asarray(mask), ipc)
 
@@ -96,8 +95,8 @@ def gather(xs_c: Mapping[str, jax.Array], idx: jax.Array) -> dict[str, jax.Array
 def noise(key: jax.Array, num_classes: int, ipc: int, dims: Mapping[str, int]
           ) -> dict[str, jax.Array]:
   """Unit-norm Gaussian noise ``{m: [C, ipc, d]}``."""
-  return {m: l2_normalize(jax.random.normal(jax.random.fold_in(key, i), (num_classes, ipc, d)))
-          for i, (m, d) in enumerate(sorted(dims.items()))}
+  return {m: l2_normalize(jax.random.normal(rng.stream(key, m), (num_classes, ipc, d)))
+          for m, d in dims.items()}
 
 
 def initialize(kind: str, key: jax.Array, xs_c: Mapping[str, jax.Array], mask: jax.Array,

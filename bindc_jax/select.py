@@ -15,21 +15,19 @@ it names no method):
 4. The ``lr`` with the best score wins; ties go to the smaller ``lr``.
 
 The chosen value, the grid and the scores are returned (and recorded in
-``results.json``). SPEC's fixed rates stay reachable with ``lr_select=0`` in the config.
+``results.json``). SPEC's fixed rates stay reachable with ``select.enabled=False`` in the
+config. Each candidate is one :func:`bindc_jax.distill.distill` (the project's loop driver).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 
+from bindc_jax import distill as distill_lib
 from mmdd_jax import data
-
-# the package re-exports the function ``distill`` under the module's name
-distill_lib = importlib.import_module("bindc_jax.distill")
 
 DEFAULT_GRID = (0.003, 0.01, 0.03, 0.1)
 
@@ -62,8 +60,7 @@ def select_lr(syn0: Mapping[str, Any], xs_c: Mapping[str, Any], mask: Any,
   scores = []
   for lr in grid:
     c = dataclasses.replace(cfg, lr=lr, normalize=True, iterations=int(iterations))
-    syn, _ = distill_lib.distill(syn0, xs_c, mask, c, key, log_every=int(iterations),
-                                 progress=False)
+    syn, _ = distill_lib.distill(syn0, xs_c, mask, c, key)
     scores.append(float(score_fn(syn)))
     if log_fn is not None:
       log_fn(lr=lr, score=scores[-1])

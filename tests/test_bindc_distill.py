@@ -1,10 +1,7 @@
-"""Distillation loop: vmapped step vs per-class loop, unit sphere, resume, binary smoke."""
+"""Distillation loop: vmapped step vs per-class loop, unit sphere, resume (through the
+shared loop driver), pooled CFD."""
 
 import dataclasses
-import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +9,9 @@ import numpy as np
 import pytest
 
 import bindc_jax as B
-import importlib
-
-D = importlib.import_module("bindc_jax.distill")  # the package re-exports the function `distill`
+from bindc_jax import distill as D
 from bindc_jax import losses as L
+from mmdd_jax import results
 
 
 def _data(seed=0, C=3, mods=("audio", "vision"), d=8, n=12):
@@ -60,7 +56,7 @@ def test_steps_keep_sphere_and_finite(key, method):
   syn0 = B.initialize("herding", key, xs_c, mask, 3)
   cfg = dataclasses.replace(_cfg(syn_batch=2), loss=B.method_loss_config(
       method, L.LossConfig(dist=B.DistanceConfig(num_freqs=16))))
-  syn, state = B.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
+  syn, state = D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
   assert int(state.step) == 6
   for m, v in syn.items():
     assert v.shape == (3, 3, 8) and np.isfinite(v).all()
@@ -76,14 +72,18 @@ def test_resume_is_bit_identical(key, tmp_path, cfd_real):
     cfg = _cfg(iterations=8, augment=B.AugmentConfig(dropout=0.2, jitter=0.05, mixup=0.3))
   else:   # pool period 3 straddles the checkpoint at step 4
     cfg = _cfg(iterations=8, cfd_real="pooled", cfd_pool_every=3)
-  straight, s1 = B.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
+  straight, s1 = D.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
   ck = str(tmp_path / "ck")
-  part, sp = B.distill(syn0, xs_c, mask, cfg, key, log_every=2, ckpt_dir=ck, ckpt_every=4,
-                       progress=False, stop_at=4)
+  m = results.MetricsWriter(str(tmp_path))
+  kw = dict(log_every=2, ckpt_dir=ck, ckpt_every=4, metrics=m, progress=False)
+  part, sp = D.distill(syn0, xs_c, mask, cfg, key, stop_at=4, **kw)
   assert int(sp.step) == 4
-  resumed, s2 = B.distill(syn0, xs_c, mask, cfg, key, log_every=2, ckpt_dir=ck, ckpt_every=4,
-                          progress=False)
+  # killed after logging step 6, before the next checkpoint (8): resume restores 4
+  D.distill(syn0, xs_c, mask, cfg, key, stop_at=6, **kw)
+  resumed, s2 = D.distill(syn0, xs_c, mask, cfg, key, **kw)
   assert int(s2.step) == 8
+  assert [r["step"] for r in m.records()] == [2, 4, 6, 8]
+  assert {r["stage"] for r in m.records()} == {"distill"}
   for m in straight:
     np.testing.assert_array_equal(straight[m], resumed[m])
   jax.tree_util.tree_map(np.testing.assert_array_equal, s1.opt_state, s2.opt_state)
@@ -95,7 +95,7 @@ def test_nan_is_a_hard_error(key):
   syn0 = B.initialize("herding", key, xs_c, mask, 1)
   cfg = _cfg(lr=float("nan"), loss=dict(kind="dm"))
   with pytest.raises(FloatingPointError, match="non-finite"):
-    B.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
+    D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
 
 
 def test_methods_registry():
@@ -114,46 +114,8 @@ def test_three_modalities_on_msrvtt(tiny_store, key):
                                    tiny_store.num_classes)
   syn0 = B.initialize("herding", key, xs_c, mask, 1)
   cfg = _cfg(iterations=2)
-  syn, _ = B.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
+  syn, _ = D.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
   assert set(syn) == {"audio", "text", "vision"} and np.isfinite(syn["text"]).all()
-
-
-def test_binary_smoke(tmp_path):
-  from experiments import bindc
-  from experiments.configs import bindc as cfg_lib
-  wd = str(tmp_path / "w")
-  cfg = cfg_lib.get_config(f"local=1,progress=0,data_dir={tmp_path / 'data'},"
-                           "method=herding+bindc,eval_runs=5")
-  rows = bindc.train_and_evaluate(cfg, wd)
-  assert [r["method"] for r in rows] == ["herding", "bindc"]
-  for r in rows:
-    assert 0 <= r["accuracy"] <= 100 and r["runs"] == 5 and r["n_syn"] == 1
-  for f in ("config.json", "metrics.jsonl", "results.json", "results.md"):
-    assert os.path.exists(os.path.join(wd, f)), f
-  with open(os.path.join(wd, "results.json")) as f:
-    assert json.load(f)[1]["accuracy"] == rows[1]["accuracy"]
-  from embed import store
-  st = store.validate(os.path.join(wd, "distilled-bindc"))
-  assert st.count("train") == st.num_classes and st.spec("vision").feature_dim == 1024
-  out = subprocess.run([sys.executable, "-m", "embed.store", "info",
-                        os.path.join(wd, "distilled-herding")], capture_output=True, text=True)
-  assert out.returncode == 0 and "split train" in out.stdout
-  with pytest.raises(ValueError, match="config key"):
-    cfg_lib.get_config("nonsense=1")
-
-
-def test_binary_modality_subset(tmp_path):
-  """The paper's "Audio only" ablation: a modality subset; an absent one is a clear error."""
-  from embed.store import StoreError
-  from experiments import bindc
-  from experiments.configs import bindc as cfg_lib
-  base = f"local=1,progress=0,data_dir={tmp_path / 'data'},method=dm,eval_runs=2,iterations=2"
-  rows = bindc.train_and_evaluate(cfg_lib.get_config(base + ",modalities=audio"), str(tmp_path / "a"))
-  assert rows[0]["accuracy"] is not None
-  from embed import store
-  assert store.Store(str(tmp_path / "a" / "distilled")).modalities == ["audio"]
-  with pytest.raises(StoreError, match="expected to contain 'depth'"):
-    bindc.train_and_evaluate(cfg_lib.get_config(base + ",modalities=depth"), str(tmp_path / "b"))
 
 
 def _equal_classes(C=3, n=10, d=8, mods=("audio", "vision")):
@@ -206,7 +168,7 @@ def test_pooled_distill_smoke_and_options(key):
   xs_c, mask = _data()
   syn0 = B.initialize("herding", key, xs_c, mask, 3)
   cfg = _cfg(syn_batch=2, iterations=7, cfd_real="pooled", cfd_pool_every=3)
-  syn, state = B.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
+  syn, state = D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
   assert int(state.step) == 7 and int(state.cfd_pool["index"]) == 2   # steps 6 // 3
   for m, v in syn.items():
     assert v.shape == (3, 3, 8) and np.isfinite(v).all()
@@ -214,7 +176,7 @@ def test_pooled_distill_smoke_and_options(key):
     assert not np.allclose(v, syn0[m])
   # methods without CFD ignore the option; augmentation and bad values are errors
   dm = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, kind="dm"))
-  assert B.distill(syn0, xs_c, mask, dm, key, progress=False)[1].cfd_pool is None
+  assert D.distill(syn0, xs_c, mask, dm, key, progress=False)[1].cfd_pool is None
   with pytest.raises(ValueError, match="aug_dropout"):
     D.make_step(dataclasses.replace(cfg, augment=B.AugmentConfig(jitter=0.1)), 8)
   with pytest.raises(ValueError, match="cfd_real"):

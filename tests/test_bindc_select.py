@@ -1,18 +1,15 @@
 """The one selection rule (lr of the synthetic set, evaluation epochs) and the MLP head."""
 
 import dataclasses
-import importlib
-import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import bindc_jax as B
+from bindc_jax import distill as D
+from bindc_jax import select as S
 from mmdd_jax import classification
-
-D = importlib.import_module("bindc_jax.distill")
 
 
 def _data(seed=0, C=3, mods=("audio", "vision"), d=8, n=12):
@@ -62,7 +59,7 @@ def test_select_lr_same_rule_for_every_method(key, monkeypatch):
   def fake_distill(s0, xs, m, cfg, k, **kw):
     runs.append((cfg, k, s0))
     return {mm: np.asarray(v) for mm, v in s0.items()}, None
-  monkeypatch.setattr(B.select.distill_lib, "distill", fake_distill)
+  monkeypatch.setattr(S.distill_lib, "distill", fake_distill)
   seen = {}
   for method in ("dm", "mmd", "avdd", "cfd_only", "bindc"):
     lc = B.method_loss_config(method, B.LossConfig(dist=B.DistanceConfig(num_freqs=16)))
@@ -132,20 +129,20 @@ def test_evaluate_with_validation_reads_test_only_at_the_end(key):
     assert out["epochs"] == sel["epochs"] and len(out["test"]) == 2
 
 
-def test_binary_selection_ignores_test_split(tmp_path, monkeypatch):
+def test_binary_selection_ignores_test_split(tmp_path, monkeypatch, tiny_cls_store):
   """Selections (lr, epochs) of every row are the same whatever the test split holds,
   distillation sees only the train part, and the chosen lr is recorded."""
-  from experiments import bindc
+  from bindc_jax import run
   from experiments.configs import bindc as cfg_lib
   from mmdd_jax import data as data_lib
-  arg = (f"local=1,progress=0,data_dir={tmp_path / 'data'},method=random+dm+full,"
-         "iterations=3,select_iterations=2,lr_grid=0.01+0.1,eval_runs=1,eval_min_steps=5,"
-         "eval_epochs=3")
+  arg = (f"local=1,progress=0,dataset={tiny_cls_store.root},method=random+dm+full,"
+         "distill.iterations=3,select.iterations=2,grid=0.01+0.1,eval.runs=1,min_steps=5,"
+         "eval.epochs=3")
   sizes = []
-  real_group = bindc.B.group_by_class
-  monkeypatch.setattr(bindc.B, "group_by_class",
+  real_group = run.init_lib.group_by_class
+  monkeypatch.setattr(run.init_lib, "group_by_class",
                       lambda xs, y, c: sizes.append(len(y)) or real_group(xs, y, c))
-  a = bindc.train_and_evaluate(cfg_lib.get_config(arg), str(tmp_path / "a"))
+  a = run.train_and_evaluate(cfg_lib.get_config(arg), str(tmp_path / "a"))
   real_load = data_lib.load_split
 
   def noisy_test(st, split, kind="features", modalities=None):
@@ -155,7 +152,7 @@ def test_binary_selection_ignores_test_split(tmp_path, monkeypatch):
       out = {m: r.standard_normal(v.shape).astype(np.float32) for m, v in out.items()}
     return out
   monkeypatch.setattr(data_lib, "load_split", noisy_test)
-  b = bindc.train_and_evaluate(cfg_lib.get_config(arg), str(tmp_path / "b"))
+  b = run.train_and_evaluate(cfg_lib.get_config(arg), str(tmp_path / "b"))
   assert [(r["method"], r["head"]) for r in a] == [
       ("random", "linear"), ("dm", "linear"), ("full", "linear")]
   for ra, rb in zip(a, b):
@@ -167,17 +164,25 @@ def test_binary_selection_ignores_test_split(tmp_path, monkeypatch):
   assert sizes[0] == a[0]["selection"]["train_rows"] and n_val > 0
 
 
-def test_tables_command_configs_and_markdown(tmp_path):
-  """Every group of the tables command is a valid config under every budget, and the
-  tables are written from whatever groups have finished."""
+def test_tables_configs_and_markdown(tmp_path):
+  """Every group of the tables is a valid config under every budget, and the tables are
+  written from whatever groups have finished."""
   import json
-  from experiments import bindc_tables as T
+  import os
+  from bindc_jax import run, tables as T
   from experiments.configs import bindc as cfg_lib
+  base = cfg_lib.get_config("scale=0.5")
   for budget in T.BUDGETS:
     for group, _ in T.GROUPS:
-      c = cfg_lib.get_config(T.config_arg(group, budget, "1", ""))
-      assert c.eval_heads == "linear+mlp" and c.lr_select == 1 and c.val_frac > 0
-  assert cfg_lib.get_config(T.config_arg("vggs10k_ipc1", "spec", "1", "")).iterations == 2000
+      c = T.group_config(base, group, budget)
+      run.check_config(c)
+      assert c.eval.heads == ("linear", "mlp") and c.select.enabled and c.val_frac > 0
+      assert c.scale == 0.5 and not c.progress
+  assert T.group_config(base, "vggs10k_ipc1", "spec").distill.iterations == 2000
+  assert T.group_config(base, "ave_audio_ipc1", "smoke").modalities == ("audio",)
+  assert base.distill.iterations == 2000 and base.eval.heads == ("linear",)  # not modified
+  with pytest.raises(ValueError, match="only"):
+    T.run_tables(base, str(tmp_path), only=["nope"])
   rows = [{"method": "dm", "head": h, "n_syn": 1, "accuracy": 50.0, "accuracy_std": 1.0,
            "selection": {"lr": 0.03}} for h in ("linear", "mlp")]
   os.makedirs(tmp_path / "vggs10k_ipc1")

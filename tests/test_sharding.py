@@ -18,6 +18,7 @@ def test_bindc_distill_sharded_over_classes_matches_unsharded(key):
   """4 classes over 4 fake devices (class axis sharded) give the same synthetic set as
   the same run placed on one device."""
   import bindc_jax as B
+  from bindc_jax import distill as D
   from mmdd_jax import sharding as sh
   rng = np.random.default_rng(0)
   xs = {m: rng.normal(size=(4, 12, 8)).astype(np.float32) for m in ("audio", "vision")}
@@ -25,13 +26,13 @@ def test_bindc_distill_sharded_over_classes_matches_unsharded(key):
   mask = np.ones((4, 12), bool)
   syn0 = {m: jnp.asarray(v[:, :2]) for m, v in xs.items()}
   cfg = B.DistillConfig(iterations=3, real_batch=8, syn_batch=2, loss=B.method_loss_config("dm"))
-  a, state = B.distill(syn0, xs, mask, cfg, key, progress=False)
+  a, state = D.distill(syn0, xs, mask, cfg, key, progress=False)
   assert len(state.syn["audio"].sharding.device_set) == 4  # really sharded
   one = sh.mesh(jax.devices()[:1])
   orig = sh.mesh
   try:
     sh.mesh = lambda devices=None: one
-    b, state1 = B.distill(syn0, xs, mask, cfg, key, progress=False)
+    b, state1 = D.distill(syn0, xs, mask, cfg, key, progress=False)
     assert len(state1.syn["audio"].sharding.device_set) == 1
   finally:
     sh.mesh = orig

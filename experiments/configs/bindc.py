@@ -1,104 +1,135 @@
-"""ImageBindDC config: ``--config=experiments/configs/bindc.py:key=value,key=value``.
+r"""ImageBindDC config: ``--config=experiments/configs/bindc.py:key=value,key=value``.
 
-Keys (all overridable from the argument string; ``local=1`` shrinks everything so a
-run takes seconds on a CPU):
+Nested sections mirror the library's dataclasses (``bindc_jax.run`` builds them):
+``distill`` ↔ :class:`bindc_jax.distill.DistillConfig` (its scalar fields, plus
+``bindc_lr``), ``loss`` ↔ :class:`bindc_jax.losses.LossConfig` (the weights; ``kind``,
+``distance`` and the ``use_*`` switches are fixed by the method), ``loss.dist`` ↔
+:class:`bindc_jax.distances.DistanceConfig`, ``augment`` ↔
+:class:`bindc_jax.augment.AugmentConfig`; ``select`` is the lr selection rule
+(:mod:`bindc_jax.select`) and ``eval`` the evaluation protocol (:mod:`bindc_jax.evaluate`).
+Every key and its meaning: :data:`HELP` (``python -m experiments.bindc --help``).
 
-* ``dataset`` store directory or simulator name (``vggs10k_sim``, ``ave_sim``,
-  ``nyuv2_sim``, ``msrvtt_sim`` …); ``scale``, ``data_dir`` for simulators.
-* ``method`` one method or several joined by ``+`` (e.g. ``random+herding+dm+avdd+bindc+full``):
-  ``bindc`` (CFD uni + cross + joint), ``cfd_only``, ``mmd`` (Gaussian-MMD uni only),
-  ``bindc_mmd``, ``bindc_no_uni``, ``bindc_no_cross``, ``bindc_no_joint``, ``dm``, ``avdd``,
-  ``random``, ``herding``, ``full`` (the real train split).
-* ``ipc`` synthetic instances per class; ``seed``.
-* ``modalities`` ``+``-separated subset of the store's modalities (e.g. ``audio`` for the
-  paper's "Audio only" CFD-vs-MMD ablation); empty = all.
-* ``iterations`` (SPEC 2000), ``real_batch`` 128, ``syn_batch`` 32, ``momentum`` 0.5,
-  ``init`` (herding | random | noise), ``project`` (renormalise after each update).
-* selection (``bindc_jax.select``, docs/bindc.md "Selection rule"): ``val_frac`` 0.1 (the
-  stratified validation split carved from train; every selection reads only it, and
-  methods / Random / Full train only on the rest), ``lr_select`` 1 (the synthetic set's
-  learning rate chosen by one rule for every method: normalised updates, each of
-  ``lr_grid`` ``0.003+0.01+0.03+0.1`` distilled for ``select_iterations`` 100 steps and
-  scored by validation accuracy of ``select_runs`` 2 heads; ties → smaller lr).
-  ``lr_select=0`` restores SPEC's fixed rates: plain SGD at ``lr`` 0.5, and ``bindc_lr``
-  (default 1e-3; < 0 = ``lr``) for the CFD family. ``val_frac=0`` additionally trains on
-  the whole train split with a fixed number of evaluation epochs (the old protocol).
-* loss: ``lam_uni`` 1, ``lam_cross`` 10, ``lam_joint`` 10, ``uni_scale`` 300, ``alpha``
-  0.5, ``beta`` 0.5, ``num_freqs`` 4096, ``freq_scale`` 1, ``bandwidth`` (MMD σ; 0 =
-  median heuristic), ``lam_icm`` 10, ``lam_cgm`` 10.
-* CFD real side (beyond the paper): ``cfd_real`` ``sampled`` (default, SPEC: the step's
-  ``real_batch`` rows on fresh frequencies) or ``pooled`` (the whole class's real
-  characteristic function, precomputed on a frequency pool redrawn every
-  ``cfd_pool_every`` steps, default 50; each step evaluates only the synthetic side;
-  exclusive with the augmentation). See docs/bindc.md, "Pooled CFD".
-* augmentation: ``aug_dropout``, ``aug_jitter``, ``aug_mixup`` (0 = off).
-* evaluation: ``eval_heads`` ``linear`` (``mlp``: one hidden ReLU layer of ``eval_hidden``
-  256 units; ``linear+mlp`` reports both, one results row each), ``eval_runs`` 5,
-  ``eval_epochs`` 30, ``eval_lr`` 1e-3, ``eval_batch`` 256, ``eval_min_steps`` 300. With a
-  validation split the heads train for up to max(``eval_epochs``, enough epochs for
-  ``eval_min_steps`` steps) and the epoch count with the best mean validation accuracy is
-  used (the same rule for every row, Full and Random included).
-* bookkeeping: ``log_every``, ``ckpt_every``, ``progress``.
+A key is a dotted path (``distill.iterations=300``) or a unique leaf name
+(``num_freqs=1024``); tuples take ``+``-separated items (``method=dm+bindc``,
+``select.grid=0.01+0.1``). ``local=1`` shrinks everything so a run takes seconds on a CPU.
 """
+
+from __future__ import annotations
 
 import ml_collections
 
 from experiments.configs import common
 
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  a = common.parse_arg(arg)
+  kv = common.parse_arg(arg)
+  local = common.convert("local", kv.get("local", "0"), False)
   c = ml_collections.ConfigDict()
   c.dataset = "vggs10k_sim"
   c.scale = 1.0
   c.data_dir = ""
-  c.method = "bindc"
-  c.modalities = ""
+  c.method = ("bindc",)
+  c.modalities = ("all",)
   c.ipc = 1
   c.seed = 0
   c.init = "herding"
-  c.iterations = 2000
-  c.real_batch = 128
-  c.syn_batch = 32
-  c.lr = 0.5                 # SPEC's fixed rate (lr_select=0 only)
-  c.momentum = 0.5
-  # lr_select=0 only: with uni_scale 300 the CFD gradients are ~100x larger than DM's
-  # (docs/bindc.md, "Notes"); < 0: same as lr.
-  c.bindc_lr = 1e-3
-  c.project = 1
   c.val_frac = 0.1
-  c.lr_select = 1
-  c.lr_grid = "0.003+0.01+0.03+0.1"
-  c.select_iterations = 100
-  c.select_runs = 2
-  c.lam_uni, c.lam_cross, c.lam_joint, c.uni_scale = 1.0, 10.0, 10.0, 300.0
-  c.alpha, c.beta, c.num_freqs, c.freq_scale = 0.5, 0.5, 4096, 1.0
-  c.bandwidth = 0.0          # 0: median heuristic
-  c.lam_icm, c.lam_cgm = 10.0, 10.0
-  # Real side of the CFD: "sampled" (SPEC, per step) or "pooled" (whole-class CF on a
-  # frequency pool kept cfd_pool_every steps; benchmarks/RESULTS.md). Not with aug_*.
-  c.cfd_real = "sampled"
-  c.cfd_pool_every = 50
-  c.aug_dropout, c.aug_jitter, c.aug_mixup = 0.0, 0.0, 0.0
-  c.eval_heads = "linear"
-  c.eval_hidden = 256
-  c.eval_runs, c.eval_epochs, c.eval_lr, c.eval_batch, c.eval_min_steps = 5, 30, 1e-3, 256, 300
+  c.distill = ml_collections.ConfigDict(dict(
+      iterations=2000, real_batch=128, syn_batch=32,
+      lr=0.5,                 # SPEC's fixed rate (select.enabled=False only)
+      # select.enabled=False only: with uni_scale 300 the CFD gradients are ~100x larger
+      # than DM's (docs/bindc.md, "Notes"); SPEC: the same as lr (bindc_lr=0.5).
+      bindc_lr=1e-3,
+      momentum=0.5, project=True,
+      # Real side of the CFD: "sampled" (SPEC, per step) or "pooled" (whole-class CF on a
+      # frequency pool kept cfd_pool_every steps; benchmarks/RESULTS.md). Not with augment.
+      cfd_real="sampled", cfd_pool_every=50))
+  c.loss = ml_collections.ConfigDict(dict(
+      lam_uni=1.0, lam_cross=10.0, lam_joint=10.0, uni_scale=300.0, lam_icm=10.0,
+      lam_cgm=10.0,
+      dist=ml_collections.ConfigDict(dict(
+          alpha=0.5, beta=0.5, num_freqs=4096, freq_scale=1.0,
+          bandwidth=common.placeholder(float)))))   # None: median heuristic
+  c.augment = ml_collections.ConfigDict(dict(dropout=0.0, jitter=0.0, mixup=0.0))
+  c.select = ml_collections.ConfigDict(dict(
+      enabled=True, grid=(0.003, 0.01, 0.03, 0.1), iterations=100, runs=2))
+  c.eval = ml_collections.ConfigDict(dict(
+      heads=("linear",), hidden=256, runs=5, epochs=30, lr=1e-3, batch=256, min_steps=300))
   c.log_every = 100
   c.ckpt_every = 500
-  c.progress = 1
-  c.local = 0
-  local = int(a.get("local", 0))
+  c.progress = True
+  c.local = local
   if local:
-    c.local = 1
     c.scale = 0.05
-    c.iterations = 20
-    c.num_freqs = 128
-    c.real_batch = 32
-    c.eval_runs = 2
-    c.eval_epochs = 5
-    c.eval_min_steps = 20
-    c.select_iterations = 5
-    c.select_runs = 1
-    c.lr_grid = "0.01+0.1"
+    c.distill.iterations = 20
+    c.distill.real_batch = 32
+    c.loss.dist.num_freqs = 128
+    c.eval.runs = 2
+    c.eval.epochs = 5
+    c.eval.min_steps = 20
+    c.select.iterations = 5
+    c.select.runs = 1
+    c.select.grid = (0.01, 0.1)
     c.log_every = 10
     c.ckpt_every = 10
-  return common.apply_overrides(c, a)
+  return common.apply_overrides(c, kv)
+
+
+HELP = {
+    "dataset": "store directory or simulator name with class labels (vggs10k_sim, ave_sim, "
+               "nyuv2_sim, msrvtt_sim, …)",
+    "scale": "simulator scale (ignored for a store directory)",
+    "data_dir": "where simulated stores are cached ('' = runs/data)",
+    "method": "methods, '+'-joined: bindc (CFD uni + cross + joint), cfd_only, mmd, bindc_mmd, "
+              "bindc_no_uni, bindc_no_cross, bindc_no_joint, dm, avdd, random, herding, full "
+              "(the real train part)",
+    "modalities": "'+'-joined subset of the store's modalities (audio: the paper's 'Audio "
+                  "only' ablation); all = every modality",
+    "ipc": "synthetic instances per class",
+    "seed": "root of every random stream (validation split, init, distillation, evaluation)",
+    "init": "initialisation of the optimised methods: herding | random | noise",
+    "val_frac": "stratified validation split carved from train; every selection reads only "
+                "it (0: none, SPEC's fixed epochs and rates; needs select.enabled=False)",
+    "distill.iterations": "distillation steps (SPEC: 2000)",
+    "distill.real_batch": "real rows per class and step",
+    "distill.syn_batch": "synthetic rows per class and step",
+    "distill.lr": "SGD rate of the synthetic set when select.enabled=False (SPEC 0.5)",
+    "distill.bindc_lr": "SGD rate of the CFD-family methods when select.enabled=False "
+                        "(measured departure from SPEC, docs/bindc.md; SPEC: = distill.lr)",
+    "distill.momentum": "SGD momentum",
+    "distill.project": "renormalise the synthetic set onto the sphere after every update",
+    "distill.cfd_real": "CFD real side: sampled (SPEC, per step) | pooled (whole-class CF on "
+                        "a frequency pool; docs/bindc.md 'Pooled CFD'; not with augment)",
+    "distill.cfd_pool_every": "steps per frequency pool (cfd_real=pooled)",
+    "loss.lam_uni": "weight λ_uni of the uni-modal term",
+    "loss.lam_cross": "weight λ_cross of the cross-modal term",
+    "loss.lam_joint": "weight λ_joint of the joint-modal term",
+    "loss.uni_scale": "scale s of the uni-modal term (NCFM's 300)",
+    "loss.lam_icm": "AVDD weight of the implicit cross-matching term",
+    "loss.lam_cgm": "AVDD weight of the cross-modal gap-matching term",
+    "loss.dist.alpha": "CFD amplitude weight α",
+    "loss.dist.beta": "CFD phase weight β",
+    "loss.dist.num_freqs": "CFD frequencies per step (NCFM: 4096)",
+    "loss.dist.freq_scale": "CFD frequencies t ~ N(0, freq_scale² I)",
+    "loss.dist.bandwidth": "MMD Gaussian σ (None: median heuristic)",
+    "augment.dropout": "siamese feature-dropout probability (0 = off)",
+    "augment.jitter": "siamese Gaussian shift σ (0 = off)",
+    "augment.mixup": "siamese within-class mixup strength (0 = off)",
+    "select.enabled": "choose the synthetic set's lr on validation with normalised updates "
+                      "(docs/bindc.md 'Selection rule'); False: SPEC's plain SGD at distill.lr",
+    "select.grid": "candidate step lengths, '+'-joined",
+    "select.iterations": "distillation steps per candidate (≤ distill.iterations)",
+    "select.runs": "heads per candidate's validation score",
+    "eval.heads": "evaluation heads, '+'-joined: linear (SPEC) | mlp; one results row each",
+    "eval.hidden": "MLP head's hidden units",
+    "eval.runs": "evaluation runs (head initialisations) per row",
+    "eval.epochs": "epochs (with a validation split: the upper bound of the choice)",
+    "eval.lr": "Adam rate of the heads",
+    "eval.batch": "evaluation batch size",
+    "eval.min_steps": "raise the epochs so every set gets at least this many steps",
+    "log_every": "steps between metrics records and NaN checks",
+    "ckpt_every": "steps between Orbax checkpoints (and at the end)",
+    "progress": "progress bars",
+    "local": "seconds-long run: scale 0.05, 20 iterations, 128 frequencies, 2 eval runs, "
+             "select.grid 0.01+0.1 with 5 steps",
+}

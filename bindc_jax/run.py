@@ -1,0 +1,296 @@
+"""ImageBindDC runs: a config (``experiments/configs/bindc.py``) and a workdir → results.
+
+:func:`train_and_evaluate` is what ``python -m experiments.bindc`` calls (and the demo,
+the tables command and the notebooks). It runs inside
+:func:`mmdd_jax.workdir.open_workdir` (the workdir is bound to the config; another
+config stops with one line, ``fresh=True`` moves the old contents aside; one run at a
+time) and writes:
+
+* ``metrics.jsonl``: ``{"stage": "distill", "method", "step", "loss", …}`` per log step
+  (:func:`mmdd_jax.loop.run_loop`), ``{"stage": "lr_select", "method", "lr", "score"}``
+  per candidate and ``{"stage": "eval", "method", "head", "accuracy", …}`` per row. A
+  resumed run never duplicates records: the loop drops its records beyond the restored
+  checkpoint, and a stage that runs again drops its old records first;
+* ``results.json`` (a list, one row per method and evaluation head;
+  :func:`mmdd_jax.results.write_results`) and ``results.md`` (:func:`results_table`);
+* ``distilled/`` (``distilled-<method>/`` for several methods): the distilled set as a
+  v1 store (:func:`write_distilled`);
+* ``ckpt/<method>/`` (Orbax), ``selection/<method>.json`` and ``eval/<method>-<head>.json``:
+  what a rerun of the same config reuses (bit-identical results).
+
+Randomness: ``rng.root(seed)`` and the named streams ``"init"``, ``"distill"`` (the
+distillation and every lr candidate) and ``"eval"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from bindc_jax import augment as aug_lib
+from bindc_jax import distances as dist_lib
+from bindc_jax import distill as distill_lib
+from bindc_jax import evaluate as eval_lib
+from bindc_jax import init as init_lib
+from bindc_jax import losses as loss_lib
+from bindc_jax import select as select_lib
+from embed import store as store_lib
+from mmdd_jax import classification
+from mmdd_jax import data as data_lib
+from mmdd_jax import results as results_lib
+from mmdd_jax import rng
+from mmdd_jax import workdir as workdir_lib
+
+SELECTION_METHODS = ("random", "herding")
+ALL_MODALITIES = "all"
+
+
+# --- config → dataclasses ---
+
+def loss_config(c) -> loss_lib.LossConfig:
+  """``LossConfig(**config.loss)`` with ``dist = DistanceConfig(**config.loss.dist)``
+  (the method then fixes ``kind``, ``distance`` and the ``use_*`` switches)."""
+  weights = {k: v for k, v in c.loss.items() if k != "dist"}
+  return loss_lib.LossConfig(**weights, dist=dist_lib.DistanceConfig(**c.loss.dist))
+
+
+def distill_config(c, method: str) -> distill_lib.DistillConfig | None:
+  """The method's loop config (None for ``random`` / ``herding``): ``DistillConfig(
+  **config.distill)`` with the method's loss, ``augment`` and ``normalize =
+  select.enabled``. The rate is ``distill.lr`` (the CFD family: ``distill.bindc_lr``);
+  with ``select.enabled`` it is replaced by the selected one."""
+  lc = distill_lib.method_loss_config(method, loss_config(c))
+  if lc is None:
+    return None
+  fields = dict(c.distill)
+  bindc_lr = fields.pop("bindc_lr")
+  if lc.kind == "bindc":
+    fields["lr"] = bindc_lr
+  return distill_lib.DistillConfig(**fields, loss=lc,
+                                   augment=aug_lib.AugmentConfig(**c.augment),
+                                   normalize=bool(c.select.enabled))
+
+
+def methods(c) -> list[str]:
+  """``config.method``, validated (before any work)."""
+  out = list(c.method)
+  if not out:
+    raise ValueError("config key 'method': expected at least one method, found none")
+  for m in out:
+    if m != "full":
+      distill_lib.method_loss_config(m)
+  return out
+
+
+def check_config(c) -> None:
+  """The config errors that need no data (one line each)."""
+  methods(c)
+  for h in c.eval.heads:
+    if h not in classification.HEADS:
+      raise ValueError(f"config key 'eval.heads': expected heads from "
+                       f"{list(classification.HEADS)} joined by '+', found {list(c.eval.heads)}")
+  if not c.select.grid or min(c.select.grid) <= 0:
+    raise ValueError("config key 'select.grid': expected positive learning rates, found "
+                     f"{list(c.select.grid)}")
+  if c.select.enabled and c.val_frac <= 0:
+    raise ValueError("config key 'select.enabled': the selection rule needs a validation "
+                     f"split (val_frac > 0), found val_frac={c.val_frac}")
+
+
+# --- outputs ---
+
+def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray | None,
+                    train_ids: list, method: str, c) -> None:
+  """The distilled set as a v1 store (split ``train``).
+
+  Selection methods (random, herding) store the selected real rows (their features,
+  embeddings, ids and captions). Learned sets store the learned unit-norm embeddings;
+  since nothing is learned in feature space, their ``features`` field holds the same
+  embeddings (``feature_dim`` = embedding dim)."""
+  mods = sorted(syn)
+  ncls, ipc = syn[mods[0]].shape[:2]
+  flat, labels = eval_lib.flatten(syn)
+  if rows is not None:
+    r = rows.reshape(-1)
+    feats = {m: np.asarray(st.features("train", m))[r] for m in mods}
+    specs = {m: store_lib.ModalitySpec(st.spec(m).feature_dim, st.spec(m).embedding_dim)
+             for m in mods}
+    ids = [train_ids[i] for i in r]
+    caps = st.captions("train")
+    caps = [caps[i] for i in r] if caps is not None else None
+  else:
+    feats = flat
+    specs = {m: store_lib.ModalitySpec(flat[m].shape[1], flat[m].shape[1]) for m in mods}
+    ids = [f"{method}-c{k // ipc:03d}-{k % ipc:03d}" for k in range(ncls * ipc)]
+    caps = None
+  store_lib.write_store(
+      path, specs, {"train": dict(ids=ids, features=feats, embeddings=flat, labels=labels,
+                                  captions=caps)},
+      encoder=st.manifest["encoder"].get("name", "unknown"),
+      checkpoint_sha256=st.manifest["encoder"].get("checkpoint_sha256", ""),
+      class_names=st.class_names, command=f"python -m experiments.bindc (method={method})",
+      extra={"distilled": {"method": method, "ipc": int(ipc), "source": os.path.abspath(st.root),
+                           "features": "real" if rows is not None else "embeddings",
+                           "init": c.init, "iterations": int(c.distill.iterations)}})
+
+
+def _cached(path: str, fn: Callable[[], Any]):
+  """``fn()``'s JSON result, computed once and kept at ``path`` (a rerun reuses it)."""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  out = fn()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  store_lib.atomic_write_json(path, results_lib.jsonable(out))
+  return out
+
+
+def results_table(rows) -> str:
+  """Markdown: method, head, ipc, test accuracy, chosen lr and evaluation epochs."""
+  lines = ["| method | head | ipc/n | accuracy (%) | lr | eval epochs | val acc | min |",
+           "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    s = r.get("selection") or {}
+    lr = s.get("lr")
+    va = s.get("val_accuracy")
+    lines.append(
+        f"| {r['method']} | {r.get('head', 'linear')} | "
+        f"{r['n_syn'] if r['n_syn'] is not None else 'all'} | "
+        f"{r['accuracy']:.1f} ± {r['accuracy_std']:.1f} | {'' if lr is None else f'{lr:g}'} | "
+        f"{s.get('eval_epochs') or ''} | {'' if va is None else f'{va:.1f}'} | "
+        f"{sum(r['time_s'].values()) / 60:.2f} |")
+  return "\n".join(lines)
+
+
+# --- the run ---
+
+def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
+  """Runs every method of ``config.method`` in ``workdir`` (module docstring); returns
+  the results rows (one per method and evaluation head)."""
+  check_config(config)
+  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
+    return _run(config, workdir)
+
+
+def _run(c, workdir: str) -> list[dict]:
+  metrics = results_lib.MetricsWriter(workdir)
+  st = data_lib.resolve_store(c.dataset, scale=c.scale, seed=c.seed,
+                              data_dir=c.data_dir or None)
+  if st.num_classes is None or st.labels("train") is None or st.labels("test") is None:
+    raise store_lib.StoreError(f"{st.root}/train/labels.npy: field 'labels': expected class "
+                               "labels (ImageBindDC is a classification method), found none")
+  mods = st.modalities if ALL_MODALITIES in c.modalities else list(c.modalities)
+  st.require_modalities(mods, where=f"config key 'modalities' ({'+'.join(c.modalities)})")
+  heads = list(c.eval.heads)
+  t0 = time.time()
+  tr_all = data_lib.load_split(st, "train", "embeddings", mods)
+  te = data_lib.load_split(st, "test", "embeddings", mods)
+  y_all, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
+  # The validation split carved from train (stratified): every selection reads only its
+  # rows; distillation, Random, Herding and Full use only the rest; test is read once.
+  if c.val_frac > 0:
+    tr_idx, va_idx = data_lib.validation_split(len(y_all), frac=c.val_frac, seed=c.seed,
+                                               labels=y_all)
+  else:
+    tr_idx, va_idx = np.arange(len(y_all)), np.zeros(0, np.int64)
+  tr, ytr = data_lib.take_rows(tr_all, tr_idx), y_all[tr_idx]
+  va, yva = data_lib.take_rows(tr_all, va_idx), y_all[va_idx]
+  xs_c, mask, rows_c = init_lib.group_by_class(tr, ytr, st.num_classes)
+  load_s = time.time() - t0
+  names = methods(c)
+  key = rng.root(c.seed)
+  k_init, k_dist, k_eval = (rng.stream(key, s) for s in ("init", "distill", "eval"))
+  ev_kw = dict(runs=c.eval.runs, epochs=c.eval.epochs, lr=c.eval.lr, batch_size=c.eval.batch,
+               min_steps=c.eval.min_steps, hidden=c.eval.hidden)
+
+  def evaluate(xs, y, head):
+    """Test accuracies; epochs chosen on validation when there is a validation split."""
+    if c.val_frac > 0:
+      return eval_lib.evaluate_selected(k_eval, xs, y, va, yva, te, yte, st.num_classes,
+                                        head=head, **ev_kw)
+    return {"epochs": None, "val_accuracy": None,
+            "test": eval_lib.evaluate(k_eval, xs, y, te, yte, st.num_classes, head=head,
+                                      **ev_kw)}
+
+  def score(syn):
+    """Validation accuracy of a candidate set (no test rows)."""
+    xs, y = eval_lib.flatten(syn)
+    return eval_lib.evaluate_selected(k_eval, xs, y, va, yva, None, None, st.num_classes,
+                                      head=heads[0], **{**ev_kw, "runs": c.select.runs}
+                                      )["val_accuracy"]
+
+  out = []
+  for method in names:
+    t1 = time.time()
+    sel, dcfg = None, None
+    distill_s = 0.0
+    if method == "full":
+      xs_train, y_train = tr, ytr
+    else:
+      dcfg = distill_config(c, method)
+      init_kind = method if method in SELECTION_METHODS else c.init
+      if init_kind == "herding":
+        idx = init_lib.herding(xs_c, mask, c.ipc)
+      elif init_kind == "random":
+        idx = init_lib.random_indices(k_init, mask, c.ipc)
+      else:
+        idx = None
+      syn = (init_lib.initialize(init_kind, k_init, xs_c, mask, c.ipc) if idx is None
+             else init_lib.gather(xs_c, idx))
+      rows = None   # rows of the store's train split (selection methods only)
+      if dcfg is None:
+        rows = tr_idx[np.asarray(rows_c)[np.arange(st.num_classes)[:, None], np.asarray(idx)]]
+      else:
+        if c.select.enabled:
+          syn0 = syn
+
+          def select(method=method, syn0=syn0, dcfg=dcfg):
+            metrics.truncate({"stage": "lr_select", "method": method})
+            return select_lib.select_lr(
+                syn0, xs_c, mask, dcfg, k_dist, score, grid=c.select.grid,
+                iterations=min(c.select.iterations, c.distill.iterations),
+                log_fn=lambda **m: metrics.write(stage="lr_select", method=method, **m))
+          sel = _cached(os.path.join(workdir, "selection", f"{method}.json"), select)
+          dcfg = dataclasses.replace(dcfg, lr=float(sel["lr"]))
+        syn, _ = distill_lib.distill(
+            syn, xs_c, mask, dcfg, k_dist, log_every=c.log_every,
+            ckpt_dir=os.path.join(workdir, "ckpt", method), ckpt_every=c.ckpt_every,
+            metrics=metrics, tags={"stage": "distill", "method": method},
+            progress=c.progress, desc=method)
+      syn = {m: np.asarray(v) for m, v in syn.items()}
+      xs_train, y_train = eval_lib.flatten(syn)
+      distill_s = time.time() - t1
+      path = os.path.join(workdir, "distilled" if len(names) == 1 else f"distilled-{method}")
+      write_distilled(path, st, syn, rows, st.ids("train"), method, c)
+    for head in heads:
+      t2 = time.time()
+      ev = _cached(os.path.join(workdir, "eval", f"{method}-{head}.json"),
+                   lambda: evaluate(xs_train, y_train, head))
+      res = results_lib.make_results(
+          dataset=c.dataset, method=method, n_syn=None if method == "full" else c.ipc,
+          config=c, accuracy_runs=ev["test"],
+          time_s={"load": load_s, **({"distill": distill_s} if distill_s else {}),
+                  "eval": time.time() - t2})
+      res["head"] = head
+      res["selection"] = {
+          "val_rows": int(len(va_idx)), "train_rows": int(len(tr_idx)),
+          "eval_epochs": ev["epochs"], "val_accuracy": ev["val_accuracy"],
+          "lr": float(sel["lr"]) if sel else (dcfg.lr if dcfg else None),
+          "lr_rule": "validation" if sel else ("fixed" if dcfg else None),
+          "lr_grid": sel["grid"] if sel else None, "lr_scores": sel["scores"] if sel else None,
+          "select_iterations": sel["iterations"] if sel else None}
+      metrics.truncate({"stage": "eval", "method": method, "head": head})
+      metrics.write(stage="eval", method=method, head=head, accuracy=res["accuracy"],
+                    accuracy_std=res["accuracy_std"], eval_epochs=ev["epochs"],
+                    lr=res["selection"]["lr"])
+      out.append(res)
+  title = f"ImageBindDC — {c.dataset}, {c.ipc} ipc"
+  results_lib.write_results(workdir, out, title)
+  store_lib.atomic_write_text(os.path.join(workdir, "results.md"),
+                              f"# {title}\n\n{results_table(out)}\n")
+  return out
