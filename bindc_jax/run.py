@@ -172,20 +172,22 @@ def results_table(rows) -> str:
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Runs every method of ``config.method`` in ``workdir`` (module docstring); returns
   the results rows (one per method and evaluation head)."""
+  # Bad input stops before anything is written: the config, then the store.
   check_config(config)
-  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
-    return _run(config, workdir)
-
-
-def _run(c, workdir: str) -> list[dict]:
-  metrics = results_lib.MetricsWriter(workdir)
+  c = config
   st = data_lib.resolve_store(c.dataset, scale=c.scale, seed=c.seed,
-                              data_dir=c.data_dir or None)
+                              data_dir=c.data_dir or None, check_hashes=c.get("check_hashes", True))
   if st.num_classes is None or st.labels("train") is None or st.labels("test") is None:
     raise store_lib.StoreError(f"{st.root}/train/labels.npy: field 'labels': expected class "
                                "labels (ImageBindDC is a classification method), found none")
   mods = st.modalities if ALL_MODALITIES in c.modalities else list(c.modalities)
   st.require_modalities(mods, where=f"config key 'modalities' ({'+'.join(c.modalities)})")
+  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
+    return _run(config, st, mods, workdir)
+
+
+def _run(c, st, mods, workdir: str) -> list[dict]:
+  metrics = results_lib.MetricsWriter(workdir)
   heads = list(c.eval.heads)
   t0 = time.time()
   tr_all = data_lib.load_split(st, "train", "embeddings", mods)

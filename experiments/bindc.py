@@ -27,9 +27,11 @@ _FRESH = flags.DEFINE_bool("fresh", False, "move the workdir's old contents asid
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, bindc_config.ranges())   # --config.x=… flags too
   rows = run.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   print(run.results_table(rows))
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
   cli.run(main, __doc__)

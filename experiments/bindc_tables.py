@@ -30,6 +30,7 @@ _TABLES_ONLY = flags.DEFINE_bool("tables_only", False,
 
 def main(argv):
   del argv
+  common.check(_CONFIG.value, bindc_config.ranges())   # --config.x=… flags too
   if _TABLES_ONLY.value:
     print(tables.write_tables(_WORKDIR.value, _BUDGET.value, _CONFIG.value.scale))
   else:
@@ -38,4 +39,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
   cli.run(main, __doc__)

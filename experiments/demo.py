@@ -40,7 +40,7 @@ def main(argv):
                              "retrieval, R@1 / R@5 (%)")
   print("\n" + md)
   bcfg = bindc_config.get_config(f"dataset=vggs10k_sim,scale={c.cls_scale},seed={c.seed},"
-                                 f"iterations={c.cls_iterations},{c.bindc}")
+                                 f"distill.iterations={c.cls_iterations},{c.bindc}")
   cls = bindc_run.train_and_evaluate(bcfg, os.path.join(wd, "bindc_vggs10k"))
   print(f"\n# vggs10k_sim (scale {c.cls_scale:g}), 1 ipc: classification accuracy (%, mean ± "
         f"std over {cls[0]['runs']} runs; bindc = ImageBindDC)\n\n"

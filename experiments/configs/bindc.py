@@ -57,6 +57,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       heads=("linear",), hidden=256, runs=5, epochs=30, lr=1e-3, batch=256, min_steps=300))
   c.log_every = 100
   c.ckpt_every = 500
+  c.check_hashes = True
   c.progress = True
   c.local = local
   if local:
@@ -72,7 +73,30 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.select.grid = (0.01, 0.1)
     c.log_every = 10
     c.ckpt_every = 10
-  return common.apply_overrides(c, kv)
+  return common.check(common.apply_overrides(c, kv), ranges())
+
+
+def ranges() -> dict:
+  """Every numeric key's range and every enumerated key's values (checked at parse time)."""
+  from bindc_jax import distill
+  from mmdd_jax import classification
+  return {
+      "scale": "(0,1]", "method": tuple(distill.METHODS) + ("full",),
+      "modalities": ("all", "vision", "audio", "text", "depth"), "ipc": ">=1", "seed": ">=0",
+      "init": ("herding", "random", "noise"), "val_frac": ">=0",
+      "distill.iterations": ">=1", "distill.real_batch": ">=1", "distill.syn_batch": ">=1",
+      "distill.lr": ">0", "distill.bindc_lr": ">0", "distill.momentum": ">=0",
+      "distill.cfd_real": distill.CFD_REAL, "distill.cfd_pool_every": ">=1",
+      "loss.lam_uni": ">=0", "loss.lam_cross": ">=0", "loss.lam_joint": ">=0",
+      "loss.uni_scale": ">0", "loss.lam_icm": ">=0", "loss.lam_cgm": ">=0",
+      "loss.dist.alpha": ">=0", "loss.dist.beta": ">=0", "loss.dist.num_freqs": ">=1",
+      "loss.dist.freq_scale": ">0", "loss.dist.bandwidth": ">0",
+      "augment.dropout": ">=0", "augment.jitter": ">=0", "augment.mixup": ">=0",
+      "select.grid": ">0", "select.iterations": ">=1", "select.runs": ">=1",
+      "eval.heads": classification.HEADS, "eval.hidden": ">=1", "eval.runs": ">=1",
+      "eval.epochs": ">=1", "eval.lr": ">0", "eval.batch": ">=1", "eval.min_steps": ">=0",
+      "log_every": ">=1", "ckpt_every": ">=1",
+  }
 
 
 HELP = {
@@ -129,6 +153,8 @@ HELP = {
     "eval.min_steps": "raise the epochs so every set gets at least this many steps",
     "log_every": "steps between metrics records and NaN checks",
     "ckpt_every": "steps between Orbax checkpoints (and at the end)",
+    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
+                    "large stores; the other checks always run)",
     "progress": "progress bars",
     "local": "seconds-long run: scale 0.05, 20 iterations, 128 frequencies, 2 eval runs, "
              "select.grid 0.01+0.1 with 5 steps",

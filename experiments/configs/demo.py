@@ -35,6 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "eval.patience=6,log_every=25,experts.lr_grid=0.03+0.1+0.3,progress=0")
   c.cls_scale = 0.25
   c.cls_iterations = 200
-  c.bindc = ("ipc=1,num_freqs=512,select_iterations=50,progress=1,"
+  c.bindc = ("ipc=1,num_freqs=512,select.iterations=50,progress=1,"
              "method=random+herding+dm+mmd+avdd+bindc+full")
   return common.apply_overrides(c, common.parse_arg(arg))
