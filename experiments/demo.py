@@ -22,11 +22,13 @@ from experiments.configs import demo as demo_config
 from experiments.configs import hopa as hopa_config
 from hopa_jax import run as hopa_run
 from hopa_jax import table
-from mmdd_jax import cli, results
+from mmdd_jax import cli, results, workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/demo.py", common.config_help(demo_config))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory (one workdir per row)")
+_FRESH = flags.DEFINE_bool("fresh", False, "start over: the workdir's old contents (rows and "
+                           "shared experts) are moved to <workdir>.old-<time>/")
 
 
 def main(argv):
@@ -34,6 +36,8 @@ def main(argv):
   c, wd, t0 = _CONFIG.value, _WORKDIR.value, time.time()
   hcfg = hopa_config.get_config(f"dataset=msrvtt_sim,scale={c.scale},seed={c.seed},n={c.n},"
                                 + c.hopa)
+  if _FRESH.value and workdir.move_aside(wd):
+    print(f"{wd}: --fresh: the previous demo was moved aside")
   rows = table.rows_for(hcfg, wd, list(c.methods), [c.n], hopa_run.train_and_evaluate)
   table.plot(rows, os.path.join(wd, "avg_r1.png"))
   md = results.write_results(wd, rows, title=f"msrvtt_sim (scale {c.scale:g}): cross-modal "

@@ -193,12 +193,17 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
   return load_trajectories(directory, like, cfg.epochs)
 
 
+RNG_VERSION = "named-streams-1"
+
+
 def _bind_config(directory: str, cfg: ExpertConfig, params0) -> None:
   """Experts are shared between runs (``experts_dir``): the directory is bound to the
   :class:`ExpertConfig` that made it, and another config stops with one line."""
   shapes = {m: [list(np.shape(l)) for l in jax.tree_util.tree_leaves(p)] for m, p in params0.items()}
   conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "lr_grid"}
-  ident = json.loads(json.dumps({"config": conf, "shapes": shapes}))
+  # "rng": the key convention the experts were drawn with (mmdd_jax.rng's named
+  # streams); experts of an older convention are not silently reused.
+  ident = json.loads(json.dumps({"config": conf, "shapes": shapes, "rng": RNG_VERSION}))
   path = os.path.join(directory, "expert_config.json")
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
@@ -206,13 +211,17 @@ def _bind_config(directory: str, cfg: ExpertConfig, params0) -> None:
     if old != ident:
       diff = sorted(k for k in set(old["config"]) | set(ident["config"])
                     if old["config"].get(k) != ident["config"].get(k))
+      if old.get("rng") != ident["rng"]:
+        diff.append("rng (experts drawn with an older key convention)")
       raise ValueError(f"{directory}: field 'expert_config.json': expected experts of this "
                        f"config, found experts of another (differing: {diff or ['shapes']}); "
                        "use another experts_dir or remove it")
     return
   os.makedirs(directory, exist_ok=True)
   if loop.checkpoint_manager(directory, None).latest_step() is not None:
-    return  # experts written before configs were recorded: accepted as they are
+    raise ValueError(f"{directory}: field 'expert_config.json': expected the record of the "
+                     "config that made these experts, found checkpoints without one (an older "
+                     "version's experts); use another experts_dir or remove it")
   atomic_write_json(path, ident)
 
 
