@@ -16,11 +16,12 @@ from mmdd_jax import calibrate, cli
 
 _DATASET = flags.DEFINE_string("dataset", None, "simulator to calibrate (a key of "
                                "embed.simulate.DATASETS with a paper Full row)")
-_ITERS = flags.DEFINE_integer("iters", 8, "maximum calibration iterations")
+_ITERS = flags.DEFINE_integer("iters", 8, "maximum calibration iterations", lower_bound=1)
 _TOL = flags.DEFINE_float("tol", 1.5, "stop when every pair / the accuracy is within this "
-                          "many points")
+                          "many points", lower_bound=0.0)
 _SEED = flags.DEFINE_integer("seed", 0, "simulator seed")
-_RUNS = flags.DEFINE_integer("runs", 5, "evaluation runs per classification measurement")
+_RUNS = flags.DEFINE_integer("runs", 5, "evaluation runs per classification measurement",
+                             lower_bound=1)
 _LO = flags.DEFINE_float("lo", 0.0, "lower end of the class-strength bracket")
 _HI = flags.DEFINE_float("hi", 4.0, "upper end of the class-strength bracket")
 

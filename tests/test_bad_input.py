@@ -131,3 +131,42 @@ def test_binary_exit_2_one_line_nothing_written(tiny_store, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and match in lines[0], r.stderr[-2000:]
     assert not os.path.exists(wd)
+
+
+BAD_OTHER_CONFIGS = [
+    ("bindc", "ipc=0", r"'ipc': expected ≥ 1, found 0"),
+    ("bindc", "real_batch=0", r"'distill.real_batch': expected ≥ 1, found 0"),
+    ("bindc", "num_freqs=0", r"'loss.dist.num_freqs': expected ≥ 1, found 0"),
+    ("bindc", "init=bogus", r"'init': expected one of \['herding', 'random', 'noise'\]"),
+    ("bindc", "distill.lr=-0.5", r"'distill.lr': expected > 0, found -0.5"),
+    ("bindc", "method=dm+bogus", r"'method': expected one of .* for every item"),
+    ("bindc", "eval.runs=0", r"'eval.runs': expected ≥ 1, found 0"),
+    ("bindc", "ckpt_every=0", r"'ckpt_every': expected ≥ 1, found 0"),
+    ("reference", "task=bogus", r"'task': expected one of"),
+    ("reference", "full.runs=0", r"'full.runs': expected ≥ 1, found 0"),
+    ("bound", "study.T=0", r"'study.T': expected ≥ 1, found 0"),
+    ("bound", "study.eta=-1", r"'study.eta': expected > 0"),
+]
+
+
+@pytest.mark.parametrize("module,arg,match", BAD_OTHER_CONFIGS)
+def test_bad_config_other_binaries(module, arg, match):
+  import importlib
+  cfg = importlib.import_module(f"experiments.configs.{module}")
+  with pytest.raises(ValueError, match=match) as e:
+    cfg.get_config(arg)
+  assert "\n" not in str(e.value)
+
+
+def test_bindc_bad_store_stops_before_any_work(tiny_cls_store, tmp_path):
+  """A string class_names used to make ImageBindDC silently drop classes."""
+  from bindc_jax import run as bindc_run
+  from experiments.configs import bindc as bindc_config
+  d = _copy(tiny_cls_store, tmp_path)
+  m = json.loads((d / "manifest.json").read_text())
+  m["class_names"] = "".join(m["class_names"])
+  (d / "manifest.json").write_text(json.dumps(m))
+  c = bindc_config.get_config(f"dataset={d},local=1,progress=0,method=dm")
+  with pytest.raises(ValueError, match=r"field 'class_names': expected null or a non-empty list"):
+    bindc_run.train_and_evaluate(c, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")
