@@ -123,3 +123,26 @@ def test_files_get_umask_modes(tmp_path):
   finally:
     os.umask(old)
   assert os.stat(os.path.join(d, "config.json")).st_mode & 0o777 == 0o644
+
+
+def test_second_process_is_refused_while_a_run_holds_the_workdir(tmp_path):
+  """The lock holds across processes (and dies with its holder)."""
+  import subprocess
+  import sys
+  import time
+  d = str(tmp_path / "w")
+  code = ("import sys, time; from mmdd_jax import workdir as wd\n"
+          f"with wd.open_workdir({d!r}, {CFG!r}):\n"
+          "  print('locked', flush=True); time.sleep(60)\n")
+  p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+  try:
+    assert p.stdout.readline().strip() == "locked"
+    with pytest.raises(wd.RunError, match=rf"{d}: another run is using this workdir \(pid {p.pid}"):
+      with wd.open_workdir(d, CFG):
+        pass
+  finally:
+    p.kill()
+    p.wait()
+  time.sleep(0.1)
+  with wd.open_workdir(d, CFG):   # a killed holder leaves no stale lock
+    pass
