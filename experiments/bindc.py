@@ -18,7 +18,7 @@ from experiments.configs import bindc as bindc_config
 from experiments.configs import common
 from mmdd_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/bindc.py",
+_CONFIG = config_flags.DEFINE_config_file("config", bindc_config.__file__,
                                           common.config_help(bindc_config), lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (created; the same config "
                                "resumes, another one is refused)")

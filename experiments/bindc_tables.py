@@ -18,7 +18,7 @@ from experiments.configs import bindc as bindc_config
 from experiments.configs import common
 from mmdd_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/bindc.py",
+_CONFIG = config_flags.DEFINE_config_file("config", bindc_config.__file__,
                                           common.config_help(bindc_config), lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/bindc_tables", "output directory (reruns resume)")
 _FRESH = flags.DEFINE_bool("fresh", False, "move each group's old contents aside and start over")

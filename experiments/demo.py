@@ -25,7 +25,7 @@ from hopa_jax import table
 from mmdd_jax import cli, results, workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/demo.py", common.config_help(demo_config))
+    "config", demo_config.__file__, common.config_help(demo_config))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory (one workdir per row)")
 _FRESH = flags.DEFINE_bool("fresh", False, "start over: the workdir's old contents (rows and "
                            "shared experts) are moved to <workdir>.old-<time>/")

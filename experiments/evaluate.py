@@ -19,7 +19,7 @@ from hopa_jax import run
 from mmdd_jax import cli, results
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/evaluate.py", common.config_help(evaluate_config))
+    "config", evaluate_config.__file__, common.config_help(evaluate_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (bound to the config)")
 _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by another config "
                            "(its contents are moved to <workdir>.old-<time>/)")

@@ -17,7 +17,7 @@ from hopa_jax import run
 from mmdd_jax import cli, results
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/hopa.py", common.config_help(hopa_config))
+    "config", hopa_config.__file__, common.config_help(hopa_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (bound to the config; a "
                                "rerun with the same config resumes)")
 _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by another config "

@@ -16,7 +16,7 @@ from hopa_jax import table
 from mmdd_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/hopa.py", "base config of every row; " +
+    "config", hopa_config.__file__, "base config of every row; " +
     common.config_help(hopa_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumable)")
 _METHODS = flags.DEFINE_string("methods", "paper",
