@@ -113,6 +113,16 @@ def make_results(*, dataset: str, method: str, n_syn: int | None, config: Any,
          "retrieval": None, "retrieval_std": None, "avg": None, "avg_std": None,
          "accuracy": None, "accuracy_std": None,
          "time_s": dict(time_s or {}), "device": device_string(), "config": jsonable(config)}
+  for r, run in enumerate(retrieval_runs or []):
+    for d, rec in run.items():
+      for k, v in rec.items():
+        if not math.isfinite(v):
+          raise FloatingPointError(f"{method} on {dataset}: run {r} {d} {k}: expected a finite "
+                                   f"recall, found {v}")
+  for r, v in enumerate(accuracy_runs or []):
+    if not math.isfinite(v):
+      raise FloatingPointError(f"{method} on {dataset}: run {r} accuracy: expected a finite "
+                               f"value, found {v}")
   if retrieval_runs:
     mean, std, avg, avg_std = summarize_retrieval(retrieval_runs)
     res.update(retrieval=mean, retrieval_std=std, avg=avg, avg_std=avg_std,

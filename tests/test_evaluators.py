@@ -133,3 +133,11 @@ def test_non_finite_scores_are_refused_not_ranked_as_hits():
   good = {m: jnp.asarray(np.eye(6, 4)) for m in ("vision", "text")}
   bad = {"vision": good["vision"], "text": good["text"].at[0].set(jnp.nan)}
   assert float(ev.val_avg_r1(bad)) < float(ev.val_avg_r1(good))
+
+
+def test_results_never_hold_nan_as_null():
+  with pytest.raises(FloatingPointError, match="run 1 accuracy: expected a finite value"):
+    results.make_results(dataset="d", method="m", n_syn=1, config={}, accuracy_runs=[50.0, float("nan")])
+  with pytest.raises(FloatingPointError, match="run 0 VT R@1"):
+    results.make_results(dataset="d", method="m", n_syn=1, config={},
+                         retrieval_runs=[{"VT": {"R@1": float("nan")}}])
