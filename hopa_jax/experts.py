@@ -225,9 +225,9 @@ def _bind_config(directory: str, cfg: ExpertConfig, params0) -> None:
   atomic_write_json(path, ident)
 
 
-def load_trajectories(directory: str, like, epochs: int, mngr=None):
+def load_trajectories(directory: str, like, epochs: int):
   """Stacks the saved snapshots ``0..epochs`` into leaves ``[E, epochs + 1, ...]``."""
-  mngr = mngr or loop.checkpoint_manager(directory, None)
+  mngr = loop.checkpoint_manager(directory, None)
   snaps = [mngr.restore(t, args=ocp.args.StandardRestore({"params": like}))["params"]
            for t in range(epochs + 1)]
   # Snapshots may come back with different placements (saved before/after sharding,

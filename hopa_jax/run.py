@@ -36,14 +36,17 @@ from mmdd_jax import data, heads as heads_lib, reference, results, rng
 from mmdd_jax import workdir as workdir_lib
 
 
-def _section(c, name: str) -> dict:
-  return dict(c[name].to_dict() if hasattr(c[name], "to_dict") else c[name])
+def section(c, name: str) -> dict:
+  """Config section ``name`` as the keyword arguments of its dataclass (a plain dict;
+  lists back to tuples, since the dataclasses are hashed)."""
+  d = c[name].to_dict() if hasattr(c[name], "to_dict") else dict(c[name])
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 def objective_config(c, method: str | None = None) -> obj_lib.ObjectiveConfig:
   """``ObjectiveConfig(**config.objective)`` with the method's own settings on top."""
   spec = dl.method_spec(method or c.method)
-  return obj_lib.ObjectiveConfig(**{**_section(c, "objective"), **spec["obj"]})
+  return obj_lib.ObjectiveConfig(**{**section(c, "objective"), **spec["obj"]})
 
 
 def method_objective(c) -> str:
@@ -54,7 +57,7 @@ def method_objective(c) -> str:
 def distill_config(c) -> dl.DistillConfig:
   """``DistillConfig(**config.distill)`` plus what the method fixes."""
   spec = dl.method_spec(c.method)
-  kw = _section(c, "distill")
+  kw = section(c, "distill")
   kw["grad_mode"] = kw["grad_mode"] or spec["grad_mode"]
   if not spec["mining"]:
     kw["sim_kind"] = "fixed"
@@ -63,18 +66,16 @@ def distill_config(c) -> dl.DistillConfig:
 
 
 def experts_config(c, lr: float | None = None) -> ex.ExpertConfig:
-  kw = _section(c, "experts")
+  kw = section(c, "experts")
   kw["lr"] = lr if lr is not None else kw["lr"]
-  kw["lr_grid"] = tuple(kw["lr_grid"])
   return ex.ExpertConfig(**kw, objective=method_objective(c), obj=objective_config(c))
 
 
 def eval_config(c, sim_kind: str) -> ev.EvalConfig:
   """One evaluation for every row: ``eval.objective`` (None: the method's inner
   objective) with the config's objective settings."""
-  kw = _section(c, "eval")
+  kw = section(c, "eval")
   kw["objective"] = kw["objective"] or method_objective(c)
-  kw["lrs"] = tuple(kw["lrs"])
   return ev.EvalConfig(**kw, obj=objective_config(c), sim_kind=sim_kind,
                        sim_alpha=c.distill.sim_alpha)
 
@@ -160,13 +161,19 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dic
   eval_config(c, "fixed").validate()
   st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None,
                           check_hashes=c.check_hashes)
+  split = data.validation_split(st.count("train"), frac=c.val_fraction, seed=c.seed)
+  if dl.method_spec(c.method)["rows"] == "subset":
+    data.check_subset_size(c.n, st)
+    if c.n > len(split[0]):
+      raise ValueError(f"config key 'n': expected ≤ {len(split[0])} (train rows after the "
+                       f"validation split), found {c.n}")
   with workdir_lib.open_workdir(workdir, c, fresh=fresh):
     if os.path.exists(os.path.join(workdir, "results.json")):
       return results.read_results(workdir)   # finished: the workdir is bound to this config
-    return _run(c, st, workdir)
+    return _run(c, st, split, dcfg, workdir)
 
 
-def _run(c, st, workdir: str) -> list[dict]:
+def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   metrics = results.MetricsWriter(workdir)
   progress = bool(c.progress)
   method = c.method
@@ -174,13 +181,10 @@ def _run(c, st, workdir: str) -> list[dict]:
   mods = st.modalities
   all_train = data.load_split(st, "train", "features", mods)
   test_xs = data.load_split(st, "test", "features", mods)
-  tr_idx, val_idx = data.validation_split(st.count("train"), frac=c.val_fraction, seed=c.seed)
+  tr_idx, val_idx = split
   train_xs, val_xs = data.take_rows(all_train, tr_idx), data.take_rows(all_train, val_idx)
   del all_train
-  n = data.check_subset_size(c.n, st) if spec["rows"] == "subset" else len(tr_idx)
-  if n > len(tr_idx):
-    raise ValueError(f"config key 'n': expected ≤ {len(tr_idx)} (train rows after the "
-                     f"validation split), found {n}")
+  n = c.n if spec["rows"] == "subset" else len(tr_idx)
   p0 = reference.pretrained_heads(st, mods)
   key = rng.root(c.seed)
   time_s = {"experts": 0.0, "distill": 0.0, "eval": 0.0}
@@ -192,7 +196,6 @@ def _run(c, st, workdir: str) -> list[dict]:
   init_syn = {m: train_xs[m][init_rows] for m in mods}
   ids = st.ids("train")
   source_ids = [ids[i] for i in tr_idx[init_rows]]
-  dcfg = distill_config(c)
   lr, sim_params, syn, extra = None, None, init_syn, {}
 
   if spec["optimize"]:
@@ -291,9 +294,7 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     test_xs = data.load_split(test_st, "test", "features", mods)
     val_xs = data.load_split(st, "val", "features", mods) if select else None
     p0 = reference.pretrained_heads(st, mods)
-    kw = _section(c, "eval")
-    kw["lrs"] = tuple(kw["lrs"])
-    cfg = ev.EvalConfig(**kw, obj=obj_lib.ObjectiveConfig(**_section(c, "objective")),
+    cfg = ev.EvalConfig(**section(c, "eval"), obj=obj_lib.ObjectiveConfig(**section(c, "objective")),
                         sim_kind="full" if sim is not None else "fixed")
     t0 = time.time()
     out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), p0, xs, test_xs, cfg,

@@ -46,25 +46,21 @@ from hopa_jax import distill as dl
 from hopa_jax import experts as ex
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
+from hopa_jax.run import section
 from mmdd_jax import data, reference, results, rng
 from mmdd_jax import workdir as wd
 
 # ------------------------------------------------------------------ config → dataclasses
 
 
-def _section(config: Mapping, name: str) -> dict:
-  """A config section as a plain dict (lists back to tuples: the dataclasses are hashed)."""
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config[name]).items()}
-
-
 def objective_config(config: Mapping) -> obj_lib.ObjectiveConfig:
   """The ``objective`` section (the same as HoPA's; clip_targets, pos_from included)."""
-  return obj_lib.ObjectiveConfig(**_section(config, "objective"))
+  return obj_lib.ObjectiveConfig(**section(config, "objective"))
 
 
 def expert_config(config: Mapping, objective: str,
                   ocfg: obj_lib.ObjectiveConfig) -> ex.ExpertConfig:
-  return ex.ExpertConfig(**_section(config, "experts"),
+  return ex.ExpertConfig(**section(config, "experts"),
                          objective=objective, obj=ocfg)
 
 
@@ -72,7 +68,7 @@ def distill_config(config: Mapping, n: int, objective: str,
                    ocfg: obj_lib.ObjectiveConfig) -> dl.DistillConfig:
   """The ``distill`` section for ``objective``: no mining for InfoNCE (``fixed``), the
   mini-batch capped at ``n``, ``grad_mode`` None = ``full``."""
-  d = _section(config, "distill")
+  d = section(config, "distill")
   d["grad_mode"] = d.get("grad_mode") or "full"
   d["mini_batch"] = min(int(d["mini_batch"]), n)
   if objective == "infonce":
@@ -154,6 +150,14 @@ def study_table(records) -> str:
   return "\n".join(lines)
 
 
+def _save(fig, path: str) -> str:
+  import matplotlib.pyplot as plt
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
 def plot_study(records, workdir: str) -> list[str]:
   """``mismatch.png``, ``gap_vs_bound.png``, ``sensitivity.png``; returns the paths."""
   import matplotlib
@@ -172,10 +176,7 @@ def plot_study(records, workdir: str) -> list[str]:
   ax.set_yscale("log")
   ax.set_title("gradient mismatch per step")
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(os.path.join(workdir, "mismatch.png"))
-  fig.savefig(paths[-1], dpi=120)
-  plt.close(fig)
+  paths.append(_save(fig, os.path.join(workdir, "mismatch.png")))
 
   fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(records) + 2), 4))
   x = np.arange(len(records))
@@ -185,10 +186,7 @@ def plot_study(records, workdir: str) -> list[str]:
   ax.set_yscale("log")
   ax.legend(fontsize=8)
   ax.set_title("endpoint gap vs bound")
-  fig.tight_layout()
-  paths.append(os.path.join(workdir, "gap_vs_bound.png"))
-  fig.savefig(paths[-1], dpi=120)
-  plt.close(fig)
+  paths.append(_save(fig, os.path.join(workdir, "gap_vs_bound.png")))
 
   bars = []
   for r in records:
@@ -206,10 +204,7 @@ def plot_study(records, workdir: str) -> list[str]:
   ax.set_ylabel(r"$B\cdot$ mean$_i |\partial L/\partial\sigma_{ik}|$ (synthetic, mean over steps)")
   ax.set_title("spectral sensitivities (Theorem 1); floor 1e-12")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  paths.append(os.path.join(workdir, "sensitivity.png"))
-  fig.savefig(paths[-1], dpi=120)
-  plt.close(fig)
+  paths.append(_save(fig, os.path.join(workdir, "sensitivity.png")))
   return paths
 
 

@@ -52,17 +52,6 @@ def abstract(tree):
   return jax.tree_util.tree_map(leaf, tree)
 
 
-def restore_latest(directory: str, like, keep: int | None = 2):
-  """``(step, state)`` of the latest checkpoint in ``directory`` (``(None, None)`` if none)."""
-  if not os.path.isdir(directory):
-    return None, None
-  mngr = checkpoint_manager(directory, keep)
-  step = mngr.latest_step()
-  if step is None:
-    return None, None
-  return step, mngr.restore(step, args=ocp.args.StandardRestore(abstract(like)))
-
-
 def boundaries(start: int, end: int, *everies: int | None) -> list[int]:
   """The steps in ``(start, end]`` where a chunk ends: multiples of each period, and ``end``."""
   pts = {end}

@@ -1,7 +1,7 @@
-"""Workdir outputs shared by every binary: ``config.json``, ``metrics.jsonl``,
-``results.json`` (one schema) and ``results.md``.
+"""Workdir outputs shared by every binary: ``metrics.jsonl``, ``results.json`` (one
+schema) and ``results.md`` (``config.json`` is :mod:`mmdd_jax.workdir`'s).
 
-``results.json`` schema::
+``results.json`` is a list of rows, each::
 
   {"dataset", "method", "n_syn" (int|null), "runs",
    "retrieval": {"VT": {"R@1", "R@5", "R@10"}, …} | null, "retrieval_std": {…} | null,
@@ -87,10 +87,6 @@ class MetricsWriter:
     if len(keep) != len(recs):
       atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
     return len(recs) - len(keep)
-
-
-def write_config(workdir: str, config: Any) -> None:
-  atomic_write_json(os.path.join(workdir, "config.json"), jsonable(config))
 
 
 def summarize_retrieval(runs: Sequence[Mapping[str, Mapping[str, float]]]):

@@ -67,23 +67,26 @@ def _no_hash(d):
   (d / "manifest.json").write_text(json.dumps(m))
 
 
-def _nan_test_row(d):
-  a = np.load(d / "test" / "text.features.npy")
+def _edit_npy(d, rel, edit, keep_hashes=False):
+  a = np.load(d / rel)
+  np.save(d / rel, edit(a))
+  if not keep_hashes:
+    _no_hash(d)   # the content check, not the hash, is under test
+
+
+def _nan_row(a):
   a[1] = np.nan
-  np.save(d / "test" / "text.features.npy", a)
-  _no_hash(d)
+  return a
 
 
-def _short_train(d):
-  a = np.load(d / "train" / "audio.features.npy")
-  np.save(d / "train" / "audio.features.npy", a[:-1])
-  _no_hash(d)
-
-
-def _tamper(d):
-  a = np.load(d / "train" / "vision.features.npy")
+def _bump(a):
   a[0, 0] += 1.0
-  np.save(d / "train" / "vision.features.npy", a)
+  return a
+
+
+_nan_test_row = lambda d: _edit_npy(d, "test/text.features.npy", _nan_row)
+_short_train = lambda d: _edit_npy(d, "train/audio.features.npy", lambda a: a[:-1])
+_tamper = lambda d: _edit_npy(d, "train/vision.features.npy", _bump, keep_hashes=True)
 
 
 def _empty_test(d):

@@ -100,10 +100,9 @@ def ranges() -> dict:
 
 
 HELP = {
+    **common.STORE_HELP,
     "dataset": "store directory or simulator name with class labels (vggs10k_sim, ave_sim, "
                "nyuv2_sim, msrvtt_sim, …)",
-    "scale": "simulator scale (ignored for a store directory)",
-    "data_dir": "where simulated stores are cached ('' = runs/data)",
     "method": "methods, '+'-joined: bindc (CFD uni + cross + joint), cfd_only, mmd, bindc_mmd, "
               "bindc_no_uni, bindc_no_cross, bindc_no_joint, dm, avdd, random, herding, full "
               "(the real train part)",
@@ -153,8 +152,6 @@ HELP = {
     "eval.min_steps": "raise the epochs so every set gets at least this many steps",
     "log_every": "steps between metrics records and NaN checks",
     "ckpt_every": "steps between Orbax checkpoints (and at the end)",
-    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
-                    "large stores; the other checks always run)",
     "progress": "progress bars",
     "local": "seconds-long run: scale 0.05, 20 iterations, 128 frequencies, 2 eval runs, "
              "select.grid 0.01+0.1 with 5 steps",

@@ -93,11 +93,8 @@ def ranges() -> dict:
 
 
 HELP = {
+    **common.STORE_HELP,
     "dataset": "a store directory, or a simulator name (embed.simulate.DATASETS)",
-    "scale": "simulator scale in (0, 1] (ignored for a store directory)",
-    "data_dir": "where simulated stores are cached ('' = runs/data)",
-    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
-                    "large stores; the other checks always run)",
     "seed": "simulator seed and root key (mmdd_jax.rng streams: real_batch, random_set, "
             "experts/<objective>, distill/<objective>, power/<objective>)",
     "local": "1: a seconds-long CPU run (scale 0.02, hopa+3pair, T=4, n=10, …)",

@@ -173,6 +173,16 @@ def missing_help(c: ml_collections.ConfigDict, help_: dict[str, str]) -> list[st
   return sorted((keys - set(help_)) | (set(help_) - keys))
 
 
+# --- the store keys every run config has ---
+
+STORE_HELP = {
+    "scale": "simulator scale in (0, 1] (ignored for a store directory)",
+    "data_dir": "where simulated stores are cached ('' = runs/data)",
+    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
+                    "large stores; the other checks always run)",
+}
+
+
 # --- the inner objective: one section shared by HoPA, the experts and the bound study ---
 
 def objective() -> ml_collections.ConfigDict:

@@ -19,7 +19,7 @@ HELP = {
     "test_store": "store whose test split is scored ('' = store)",
     "seed": "evaluation key",
     "lr": "eval.protocol=paper: learning rate (None: the store's learned η, else 0.01)",
-    "check_hashes": hopa_config.HELP["check_hashes"],
+    "check_hashes": common.STORE_HELP["check_hashes"],
     "progress": "progress bars",
     **{k: v for k, v in hopa_config.HELP.items() if k.startswith(("objective.", "eval."))},
 }

@@ -47,9 +47,8 @@ def bucket(n: int) -> int:
 
 
 HELP = {
+    **common.STORE_HELP,
     "dataset": "store directory or simulator name (embed.simulate.DATASETS)",
-    "scale": "simulator scale in (0, 1] (ignored for a store directory)",
-    "data_dir": "where simulated stores are cached ('' = runs/data)",
     "n": "synthetic instances",
     "method": "hopa | lors | mtt_vl | tesla | repblend | random | full | zero_shot | the "
               "ablations (hopa_jax.distill.METHODS)",
@@ -57,8 +56,6 @@ HELP = {
     "local": "shrink everything to a seconds-long run (smoke tests, notebooks)",
     "val_fraction": "validation split carved from train (every selection reads it, never test)",
     "experts_dir": "'' = <workdir>/experts; share one between methods of one objective",
-    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
-                    "large stores; the other checks always run)",
     "progress": "progress bars",
     "log_every": "distillation iterations between metrics.jsonl records",
     "ckpt_every": "distillation iterations between Orbax checkpoints",

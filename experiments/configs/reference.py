@@ -42,11 +42,8 @@ def ranges() -> dict:
 
 
 HELP = {
+    **common.STORE_HELP,
     "dataset": "a store directory, or a simulator name (embed.simulate.DATASETS)",
-    "scale": "simulator scale in (0, 1] (ignored for a store directory)",
-    "data_dir": "where simulated stores are cached ('' = runs/data)",
-    "check_hashes": "verify the store's sha256 hashes before the run (False: skip, for very "
-                    "large stores; the other checks always run)",
     "seed": "simulator seed and root key (Full run r: fold_in(key, r))",
     "task": "retrieval | classification | auto (from the store: the simulator's task, else "
             "classification for a labelled two-modality store)",
