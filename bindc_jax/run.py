@@ -16,7 +16,8 @@ time) and writes:
 * ``distilled/`` (``distilled-<method>/`` for several methods): the distilled set as a
   v1 store (:func:`write_distilled`);
 * ``ckpt/<method>/`` (Orbax), ``selection/<method>.json`` and ``eval/<method>-<head>.json``:
-  what a rerun of the same config reuses (bit-identical results).
+  what a rerun of the same config on the same store content reuses (bit-identical
+  results; the workdir is bound to both, so these caches are too).
 
 Randomness: ``rng.root(seed)`` and the named streams ``"init"``, ``"distill"`` (the
 distillation and every lr candidate) and ``"eval"``.
@@ -182,7 +183,8 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dic
                                "labels (ImageBindDC is a classification method), found none")
   mods = st.modalities if ALL_MODALITIES in c.modalities else list(c.modalities)
   st.require_modalities(mods, where=f"config key 'modalities' ({'+'.join(c.modalities)})")
-  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
+  with workdir_lib.open_workdir(workdir, config, fresh=fresh,
+                                data={"store": workdir_lib.store_digest(st)}):
     return _run(config, st, mods, workdir)
 
 
@@ -292,7 +294,5 @@ def _run(c, st, mods, workdir: str) -> list[dict]:
                     lr=res["selection"]["lr"])
       out.append(res)
   title = f"ImageBindDC — {c.dataset}, {c.ipc} ipc"
-  results_lib.write_results(workdir, out, title)
-  store_lib.atomic_write_text(os.path.join(workdir, "results.md"),
-                              f"# {title}\n\n{results_table(out)}\n")
+  results_lib.write_results(workdir, out, title, table=results_table(out))
   return out

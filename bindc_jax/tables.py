@@ -28,7 +28,9 @@ import ml_collections
 
 from bindc_jax import run
 from embed.store import atomic_write_text
+from mmdd_jax import data as data_lib
 from mmdd_jax import results as results_lib
+from mmdd_jax import workdir as workdir_lib
 
 BUDGETS: dict[str, dict[str, Any]] = {
     "spec": {"distill.iterations": 2000, "loss.dist.num_freqs": 4096, "select.iterations": 100},
@@ -113,14 +115,33 @@ def run_tables(config: ml_collections.ConfigDict, workdir: str, *, budget: str =
     t0 = time.time()
     run.train_and_evaluate(cfg, os.path.join(workdir, group), fresh=fresh)
     log(f"[{group}] done in {(time.time() - t0) / 60:.1f} min")
-    write_tables(workdir, budget, config.scale)
-  return write_tables(workdir, budget, config.scale)
+    write_tables(workdir, budget, config.scale, config)
+  return write_tables(workdir, budget, config.scale, config)
 
 
-def load_rows(workdir: str) -> dict[str, list[dict]]:
-  """``{group: results rows}`` of the groups that have finished."""
-  return {g: results_lib.read_results(os.path.join(workdir, g)) for g, _ in GROUPS
-          if os.path.exists(os.path.join(workdir, g, "results.json"))}
+def load_rows(workdir: str, config: ml_collections.ConfigDict | None = None,
+              budget: str = "reduced") -> dict[str, list[dict]]:
+  """``{group: results rows}`` of the groups that have finished. With ``config`` only
+  the groups whose workdir is bound to this config (at ``budget``) *and* to their
+  store's current content are read (:func:`mmdd_jax.workdir.finished_results`); the
+  others are left out (shown as —)."""
+  out = {}
+  for g, _ in GROUPS:
+    wd = os.path.join(workdir, g)
+    if not os.path.exists(os.path.join(wd, "results.json")):
+      continue
+    if config is None:
+      out[g] = results_lib.read_results(wd)
+      continue
+    cfg = group_config(config, g, budget)
+    root = data_lib.store_root(cfg.dataset, scale=cfg.scale, seed=cfg.seed,
+                               data_dir=cfg.data_dir or None)
+    if not os.path.exists(os.path.join(root, "manifest.json")):
+      continue
+    got = workdir_lib.finished_results(wd, cfg, {"store": workdir_lib.store_digest(root)})
+    if got is not None:
+      out[g] = got
+  return out
 
 
 def _cell(rows, method, head):
@@ -142,9 +163,12 @@ def _budget_text(budget: str) -> str:
                    for k, v in BUDGETS[budget].items())
 
 
-def write_tables(workdir: str, budget: str, scale: float = 1.0) -> str:
-  """``tables.md`` from the finished groups (missing cells: —); returns the markdown."""
-  res = load_rows(workdir)
+def write_tables(workdir: str, budget: str, scale: float = 1.0,
+                 config: ml_collections.ConfigDict | None = None) -> str:
+  """``tables.md`` from the finished groups (missing cells: —; with ``config``, only
+  groups bound to it and to their store's current content, :func:`load_rows`);
+  returns the markdown."""
+  res = load_rows(workdir, config, budget)
   lines = [f"Budget `{budget}` ({_budget_text(budget)}), simulator scale {scale:g}; accuracy % "
            "(mean ± std over the evaluation runs); paper in brackets; lr = the synthetic "
            "set's step length chosen on validation (linear / MLP head rows share it).", ""]

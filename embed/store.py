@@ -207,6 +207,15 @@ class StoreWriter:
   def write_heads(self, heads: Mapping[str, np.ndarray]) -> None:
     atomic_save_npz(os.path.join(self.root, HEADS), heads)
 
+  def write_array(self, name: str, array: np.ndarray) -> None:
+    """An extra top-level ``.npy`` file (e.g. a distilled set's ``similarity.npy``):
+    written before the manifest and listed (with its sha256) in it, so a store is
+    complete or unfinished, never finished without it."""
+    if os.sep in name or not name.endswith(".npy") or name.startswith("."):
+      raise _err(self.root, "extra array", "a top-level file name ending in .npy", repr(name))
+    atomic_save_npy(os.path.join(self.root, name), array)
+    self._arrays = sorted(set(getattr(self, "_arrays", [])) | {name})
+
   # -- finalize
   def _split_shards(self, split: str) -> list[int]:
     d = self._shard_dir(split)
@@ -260,6 +269,8 @@ class StoreWriter:
           files[f"{split}/{f}"] = sha256_file(p)
     if os.path.exists(os.path.join(self.root, HEADS)):
       files[HEADS] = sha256_file(os.path.join(self.root, HEADS))
+    for name in getattr(self, "_arrays", []):
+      files[name] = sha256_file(os.path.join(self.root, name))
     manifest = {
         "format_version": FORMAT_VERSION,
         "encoder": {"name": self.encoder, "checkpoint_sha256": self.checkpoint_sha256},
@@ -276,14 +287,23 @@ class StoreWriter:
 
 
 def write_store(root: str, modalities: Mapping[str, ModalitySpec],
-                splits: Mapping[str, Mapping[str, Any]], *, heads=None, **kw) -> dict:
+                splits: Mapping[str, Mapping[str, Any]], *, heads=None,
+                arrays: Mapping[str, np.ndarray] | None = None, **kw) -> dict:
   """One-call writer: ``splits = {split: dict(ids=..., features=..., embeddings=...,
-  labels=..., captions=...)}``. Returns the manifest."""
+  labels=..., captions=...)}``; ``arrays``: extra top-level ``.npy`` files
+  (:meth:`StoreWriter.write_array`). Returns the manifest.
+
+  Writing over a finished store first removes its manifest, so a store being
+  rewritten (and one whose rewrite was killed) reads as unfinished, never as a mix."""
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(os.path.join(root, MANIFEST))
   w = StoreWriter(root, modalities, **kw)
   for split, data in splits.items():
     w.write_split(split, **data)
   if heads is not None:
     w.write_heads(heads)
+  for name, a in (arrays or {}).items():
+    w.write_array(name, a)
   return w.finalize(list(splits))
 
 

@@ -32,7 +32,8 @@ def main(argv):
   del argv
   common.check(_CONFIG.value, bindc_config.ranges())   # --config.x=… flags too
   if _TABLES_ONLY.value:
-    print(tables.write_tables(_WORKDIR.value, _BUDGET.value, _CONFIG.value.scale))
+    print(tables.write_tables(_WORKDIR.value, _BUDGET.value, _CONFIG.value.scale,
+                              _CONFIG.value))
   else:
     print(tables.run_tables(_CONFIG.value, _WORKDIR.value, budget=_BUDGET.value,
                             only=_ONLY.value, fresh=_FRESH.value))

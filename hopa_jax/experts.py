@@ -29,6 +29,7 @@ from embed.store import atomic_write_json
 from hopa_jax import objectives as obj_lib
 from mmdd_jax import data, heads as heads_lib
 from mmdd_jax import loop, results, rng, sharding
+from mmdd_jax import workdir as workdir_lib
 from mmdd_jax import train as train_lib
 
 
@@ -144,7 +145,7 @@ def init_experts(key: jax.Array, params0, cfg: ExpertConfig):
 def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
                   cfg: ExpertConfig, directory: str, *, progress: bool = False,
                   metrics: results.MetricsWriter | None = None, tags: Mapping | None = None,
-                  stop_at: int | None = None):
+                  stop_at: int | None = None, digest: str | None = None):
   """Trains (or resumes) the experts and returns the stacked trajectories.
 
   The loop is :func:`mmdd_jax.loop.run_loop` with one step per epoch: every epoch is
@@ -161,6 +162,12 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
     tags: the records' stage fields (default ``{"stage": "experts"}``; several expert
       sets in one workdir need distinct tags, since a resume drops its own records).
     stop_at: stop after this epoch (a killed run, in tests); returns None then.
+    digest: :func:`data_digest` of ``(params0, train_xs)`` when the caller has it.
+
+  The directory is locked while the experts are trained or read
+  (:func:`mmdd_jax.workdir.shared_lock`: a second run sharing it waits) and bound to
+  :func:`identity` (config, key, data): experts of another seed, store content or
+  setting are refused with one line, never silently reused.
   Returns:
     Params pytree with leaves ``[E, epochs + 1, ...]``.
   """
@@ -170,7 +177,13 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
   n = int(next(iter(xs.values())).shape[0])
   p_init, keys = init_experts(key, params0, cfg)
   like = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), p_init)
-  _bind_config(directory, cfg, params0)
+  with workdir_lib.shared_lock(directory, "experts being trained"):
+    _bind_config(directory, identity(key, params0, train_xs, cfg, digest))
+    return _train_bound(cfg, directory, xs, n, p_init, keys, like, progress=progress,
+                        metrics=metrics, tags=tags, stop_at=stop_at)
+
+
+def _train_bound(cfg, directory, xs, n, p_init, keys, like, *, progress, metrics, tags, stop_at):
   # Data-parallel over experts: the expert axis is split across devices when it
   # divides evenly (jax.sharding; a no-op on one device), the data replicated.
   xs = sharding.replicate(xs)
@@ -194,35 +207,93 @@ def train_experts(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
 
 
 RNG_VERSION = "named-streams-1"
+RECORD = "expert_config.json"
 
 
-def _bind_config(directory: str, cfg: ExpertConfig, params0) -> None:
-  """Experts are shared between runs (``experts_dir``): the directory is bound to the
-  :class:`ExpertConfig` that made it, and another config stops with one line."""
+def data_digest(params0, train_xs: Mapping[str, np.ndarray]) -> str:
+  """sha256 of exactly what the experts learn from: the initial heads and the train
+  rows (every array's dtype, shape and bytes, in key order). Independent of how the
+  caller got them (store, validation split, subset), so experts are never reused for
+  other data."""
+  import hashlib
+  h = hashlib.sha256()
+  for name, tree in (("heads", params0), ("train", dict(train_xs))):
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    for path, leaf in leaves:
+      a = np.ascontiguousarray(np.asarray(leaf))
+      h.update(f"{name}{jax.tree_util.keystr(path)}:{a.dtype.str}:{a.shape};".encode())
+      h.update(a.tobytes())
+  return "sha256:" + h.hexdigest()
+
+
+def identity(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
+             cfg: ExpertConfig, digest: str | None = None) -> dict:
+  """What a set of experts is bound to: its :class:`ExpertConfig` (but the lr grid),
+  the shapes of the heads, the key convention and the key itself (so another seed is
+  other experts), and :func:`data_digest` of the data."""
   shapes = {m: [list(np.shape(l)) for l in jax.tree_util.tree_leaves(p)] for m, p in params0.items()}
   conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "lr_grid"}
-  # "rng": the key convention the experts were drawn with (mmdd_jax.rng's named
-  # streams); experts of an older convention are not silently reused.
-  ident = json.loads(json.dumps({"config": conf, "shapes": shapes, "rng": RNG_VERSION}))
-  path = os.path.join(directory, "expert_config.json")
-  if os.path.exists(path):
+  kd = np.asarray(jax.random.key_data(key)).reshape(-1).tolist()
+  return json.loads(json.dumps(results.jsonable(
+      {"config": conf, "shapes": shapes, "rng": RNG_VERSION, "key": kd,
+       "data": digest or data_digest(params0, train_xs)})))
+
+
+def _read_record(directory: str) -> dict | None:
+  path = os.path.join(directory, RECORD)
+  if not os.path.exists(path):
+    return None
+  try:
     with open(path, encoding="utf-8") as f:
-      old = json.load(f)
-    if old != ident:
-      diff = sorted(k for k in set(old["config"]) | set(ident["config"])
-                    if old["config"].get(k) != ident["config"].get(k))
-      if old.get("rng") != ident["rng"]:
-        diff.append("rng (experts drawn with an older key convention)")
-      raise ValueError(f"{directory}: field 'expert_config.json': expected experts of this "
-                       f"config, found experts of another (differing: {diff or ['shapes']}); "
-                       "use another experts_dir or remove it")
+      return json.load(f)
+  except (ValueError, OSError) as e:
+    raise ValueError(f"{path}: field '{RECORD}': expected the JSON record of the experts' "
+                     f"config, found an unreadable file ({e}); remove the experts directory") from None
+
+
+def check_experts(directory: str, ident: Mapping, *, ignore_lr: bool = False) -> bool:
+  """Raises ``ValueError`` (one line: what differs) when ``directory`` holds experts
+  bound to another identity; returns True when it holds experts of this one, False
+  when it holds none yet. ``ignore_lr``: compare everything but the step size (the
+  check made *before* the lr is selected, so a run that will be refused writes
+  nothing into the shared directory, not even the lr probe's cache)."""
+  old = _read_record(directory)
+  if old is None:
+    if os.path.isdir(directory) and loop.checkpoint_manager(directory, None).latest_step() is not None:
+      raise ValueError(f"{directory}: field '{RECORD}': expected the record of the config "
+                       "that made these experts, found checkpoints without one (an older "
+                       "version's experts); use another experts_dir or remove it")
+    return False
+  diff = []
+  oc, nc = old.get("config") or {}, ident["config"]
+  for k in sorted(set(oc) | set(nc)):
+    if ignore_lr and k == "lr":
+      continue
+    if oc.get(k) != nc.get(k):
+      diff.append(f"{k}: {oc.get(k, '<absent>')!r} → {nc.get(k, '<absent>')!r}")
+  if old.get("rng") != ident["rng"]:
+    diff.append("rng (experts drawn with an older key convention)")
+  if old.get("shapes") != ident["shapes"]:
+    diff.append("head shapes")
+  if old.get("key") != ident["key"]:
+    diff.append("key (another seed)")
+  if old.get("data") != ident["data"]:
+    diff.append("data (other train rows or heads: another store's content, val_fraction "
+                f"or seed; {str(old.get('data'))[:19]}… → {str(ident['data'])[:19]}…)")
+  if diff:
+    raise ValueError(f"{directory}: field '{RECORD}': expected experts of this run, found "
+                     f"experts of another (differing: {'; '.join(diff)}); use another "
+                     "experts_dir or remove it")
+  return True
+
+
+def _bind_config(directory: str, ident: Mapping) -> None:
+  """Experts are shared between runs (``experts_dir``): the directory is bound to the
+  :func:`identity` that made it, and another stops with one line."""
+  if check_experts(directory, ident):
     return
   os.makedirs(directory, exist_ok=True)
-  if loop.checkpoint_manager(directory, None).latest_step() is not None:
-    raise ValueError(f"{directory}: field 'expert_config.json': expected the record of the "
-                     "config that made these experts, found checkpoints without one (an older "
-                     "version's experts); use another experts_dir or remove it")
-  atomic_write_json(path, ident)
+  atomic_write_json(os.path.join(directory, RECORD), dict(ident))
 
 
 def load_trajectories(directory: str, like, epochs: int):

@@ -83,7 +83,10 @@ def eval_config(c, sim_kind: str) -> ev.EvalConfig:
 def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) -> dict:
   """The experts' lr: ``experts.lr``, or (None) :func:`hopa_jax.experts.select_teacher_lr`
   on the validation rows, cached as ``<experts_dir>/teacher_lr.json`` so methods that
-  share experts share the choice."""
+  share experts share the choice. The cache is bound to the probe's config, its key
+  and the exact train and validation rows (content digests); a new selection is
+  returned with ``"new": True`` and written only by :func:`write_teacher_lr`, once the
+  experts directory has accepted this run (a refused run writes nothing there)."""
   if c.experts.lr is not None:
     if not c.experts.lr > 0:
       raise ValueError(f"config key 'experts.lr': expected None or a number > 0, found {c.experts.lr}")
@@ -92,7 +95,11 @@ def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) 
   probe_cfg = experts_config(c)
   ident = {"objective": probe_cfg.objective, "obj": results.jsonable(dataclasses.asdict(probe_cfg.obj)),
            "epochs": probe_cfg.epochs, "batch_size": probe_cfg.batch_size,
-           "grid": list(probe_cfg.lr_grid), "seed": c.seed, "val_fraction": c.val_fraction}
+           "grid": list(probe_cfg.lr_grid), "seed": c.seed, "val_fraction": c.val_fraction,
+           "init_noise": probe_cfg.init_noise,
+           "key": np.asarray(jax.random.key_data(key)).reshape(-1).tolist(),
+           "train": ex.data_digest(p0, train_xs), "val": ex.data_digest({}, val_xs)}
+  ident = json.loads(json.dumps(results.jsonable(ident)))
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       cached = json.load(f)
@@ -100,9 +107,37 @@ def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) 
       return cached
   sel = ex.select_teacher_lr(key, p0, train_xs, val_xs, probe_cfg, progress=progress)
   sel["ident"] = ident
-  os.makedirs(edir, exist_ok=True)
-  store_lib.atomic_write_json(path, results.jsonable(sel))
+  sel["new"] = True
   return sel
+
+
+def write_teacher_lr(edir: str, sel: dict) -> None:
+  """Caches a new lr selection in the experts directory (after it accepted the run)."""
+  if sel.pop("new", False):
+    os.makedirs(edir, exist_ok=True)
+    store_lib.atomic_write_json(os.path.join(edir, "teacher_lr.json"), results.jsonable(sel))
+
+
+def prepare_experts(c, key, p0, train_xs, val_xs, edir: str, *, progress: bool = False,
+                    metrics=None):
+  """The lr choice and the experts' trajectories, under the experts directory's lock
+  (a second run sharing it waits, then reads): first the directory's binding without
+  the lr (another seed, store content, objective or setting is refused with one line
+  before anything is written or computed), then the lr (explicit, cached or selected),
+  then the full binding, then the lr cache and the experts. Returns ``(sel, traj)``."""
+  ekey = rng.stream(key, "experts")
+  with workdir_lib.shared_lock(edir, "experts being trained"):
+    digest = ex.data_digest(p0, train_xs)
+    ex.check_experts(edir, ex.identity(ekey, p0, train_xs, experts_config(c), digest),
+                     ignore_lr=True)
+    sel = resolve_teacher_lr(c, rng.stream(key, "lr_teacher"), p0, train_xs, val_xs, edir,
+                             progress)
+    ecfg = experts_config(c, sel["lr"])
+    ex.check_experts(edir, ex.identity(ekey, p0, train_xs, ecfg, digest))
+    write_teacher_lr(edir, sel)
+    traj = ex.train_experts(ekey, p0, train_xs, ecfg, edir, progress=progress, metrics=metrics,
+                            digest=digest)
+  return sel, traj
 
 
 def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs: dict, *,
@@ -131,12 +166,11 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
                     "similarity": "similarity.npy" if sim_full is not None else None,
                     "source_store": os.path.abspath(st.root), "init_ids": source_ids,
                     "config": results.jsonable(config)}}
-  store_lib.write_store(path, specs, splits, heads=heads_lib.heads_to_npz(params0),
+  arrays = {"similarity.npy": sim_full.astype(np.float32)} if sim_full is not None else None
+  store_lib.write_store(path, specs, splits, heads=heads_lib.heads_to_npz(params0), arrays=arrays,
                         encoder=st.manifest["encoder"].get("name", "unknown") + "+hopa_distilled",
                         checkpoint_sha256=str(st.manifest["encoder"].get("checkpoint_sha256", "")),
                         command=f"python -m experiments.hopa (method={method})", extra=extra)
-  if sim_full is not None:
-    store_lib.atomic_save_npy(os.path.join(path, "similarity.npy"), sim_full.astype(np.float32))
   return store_lib.Store(path)
 
 
@@ -167,10 +201,20 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dic
     if c.n > len(split[0]):
       raise ValueError(f"config key 'n': expected ≤ {len(split[0])} (train rows after the "
                        f"validation split), found {c.n}")
-  with workdir_lib.open_workdir(workdir, c, fresh=fresh):
+  with workdir_lib.open_workdir(workdir, c, fresh=fresh, data=data_binding(st)):
     if os.path.exists(os.path.join(workdir, "results.json")):
-      return results.read_results(workdir)   # finished: the workdir is bound to this config
+      # finished: the workdir is bound to this config and this store content
+      return results.read_results(workdir, title=_title(c))
     return _run(c, st, split, dcfg, workdir)
+
+
+def data_binding(st) -> dict:
+  """What a HoPA workdir is bound to besides its config: the store's content digest."""
+  return {"store": workdir_lib.store_digest(st)}
+
+
+def _title(c) -> str:
+  return f"{c.method} on {c.dataset} (n={c.n})"
 
 
 def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
@@ -201,14 +245,12 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   if spec["optimize"]:
     t0 = time.time()
     edir = c.experts_dir or os.path.join(workdir, "experts")
-    sel = resolve_teacher_lr(c, rng.stream(key, "lr_teacher"), p0, train_xs, val_xs, edir,
-                             progress)
+    metrics.truncate({"stage": "lr_teacher"})
+    sel, traj = prepare_experts(c, key, p0, train_xs, val_xs, edir, progress=progress,
+                                metrics=metrics)
     extra["lr_teacher"] = sel["lr"]
     extra["lr_teacher_selection"] = {k: v for k, v in sel.items() if k != "ident"}
-    metrics.truncate({"stage": "lr_teacher"})
     metrics.write(stage="lr_teacher", **extra["lr_teacher_selection"])
-    traj = ex.train_experts(rng.stream(key, "experts"), p0, train_xs, experts_config(c, sel["lr"]),
-                            edir, progress=progress, metrics=metrics)
     time_s["experts"] = time.time() - t0
 
     t0 = time.time()
@@ -257,7 +299,7 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   metrics.truncate({"stage": "result"})
   metrics.write(stage="result", method=method, avg=res["avg"], avg_std=res["avg_std"],
                 eval=res["eval"])
-  results.write_results(workdir, [res], title=f"{method} on {c.dataset} (n={n})")
+  results.write_results(workdir, [res], title=_title(c))
   return [res]
 
 
@@ -281,13 +323,20 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   if not c.test_store and (test_st.count("test") if "test" in st.splits else 0) < 1:
     raise store_lib.StoreError(f"{st.root}: field 'splits.test': expected a non-empty test "
                                "split (or config key 'test_store'), found none")
-  with workdir_lib.open_workdir(workdir, c, fresh=fresh):
-    extra = (st.manifest.get("extra") or {}).get("hopa") or {}
+  extra = (st.manifest.get("extra") or {}).get("hopa") or {}
+  sim_name = extra.get("similarity") or "similarity.npy"
+  sim_listed = sim_name in st.manifest["files"]
+  if (extra.get("similarity") or os.path.exists(os.path.join(st.root, sim_name))) and not sim_listed:
+    raise store_lib.StoreError(
+        f"{os.path.join(st.root, store_lib.MANIFEST)}: field 'files': expected '{sim_name}' "
+        "listed (the distilled set's Ŝ), found it missing from the manifest (an unfinished "
+        "write, or a store of an older version); rewrite the store")
+  bound = {"store": workdir_lib.store_digest(st)}
+  if c.test_store:
+    bound["test_store"] = workdir_lib.store_digest(test_st)
+  with workdir_lib.open_workdir(workdir, c, fresh=fresh, data=bound):
     lr = c.lr or extra.get("lr") or 0.01
-    sim = None
-    sim_path = os.path.join(st.root, extra.get("similarity") or "similarity.npy")
-    if os.path.exists(sim_path):
-      sim = {"S": np.load(sim_path)}
+    sim = {"S": np.load(os.path.join(st.root, sim_name))} if sim_listed else None
     mods = st.modalities
     test_st.require_modalities(mods, where=f"{st.root} modalities")
     xs = data.load_split(st, "train", "features", mods)

@@ -103,6 +103,10 @@ def load_distilled(path: str, mods) -> tuple[dict, np.ndarray | None]:
   n = len(next(iter(syn.values())))
   s_path = os.path.join(path, "similarity.npy")
   sim = None
+  if os.path.exists(s_path) and "similarity.npy" not in st.manifest["files"]:
+    raise store_lib.StoreError(f"{os.path.join(path, store_lib.MANIFEST)}: field 'files': expected "
+                               "'similarity.npy' listed, found it missing (an unfinished write, "
+                               "or a store of an older version)")
   if os.path.exists(s_path):
     sim = np.load(s_path).astype(np.float32)
     if sim.shape != (n, n):
@@ -228,7 +232,10 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
   for o in objectives:
     if int(c["distill"]["iterations"]) > 0 and not c["study"]["distilled_store"]:
       distill_config(c, n, o, objective_config(c)).validate(c["experts"]["epochs"] + 1)
-  with wd.open_workdir(workdir, config, fresh=fresh):
+  bound = {"store": wd.store_digest(st)}
+  if c["study"]["distilled_store"]:
+    bound["distilled_store"] = wd.store_digest(c["study"]["distilled_store"])
+  with wd.open_workdir(workdir, config, fresh=fresh, data=bound):
     return _study(c, objectives, st, n, workdir)
 
 

@@ -16,6 +16,8 @@ from typing import Callable
 from absl import logging
 
 from hopa_jax import distill as dl
+from embed import store as store_lib
+from mmdd_jax import data as data_lib
 from mmdd_jax import results
 from mmdd_jax import workdir as workdir_lib
 
@@ -66,12 +68,12 @@ def label(method: str, objective: str | None) -> str:
 
 
 def _finished(wd: str, c) -> list[dict] | None:
-  old = workdir_lib.read_config(wd)
-  if old is None or not os.path.exists(os.path.join(wd, "results.json")):
+  """The row's results when ``wd`` holds a finished run of exactly this config *and*
+  the store's current content (:func:`mmdd_jax.workdir.finished_results`), else None."""
+  root = data_lib.store_root(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None)
+  if not os.path.exists(os.path.join(root, store_lib.MANIFEST)):
     return None
-  if workdir_lib.differing_keys(old, results.jsonable(c)):
-    return None
-  return results.read_results(wd)
+  return workdir_lib.finished_results(wd, c, {"store": workdir_lib.store_digest(root)})
 
 
 def rows_for(config, workdir: str, methods, ns,

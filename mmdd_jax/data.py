@@ -24,17 +24,9 @@ def resolve_store(dataset: str, *, scale: float = 1.0, seed: int = 0,
   (:func:`embed.store.validate`: schema, files, dtypes, row counts, dims, ids, labels,
   finite values, unit-norm embeddings, the ``splits`` present and non-empty, and — with
   ``check_hashes`` — every file's sha256); a problem stops with one line."""
-  if os.path.isdir(dataset) or os.sep in dataset:
-    root = dataset
-  elif dataset in simulate.DATASETS:
-    digest = simulate.spec_digest(simulate.DATASETS[dataset])
-    root = os.path.join(data_dir or DEFAULT_DATA_DIR, f"{dataset}-scale{scale:g}-seed{seed}-{digest}")
-    if not os.path.exists(os.path.join(root, store_lib.MANIFEST)):
-      simulate.simulate(dataset, root, scale=scale, seed=seed)
-  else:
-    raise store_lib.StoreError(
-        f"dataset '{dataset}': expected a store directory (with manifest.json) or one of "
-        f"the simulators {sorted(simulate.DATASETS)}")
+  root = store_root(dataset, scale=scale, seed=seed, data_dir=data_dir)
+  if dataset in simulate.DATASETS and not os.path.exists(os.path.join(root, store_lib.MANIFEST)):
+    simulate.simulate(dataset, root, scale=scale, seed=seed)
   if check:
     return store_lib.validate(root, modalities, check_hashes=check_hashes,
                               require_splits=splits, nonempty=splits)
@@ -42,6 +34,19 @@ def resolve_store(dataset: str, *, scale: float = 1.0, seed: int = 0,
   if modalities is not None:
     st.require_modalities(modalities)
   return st
+
+
+def store_root(dataset: str, *, scale: float = 1.0, seed: int = 0,
+               data_dir: str | None = None) -> str:
+  """The store directory ``dataset`` names (a simulator's is not written here)."""
+  if os.path.isdir(dataset) or os.sep in dataset:
+    return dataset
+  if dataset in simulate.DATASETS:
+    digest = simulate.spec_digest(simulate.DATASETS[dataset])
+    return os.path.join(data_dir or DEFAULT_DATA_DIR, f"{dataset}-scale{scale:g}-seed{seed}-{digest}")
+  raise store_lib.StoreError(
+      f"dataset '{dataset}': expected a store directory (with manifest.json) or one of "
+      f"the simulators {sorted(simulate.DATASETS)}")
 
 
 def load_split(st: store_lib.Store, split: str, kind: str = "features",

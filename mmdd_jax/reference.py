@@ -120,7 +120,8 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
                           data_dir=c["data_dir"] or None,
                           check_hashes=c.get("check_hashes", True))
   t_data = time.time() - t0
-  with workdir_lib.open_workdir(workdir, config, fresh=fresh):
+  with workdir_lib.open_workdir(workdir, config, fresh=fresh,
+                                data={"store": workdir_lib.store_digest(st)}):
     return _reference_rows(c, st, t_data, workdir)
 
 

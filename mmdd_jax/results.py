@@ -160,19 +160,33 @@ def results_table(rows: Sequence[Mapping], ks: Sequence[str] = ("R@1", "R@5")) -
 
 def write_results(workdir: str, results: Mapping | Sequence[Mapping], title: str = "",
                   table: str | None = None) -> str:
-  """Writes ``results.json`` — always a JSON list of results dicts, one per row, for
-  every binary — and ``results.md``; returns the markdown.
+  """Writes ``results.md`` and then ``results.json`` — always a JSON list of results
+  dicts, one per row, for every binary; returns the markdown.
 
-  ``table``: the markdown body under the title, for rows that :func:`results_table`
-  does not fit (e.g. the bound study's); default :func:`results_table` of the rows."""
+  ``results.json`` is written last: it marks a finished run, so a kill between the two
+  never leaves a finished run without its table (and :func:`read_results` derives a
+  missing ``results.md`` anyway). ``table``: the markdown body under the title, for
+  rows that :func:`results_table` does not fit (e.g. the bound study's); default
+  :func:`results_table` of the rows."""
   rows = [results] if isinstance(results, Mapping) else list(results)
-  atomic_write_json(os.path.join(workdir, "results.json"), jsonable(rows))
   body = results_table(rows) if table is None else table.rstrip("\n")
   md = (f"# {title}\n\n" if title else "") + body + "\n"
   atomic_write_text(os.path.join(workdir, "results.md"), md)
+  atomic_write_json(os.path.join(workdir, "results.json"), jsonable(rows))
   return md
 
 
-def read_results(workdir: str) -> list[dict]:
+def read_results(workdir: str, title: str = "") -> list[dict]:
+  """The rows of ``<workdir>/results.json``; writes ``results.md`` from them when it
+  is missing (a run killed between the two files by an older version)."""
   with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
-    return json.load(f)
+    rows = json.load(f)
+  md = os.path.join(workdir, "results.md")
+  if not os.path.exists(md) and isinstance(rows, list):
+    try:
+      body = results_table(rows)
+    except (KeyError, TypeError, IndexError):   # rows of another shape (the bound study's)
+      body = "\n".join(f"- `{json.dumps(r.get('method', r) if isinstance(r, dict) else r)}`"
+                       for r in rows)
+    atomic_write_text(md, (f"# {title}\n\n" if title else "") + body + "\n")
+  return rows

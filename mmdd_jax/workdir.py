@@ -3,15 +3,20 @@
 :func:`open_workdir` is the one entry every binary's ``train_and_evaluate`` goes through:
 
 * **Binding.** ``<workdir>/config.json`` holds the config of the run that made the
-  workdir, with the fingerprint (sha256) of its result-affecting keys (every key but
-  the bookkeeping ones in :data:`BOOKKEEPING`: progress bars, log and checkpoint
-  periods, hash verification). A rerun with the same fingerprint resumes (checkpoints, cached stages); a
-  rerun with another one stops *before touching anything* with one line naming the
-  workdir and the keys that differ, unless ``fresh=True``: then the old contents are
-  moved aside to ``<workdir>.old-<UTC time>/`` (never deleted) and the run starts over.
+  workdir and the *data* it read (``{"store": <content digest>, …}``:
+  :func:`store_digest` of every store the run reads, so a store whose content changed
+  is another run even under the same path), with the fingerprint (sha256) of both: the
+  result-affecting config keys (every key but the bookkeeping ones in
+  :data:`BOOKKEEPING`: progress bars, log and checkpoint periods, hash verification)
+  and the data digests. A rerun with the same fingerprint resumes (checkpoints, cached
+  stages); a rerun with another one stops *before touching anything* with one line
+  naming the workdir and what differs (config keys, or which store's content), unless
+  ``fresh=True``: then the old contents are moved aside to ``<workdir>.old-<UTC time>/``
+  (never deleted) and the run starts over.
 * **Lock.** An exclusive ``flock`` on ``<workdir>/.lock`` for the whole run: a second
   concurrent run in the same workdir stops with one line (the lock dies with its
-  process, so a killed run never leaves a stale lock).
+  process, so a killed run never leaves a stale lock). Directories shared between
+  runs (experts) use :func:`shared_lock`, which *waits* for the holder instead.
 * Files are written atomically with the usual umask modes (:mod:`embed.store`).
 """
 
@@ -55,9 +60,32 @@ def result_keys(config: Any) -> dict:
   return {k: v for k, v in flatten(config).items() if k.rsplit(".", 1)[-1] not in BOOKKEEPING}
 
 
-def fingerprint(config: Any) -> str:
-  blob = json.dumps(result_keys(config), sort_keys=True, separators=(",", ":"))
+def fingerprint(config: Any, data: Mapping | None = None) -> str:
+  blob = json.dumps(binding(config, data), sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(blob.encode()).hexdigest()
+
+
+STORE_DIGEST_EXCLUDES = frozenset({"command"})
+
+
+def store_digest(st_or_root: Any) -> str:
+  """The content digest of a store: sha256 of its manifest (canonical JSON) without
+  the creation command. The manifest lists every file's sha256 (which
+  ``embed.store.validate`` checks), so the digest covers every array, id, label,
+  caption and ``heads.npz`` of the store, and its metadata."""
+  root = getattr(st_or_root, "root", st_or_root)
+  from embed.store import MANIFEST
+  path = os.path.join(root, MANIFEST)
+  with open(path, encoding="utf-8") as f:
+    manifest = json.load(f)
+  body = {k: v for k, v in manifest.items() if k not in STORE_DIGEST_EXCLUDES}
+  blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
+  return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def binding(config: Any, data: Mapping | None = None) -> dict:
+  """What a workdir is bound to: the result-affecting config keys and the data."""
+  return {"config": result_keys(config), "data": dict(data or {})}
 
 
 def differing_keys(old: Mapping, new: Mapping) -> list[str]:
@@ -73,27 +101,71 @@ def _describe_diff(old: Mapping, new: Mapping, keys: list[str], limit: int = 6) 
   return "; ".join(parts)
 
 
-def read_config(workdir: str) -> dict | None:
+def read_record(workdir: str) -> dict | None:
+  """``config.json`` as ``{"config", "data"}`` (None when absent); a record written
+  before data binding existed has ``data`` None."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
     d = json.load(f)
-  return d.get("config", d) if isinstance(d, dict) and "fingerprint" in d else d
+  if isinstance(d, dict) and "fingerprint" in d:
+    return {"config": d.get("config"), "data": d.get("data")}
+  return {"config": d, "data": None}
 
 
-def check_config(workdir: str, config: Any) -> None:
-  """Raises :class:`RunError` when ``workdir`` holds a run of another config."""
-  old = read_config(workdir)
-  if old is None:
-    return
-  new = results.jsonable(config)
+def read_config(workdir: str) -> dict | None:
+  rec = read_record(workdir)
+  return None if rec is None else rec["config"]
+
+
+def _short(v: Any) -> str:
+  return v[:19] + "…" if isinstance(v, str) and v.startswith("sha256:") else repr(v)
+
+
+def differences(workdir: str, config: Any, data: Mapping | None = None) -> str | None:
+  """What differs between the run in ``workdir`` and ``(config, data)`` (one phrase),
+  or None when it is the same run (or ``workdir`` holds none)."""
+  rec = read_record(workdir)
+  if rec is None:
+    return None
+  old, new = rec["config"], results.jsonable(config)
   keys = differing_keys(old, new)
   if keys:
+    return f"another config (differing keys: {_describe_diff(old, new, keys)})"
+  new_data = dict(data or {})
+  if rec["data"] is None:
+    return ("data not recorded (made by a version that did not bind the store's content; "
+            "expected " + ", ".join(f"{k} {_short(v)}" for k, v in sorted(new_data.items())) + ")")
+  old_data = rec["data"]
+  dk = sorted(k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k))
+  if dk:
+    return ("other data (content changed: " + "; ".join(
+        f"{k}: {_short(old_data.get(k, '<absent>'))} → {_short(new_data.get(k, '<absent>'))}"
+        for k in dk) + ")")
+  return None
+
+
+def check_config(workdir: str, config: Any, data: Mapping | None = None) -> None:
+  """Raises :class:`RunError` when ``workdir`` holds a run of another config or of
+  other data."""
+  why = differences(workdir, config, data)
+  if why:
     raise RunError(
-        f"{workdir}: holds a run of another config (differing keys: "
-        f"{_describe_diff(old, new, keys)}); pass --fresh to start over (the old contents "
+        f"{workdir}: holds a run of {why}; pass --fresh to start over (the old contents "
         "are moved aside, not deleted) or use another workdir")
+
+
+def finished_results(workdir: str, config: Any, data: Mapping | None = None,
+                     title: str = "") -> list[dict] | None:
+  """The rows of ``results.json`` when ``workdir`` holds a *finished* run of exactly
+  ``(config, data)``, else None. A missing ``results.md`` (a kill between the two
+  files) is derived from ``results.json`` here."""
+  if not os.path.exists(os.path.join(workdir, "results.json")):
+    return None
+  if differences(workdir, config, data) is not None or read_record(workdir) is None:
+    return None
+  return results.read_results(workdir, title=title)
 
 
 def _has_contents(workdir: str) -> bool:
@@ -118,6 +190,46 @@ def move_aside(workdir: str) -> str | None:
   return dest
 
 
+_HELD: dict[str, int] = {}   # shared_lock paths this process holds → depth
+
+
+@contextlib.contextmanager
+def shared_lock(directory: str, what: str = "in use") -> Iterator[None]:
+  """Holds an exclusive lock on ``<directory>/.lock``, *waiting* for another process
+  that holds it (printing one line saying so) — for directories several runs share,
+  such as an experts directory: the second run waits for the first to finish writing
+  and then reads what it wrote. Re-entrant within a process. The lock dies with its
+  process (a killed holder leaves nothing stale)."""
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.abspath(os.path.join(directory, LOCK_FILE))
+  if _HELD.get(path):
+    _HELD[path] += 1
+    try:
+      yield
+    finally:
+      _HELD[path] -= 1
+    return
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+      import sys
+      print(f"{directory}: {what} by another run (pid {holder}); waiting for it to finish",
+            file=sys.stderr, flush=True)
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[path] = 1
+    try:
+      yield
+    finally:
+      _HELD.pop(path, None)
+  finally:
+    os.close(fd)
+
+
 @contextlib.contextmanager
 def lock(workdir: str) -> Iterator[None]:
   """Holds an exclusive lock on ``workdir`` (one run at a time)."""
@@ -139,25 +251,28 @@ def lock(workdir: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_workdir(workdir: str, config: Any, *, fresh: bool = False) -> Iterator[str]:
-  """Binds ``workdir`` to ``config`` and locks it for the duration of the block.
+def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
+                 fresh: bool = False) -> Iterator[str]:
+  """Binds ``workdir`` to ``config`` and ``data`` (``{name: content digest}`` of the
+  stores the run reads, :func:`store_digest`) and locks it for the block.
 
-  Order: the config check (nothing is created when it fails), the lock, ``fresh``'s
-  move-aside (printed), then ``config.json`` (config + fingerprint) is written.
+  Order: the binding check (nothing is created when it fails), the lock, ``fresh``'s
+  move-aside (printed), then ``config.json`` (config, data, fingerprint) is written.
   Yields ``workdir``.
   """
   if not workdir:
     raise RunError("--workdir: expected an output directory, found none")
   if not fresh:
-    check_config(workdir, config)
+    check_config(workdir, config, data)
   with lock(workdir):
     if fresh:
       moved = move_aside(workdir)
       if moved:
         print(f"{workdir}: --fresh: the previous contents were moved to {moved}")
     else:
-      check_config(workdir, config)   # again under the lock
+      check_config(workdir, config, data)   # again under the lock
     from embed.store import atomic_write_json
     atomic_write_json(os.path.join(workdir, CONFIG_FILE),
-                      {"fingerprint": fingerprint(config), "config": results.jsonable(config)})
+                      {"fingerprint": fingerprint(config, data), "config": results.jsonable(config),
+                       "data": dict(data or {})})
     yield workdir

@@ -114,7 +114,7 @@ def test_experts_dir_bound_to_its_config(tiny_store, tmp_path):
   hopa_bin.train_and_evaluate(cfg, str(tmp_path / "a"))
   cfg = hopa_config.get_config(base.replace("experts.lr=0.1", "experts.lr=0.01")
                                + f",experts_dir={tmp_path / 'ex'}")
-  with pytest.raises(ValueError, match="expert_config.json.*differing: \\['lr'\\]"):
+  with pytest.raises(ValueError, match="expert_config.json.*differing: lr: 0.1 → 0.01"):
     hopa_bin.train_and_evaluate(cfg, str(tmp_path / "b"))
 
 
