@@ -163,28 +163,34 @@ def test_refused_run_writes_nothing_into_shared_experts(tiny_store, tmp_path):
 
 _CONCURRENT = r"""
 import sys
-from experiments.configs import hopa as hopa_config
-from hopa_jax import run
-cfg = hopa_config.get_config(sys.argv[1])
-rows = run.train_and_evaluate(cfg, sys.argv[2])
-print("AVG", rows[0]["avg"]["R@1"])
+import numpy as np
+from embed import store as store_lib
+from hopa_jax import experts as ex
+from mmdd_jax import data, reference, rng
+st = store_lib.Store(sys.argv[1])
+xs = data.load_split(st, "train", "features")
+p0 = reference.pretrained_heads(st, st.modalities)
+cfg = ex.ExpertConfig(num_experts=2, epochs=3, lr=0.1, batch_size=16)
+traj = ex.train_experts(rng.stream(rng.root(0), "experts"), p0, xs, cfg, sys.argv[2])
+import jax
+print("SUM", float(sum(np.asarray(l).astype(np.float64).sum() for l in jax.tree_util.tree_leaves(traj))))
 """
 
 
 def test_two_runs_share_a_new_experts_dir(tiny_store, tmp_path):
-  """Two processes start at once on one new experts_dir: one trains, the other waits
-  (one line) and reads the same experts; both finish."""
+  """Two processes start at once on one new experts dir: one trains, the other waits
+  (saying so in one line) and reads the same experts; both finish (before, the second
+  died with a raw Orbax FileNotFoundError)."""
   ex = str(tmp_path / "ex")
-  arg = f"dataset={tiny_store.root},{BASE},experts.lr=0.1,experts.epochs=3,experts_dir={ex}"
   env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, arg, str(tmp_path / f"w{i}")],
+  procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, tiny_store.root, ex],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-           for i in range(2)]
+           for _ in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-2000:]
-  avgs = [next(l for l in out.splitlines() if l.startswith("AVG")) for out, _ in outs]
-  assert avgs[0] == avgs[1]
+  sums = [next(l for l in out.splitlines() if l.startswith("SUM")) for out, _ in outs]
+  assert sums[0] == sums[1]
   assert sum("waiting for it to finish" in err for _, err in outs) <= 1
 
 
