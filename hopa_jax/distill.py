@@ -54,6 +54,11 @@ METHODS: dict[str, dict] = {
     "no_mining": dict(objective="hopa", mining=False, grad_mode="full"),
     "no_lmod": dict(objective="hopa", mining=True, grad_mode="full", obj=dict(use_mod=False)),
     "no_linst": dict(objective="hopa", mining=True, grad_mode="full", obj=dict(use_inst=False)),
+    # LoRS (Tables 1–3) and HoPA's "3-pair" variant (Table 5) coincide: the paper
+    # describes 3-pair as "all three pairwise alignments with the wBCE loss between
+    # modalities following (Xu et al., 2024)" inside its LoRS-based pipeline (similarity
+    # mining, trajectory matching), i.e. LoRS for M = 3; it names no difference (the
+    # two tables' numbers differ with no stated cause; docs/hopa.md). One cell serves both.
     "lors": dict(objective="3pair", mining=True, grad_mode="full"),
     "3pair": dict(objective="3pair", mining=True, grad_mode="full"),
     "tbind": dict(objective="tbind", mining=True, grad_mode="full"),
@@ -95,12 +100,15 @@ class DistillConfig:
     optimizer: ``adam`` (default; the project's rule: normalised updates, so every
       learnable moves at the data's own scale whatever the gradient scale) or
       ``sgd`` (SPEC §3.5: SGD with ``momentum``).
-    lr_data, lr_lr, lr_sim: learning rates of the synthetic features, ``log η`` and
+    lr_data, lr_lr, lr_sim: learning rates of the synthetic features, ``η`` and
       the ``Ŝ`` params. With ``adam`` the features' lr is *relative*: modality ``m``
       moves by about ``lr_data · scale_m`` per coordinate and step, ``scale_m`` the
       RMS spread of the real features (``DistillState.syn_scale``); ``log η`` and
       ``Ŝ`` (both O(1) quantities) move by about ``lr_lr`` / ``lr_sim``. With ``sgd``
-      they are SPEC's absolute lrs.
+      they are SPEC's absolute lrs, and ``lr_lr`` applies to raw ``η`` as in MTT/LoRS
+      (:func:`sgd_on_raw_lr`; ``log η`` is only how the state stores it).
+    lr_min: ``sgd``: the floor under the learned ``η`` after each update (MTT/LoRS
+      keep ``η`` raw; LoRS optionally clamps it, ``--clamp_lr``).
     blend: RepBlend's representation blending of every student mini-batch.
     learn_lr: learn ``η`` (else it stays at its initial value).
     momentum: SGD momentum (``optimizer="sgd"``).
@@ -124,6 +132,7 @@ class DistillConfig:
   blend: bool = False
   learn_lr: bool = True
   momentum: float = 0.5
+  lr_min: float = 1e-6
   iterations: int = 2000
 
   def validate(self, num_snapshots: int | None = None) -> None:
@@ -134,6 +143,8 @@ class DistillConfig:
     if self.sim_kind not in sim_lib.KINDS:
       raise ValueError(f"sim_kind: expected one of {sim_lib.KINDS}, found '{self.sim_kind}'")
     obj_lib.get_objective(self.objective)
+    if not self.lr_min > 0:
+      raise ValueError(f"lr_min: expected > 0, found {self.lr_min}")
     for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch", "iterations"):
       if getattr(self, f) < 1:
         raise ValueError(f"{f}: expected ≥ 1, found {getattr(self, f)}")
@@ -166,14 +177,47 @@ def _labels(params: dict) -> dict:
           "sim": jax.tree_util.tree_map(lambda _: "sim", params["sim"])}
 
 
+def sgd_on_raw_lr(learning_rate: float, momentum: float,
+                  lr_min: float) -> optax.GradientTransformation:
+  """SGD (with momentum) on the raw step size ``η``, for a state that stores ``log η``.
+
+  MTT and LoRS learn ``syn_lr`` itself with ``torch.optim.SGD(lr=lr_lr, momentum)``
+  (LoRS then optionally clamps it from below). Applied to ``log η`` instead, the same
+  ``lr_lr`` moves ``η`` by ``η²`` times their step (chain rule twice:
+  ``∂L/∂log η = η ∂L/∂η`` and ``Δη ≈ η Δlog η``), so at ``η = 0.01`` the learned
+  step size would be frozen. This transformation receives ``∂L/∂log η`` and the
+  ``log η`` param, recovers ``g = ∂L/∂η = (∂L/∂log η)/η``, runs ``optax.sgd`` on
+  ``η`` (PyTorch's momentum convention: ``b ← μ b + g``, ``η ← η − lr·b``), clamps
+  ``η ≥ lr_min`` (the log needs a positive ``η``) and returns the matching
+  ``log η`` update."""
+  inner = optax.sgd(learning_rate, momentum=momentum)
+
+  def init_fn(params):
+    return inner.init(params)
+
+  tmap = jax.tree_util.tree_map
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("sgd_on_raw_lr: expected the log η params, found None")
+    eta = tmap(jnp.exp, params)
+    u, state = inner.update(tmap(lambda g, e: g / e, updates, eta), state, eta)
+    return tmap(lambda e, d, p: jnp.log(jnp.maximum(e + d, lr_min)) - p, eta, u, params), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def make_optimizer(cfg: DistillConfig) -> optax.GradientTransformation:
   """One ``optax.multi_transform`` over :func:`learnables`: ``η`` frozen
-  (``learn_lr=False``) and a fixed ``Ŝ`` get ``optax.set_to_zero``."""
+  (``learn_lr=False``) and a fixed ``Ŝ`` get ``optax.set_to_zero``. With ``sgd``,
+  ``η`` is updated as MTT/LoRS do, by SGD on raw ``η`` (:func:`sgd_on_raw_lr`)."""
   def opt(lr):
     return optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum)
+  lr_opt = (opt(cfg.lr_lr) if cfg.optimizer == "adam"
+            else sgd_on_raw_lr(cfg.lr_lr, cfg.momentum, cfg.lr_min))
   return optax.multi_transform(
       {"syn": opt(cfg.lr_data),
-       "lr": opt(cfg.lr_lr) if cfg.learn_lr else optax.set_to_zero(),
+       "lr": lr_opt if cfg.learn_lr else optax.set_to_zero(),
        "sim": opt(cfg.lr_sim) if cfg.sim_kind != "fixed" else optax.set_to_zero()},
       _labels)
 

@@ -76,8 +76,8 @@ class Proxy(NamedTuple):
 
   Attributes:
     sigma: ``[B, M]`` singular values of ``Z_i``, descending.
-    v: ``[B, d]`` unified feature (rank 1) or the L2-normalised concatenation
-      ``[σ_1 v_1, …, σ_r v_r]`` (``[B, r·d]``, rank-r variant).
+    v: ``[B, d]`` unified feature (rank 1) or the rank-r features
+      (:func:`rank_r_features`, ``[B, d + (r−1)·M·d]``; sign-free in modes ``k ≥ 2``).
     a: ``[B, M, M]`` modality-alignment vectors (columns, descending, sign-fixed).
   """
   sigma: jax.Array
@@ -110,8 +110,8 @@ def proxy(zs, rank: int = 1) -> Proxy:
 
   Args:
     zs: ``{modality: [B, d]}`` unit-norm embeddings, or a ``[B, M, d]`` array.
-    rank: ``1`` (HoPA) or ``r ≤ M`` (ablation "Rank-r": the normalised concatenation
-      of ``σ_k v_k = Z_iᵀ a_k`` for ``k ≤ r``).
+    rank: ``1`` (HoPA) or ``r ≤ M`` (ablation "Rank-r": :func:`rank_r_features`,
+      ``σ_1 v_1`` and the sign-free rank-one components ``σ_k a_k v_kᵀ``, ``k ≤ r``).
   Returns:
     :class:`Proxy`.
   """
@@ -123,10 +123,31 @@ def proxy(zs, rank: int = 1) -> Proxy:
   if rank == 1:
     v = jnp.einsum("bmd,bm->bd", z, a[..., 0]) / sigma[:, :1]
   else:
-    sv = jnp.einsum("bmd,bmk->bkd", z, a[..., :rank])        # σ_k v_k, [B, r, d]
-    flat = sv.reshape(sv.shape[0], -1)
-    v = flat * jax.lax.rsqrt(jnp.maximum(jnp.sum(flat * flat, -1, keepdims=True), 1e-12))
+    v = rank_r_features(z, a, rank)
   return Proxy(sigma=sigma, v=v, a=a)
+
+
+def rank_r_features(z: jax.Array, a: jax.Array, rank: int) -> jax.Array:
+  """The Rank-r proxy (``r ≥ 2``): ``normalise([σ_1 v_1, vec(σ_2 a_2 v_2ᵀ), …,
+  vec(σ_r a_r v_rᵀ)])``, ``[B, d + (r−1)·M·d]``.
+
+  Mode 1 enters as in HoPA (``σ_1 v_1 = Z_iᵀ a_1``, sign from ``Σ a_1 ≥ 0``). Each
+  further mode enters through its rank-one component of ``Z_i``,
+  ``σ_k a_k v_kᵀ = a_k a_kᵀ Z_i`` (``M×d``), which is the same for ``a_k`` and
+  ``−a_k``: no sign rule is needed, and none would be continuous — for well-aligned
+  modalities ``a_1 ≈ 1/√M`` and every ``a_k ⊥ a_1`` has ``Σ a_k ≈ 0``, so a rule
+  such as ``Σ a_k ≥ 0`` flips ``v_k`` under noise. The inner product of two
+  instances' features is ``σ_1σ_1'⟨v_1, v_1'⟩ + Σ_{k≥2} σ_kσ_k' ⟨a_k, a_k'⟩⟨v_k,
+  v_k'⟩`` over the norms: mode ``k`` of two instances counts in proportion to how
+  alike their modality patterns ``a_k`` are. The squared norm is ``Σ_{k≤r} σ_k²``,
+  and the features reduce to HoPA's ``v_1`` as ``σ_{k≥2} → 0``."""
+  b = z.shape[0]
+  parts = [jnp.einsum("bmd,bm->bd", z, a[..., 0])]             # σ_1 v_1, [B, d]
+  for k in range(1, rank):
+    sv = jnp.einsum("bmd,bm->bd", z, a[..., k])                # σ_k v_k (sign arbitrary)
+    parts.append((a[..., k][:, :, None] * sv[:, None, :]).reshape(b, -1))   # a_k ⊗ σ_k v_k
+  flat = jnp.concatenate(parts, axis=-1)
+  return flat * jax.lax.rsqrt(jnp.maximum(jnp.sum(flat * flat, -1, keepdims=True), 1e-12))
 
 
 def unified_feature(zs) -> jax.Array:

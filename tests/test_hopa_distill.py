@@ -1,5 +1,7 @@
 """Distillation (SPEC §3.5): rollout gradients, tesla vs full, traces, resume, experts."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -220,16 +222,22 @@ def test_every_learnable_moves_with_the_default_optimizer():
 
 
 def test_sgd_optimizer_and_frozen_learnables():
-  """``optimizer=sgd`` is SPEC's; ``learn_lr=False`` and a fixed Ŝ are frozen by
+  """``optimizer=sgd`` is SPEC's: the jitted step moves the features and η (SGD on raw
+  η, tests/test_hopa_math_fixes.py); ``learn_lr=False`` and a fixed Ŝ are frozen by
   optax.set_to_zero inside the one multi_transform."""
-  cfg = _cfg(optimizer="sgd", learn_lr=False, sim_kind="fixed", objective="3pair")
+  cfg = _cfg(optimizer="sgd", lr_lr=1e-4, sim_kind="fixed", objective="3pair")
   traj, *_ = _problem(cfg)
   state = dl.init_state(jax.random.PRNGKey(0), cfg, _syn(jax.random.key(1), cfg.n), 0.1)
   assert all(float(v) == 1.0 for v in state.syn_scale.values())  # sgd: absolute lr
   syn0 = jax.tree_util.tree_map(np.asarray, state.syn)
   lr0 = float(state.log_lr)
-  state, _ = dl.make_distill_step(cfg)(state, traj)
-  assert float(state.log_lr) == lr0 and state.sim == {}
+  params = dl.learnables(state)
+  state, m = dl.make_distill_step(cfg)(state, traj)
+  assert float(state.log_lr) != lr0 and np.isfinite(float(m["lr"])) and state.sim == {}
   assert any(not np.array_equal(syn0[k], np.asarray(state.syn[k])) for k in syn0)
+  frozen = dl.make_optimizer(dataclasses.replace(cfg, learn_lr=False))
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  u, _ = frozen.update(grads, frozen.init(params), params)
+  assert float(u["log_lr"]) == 0.0
   with pytest.raises(ValueError, match="optimizer: expected"):
     _cfg(optimizer="rmsprop").validate()

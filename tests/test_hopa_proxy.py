@@ -34,11 +34,13 @@ def test_proxy_matches_svd():
     np.testing.assert_allclose(np.linalg.norm(np.asarray(p.v), axis=-1), 1.0, rtol=1e-10)
 
 
-def test_rank2_reduces_to_unit_concat():
+def test_rank2_unit_features():
+  """Rank-2: ``[σ₁v₁, vec(σ₂a₂v₂ᵀ)]`` normalised, ``d + M·d`` wide (sign-free in mode 2,
+  tests/test_hopa_math_fixes.py)."""
   with enable_x64(True):
     z = _random_zs(jax.random.key(2), dtype=jnp.float64)
     p2 = px.proxy(z, rank=2)
-    assert p2.v.shape == (4, 12)
+    assert p2.v.shape == (4, 6 + 3 * 6)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(p2.v), axis=-1), 1.0, rtol=1e-10)
   with pytest.raises(ValueError, match="rank"):
     px.proxy(z, rank=4)
@@ -55,7 +57,8 @@ def test_check_grads_proxy_random(rank):
   with enable_x64(True):
     z = _random_zs(jax.random.key(3), dtype=jnp.float64)
     check_grads(lambda z: _hopa_scalar(z, rank), (z,), order=3 - rank, modes=["rev"], eps=1e-5)
-    check_grads(lambda z: jnp.sum(px.proxy(z, rank).v * jnp.arange(6.0 * rank)[None, :]), (z,),
+    width = 6 + (rank - 1) * 3 * 6
+    check_grads(lambda z: jnp.sum(px.proxy(z, rank).v * jnp.arange(1.0 * width)[None, :]), (z,),
                 order=1, modes=["fwd", "rev"], eps=1e-5)
 
 

@@ -190,11 +190,16 @@ def objective() -> ml_collections.ConfigDict:
   a method's own settings (``rank``, ``use_mod``, ``use_inst``) override these."""
   return ml_collections.ConfigDict(dict(
       tau_mod=0.1, tau_inst=0.2, lam_inst=1.0, use_mod=True, use_inst=True, rank=1,
-      tau_pair=0.2, tau_nce=0.07, beta=0.5,
+      # Every method's published temperature: LoRS's 0.07 for the pairwise wBCE (its
+      # code; RepBlend and HoPA's pairwise variants follow LoRS), CLIP's 0.07 for
+      # InfoNCE, HoPA's 0.1 / 0.2 for its own objective (docs/hopa.md).
+      tau_pair=0.07, tau_nce=0.07, beta=0.5,
       # Not in SPEC: measured, with targets outside [0, 1] the BCE is unbounded below
       # and LoRS diverges at lr_sim 10 (docs/hopa.md).
       clip_targets=True,
-      pos_from="identity"))
+      pos_from="identity",
+      # Not in SPEC: an instance's own pair keeps a target ≥ beta (docs/hopa.md).
+      diag_floor=True))
 
 
 OBJECTIVE_HELP = {
@@ -204,13 +209,15 @@ OBJECTIVE_HELP = {
     "objective.use_mod": "keep L_mod (the method 'no_lmod' turns it off)",
     "objective.use_inst": "keep L_inst (the method 'no_linst' turns it off)",
     "objective.rank": "proxy rank (1 = HoPA; the method 'rank2' sets 2)",
-    "objective.tau_pair": "temperature of the pairwise wBCE logits [R]",
-    "objective.tau_nce": "temperature of pairwise InfoNCE (MTT-VL, TESLA) [R]",
+    "objective.tau_pair": "temperature of the pairwise wBCE logits (LoRS's published 0.07)",
+    "objective.tau_nce": "temperature of pairwise InfoNCE (MTT-VL, TESLA; CLIP's 0.07)",
     "objective.beta": "positive threshold of the weighted BCE (pos = Ŝ > beta)",
     "objective.clip_targets": "clip learned targets Ŝ to [0, 1] in the wBCE (not in SPEC; "
                               "docs/hopa.md)",
     "objective.pos_from": "wBCE positives: 'identity' (an instance's own pair) or 'targets' "
                           "(SPEC/LoRS: Ŝ > beta; docs/hopa.md)",
+    "objective.diag_floor": "an instance's own pair keeps a target ≥ beta and stays a "
+                            "positive (not in SPEC; docs/hopa.md); False = SPEC/LoRS",
 }
 
 

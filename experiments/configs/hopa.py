@@ -78,7 +78,8 @@ HELP = {
     "distill.optimizer": "adam (normalised updates, lr_data relative to the features' "
                          "spread) | sgd (SPEC §3.5/§3.7: momentum, lr_data 100, lr_lr 1e-4)",
     "distill.lr_data": "lr of the synthetic features",
-    "distill.lr_lr": "lr of log η",
+    "distill.lr_lr": "lr of the student step size: of log η (adam) | of raw η, as MTT/LoRS "
+                     "(sgd; η clamped ≥ 1e-6)",
     "distill.lr_sim": "lr of the Ŝ parameters",
     "distill.momentum": "SGD momentum (optimizer=sgd)",
     "distill.learn_lr": "learn the student step size η",
