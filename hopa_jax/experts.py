@@ -236,7 +236,7 @@ def identity(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray],
   kd = np.asarray(jax.random.key_data(key)).reshape(-1).tolist()
   return json.loads(json.dumps(results.jsonable(
       {"config": conf, "shapes": shapes, "rng": RNG_VERSION, "key": kd,
-       "data": digest or data_digest(params0, train_xs)})))
+       "numerics": workdir_lib.NUMERICS, "data": digest or data_digest(params0, train_xs)})))
 
 
 def _read_record(directory: str) -> dict | None:
@@ -273,6 +273,9 @@ def check_experts(directory: str, ident: Mapping, *, ignore_lr: bool = False) ->
       diff.append(f"{k}: {oc.get(k, '<absent>')!r} → {nc.get(k, '<absent>')!r}")
   if old.get("rng") != ident["rng"]:
     diff.append("rng (experts drawn with an older key convention)")
+  if old.get("numerics") != ident["numerics"]:
+    diff.append(f"numerics {old.get('numerics', '<absent>')!r} → {ident['numerics']!r} "
+                "(experts of code whose results differ)")
   if old.get("shapes") != ident["shapes"]:
     diff.append("head shapes")
   if old.get("key") != ident["key"]:

@@ -98,7 +98,8 @@ def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) 
            "grid": list(probe_cfg.lr_grid), "seed": c.seed, "val_fraction": c.val_fraction,
            "init_noise": probe_cfg.init_noise,
            "key": np.asarray(jax.random.key_data(key)).reshape(-1).tolist(),
-           "train": ex.data_digest(p0, train_xs), "val": ex.data_digest({}, val_xs)}
+           "train": ex.data_digest(p0, train_xs), "val": ex.data_digest({}, val_xs),
+           "numerics": workdir_lib.NUMERICS}
   ident = json.loads(json.dumps(results.jsonable(ident)))
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:

@@ -67,6 +67,17 @@ def fingerprint(config: Any, data: Mapping | None = None) -> str:
 
 STORE_DIGEST_EXCLUDES = frozenset({"command"})
 
+# The version of the numerics: bumped by a change that moves a result *under an
+# unchanged config* (a fixed formula, a new default inside the code). Every workdir and
+# experts directory is bound to it, so results of older numerics are refused (one line)
+# instead of being read as finished. History: "2026-12-01" — sgd-mode raw-η update,
+# sign-free Rank-2 proxy (issue 19).
+NUMERICS = "2026-12-01"
+
+
+def _with_numerics(data: Mapping | None) -> dict:
+  return {"numerics": NUMERICS, **dict(data or {})}
+
 
 def store_digest(st_or_root: Any) -> str:
   """The content digest of a store: sha256 of its manifest (canonical JSON) without
@@ -133,12 +144,15 @@ def differences(workdir: str, config: Any, data: Mapping | None = None) -> str |
   keys = differing_keys(old, new)
   if keys:
     return f"another config (differing keys: {_describe_diff(old, new, keys)})"
-  new_data = dict(data or {})
+  new_data = _with_numerics(data)
   if rec["data"] is None:
     return ("data not recorded (made by a version that did not bind the store's content; "
             "expected " + ", ".join(f"{k} {_short(v)}" for k, v in sorted(new_data.items())) + ")")
   old_data = rec["data"]
   dk = sorted(k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k))
+  if "numerics" in dk:
+    return (f"older numerics (made by code whose results differ: numerics "
+            f"{old_data.get('numerics', '<absent>')!r} → {NUMERICS!r})")
   if dk:
     return ("other data (content changed: " + "; ".join(
         f"{k}: {_short(old_data.get(k, '<absent>'))} → {_short(new_data.get(k, '<absent>'))}"
@@ -272,7 +286,8 @@ def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
     else:
       check_config(workdir, config, data)   # again under the lock
     from embed.store import atomic_write_json
+    data = _with_numerics(data)
     atomic_write_json(os.path.join(workdir, CONFIG_FILE),
                       {"fingerprint": fingerprint(config, data), "config": results.jsonable(config),
-                       "data": dict(data or {})})
+                       "data": data})
     yield workdir

@@ -229,3 +229,17 @@ def test_bindc_workdir_bound_to_store_content(tiny_cls_store, tmp_path):
   with _edited(root, "test/labels.npy", lambda a: np.roll(a, 1)):   # permuted test labels
     with pytest.raises(workdir_lib.RunError, match="other data"):
       bindc_run.train_and_evaluate(cfg, wd)
+
+
+def test_older_numerics_are_refused(finished, tmp_path, monkeypatch):
+  """A change of the code's numerics (workdir.NUMERICS) makes old workdirs and experts
+  another run: refused with one line, not read as finished."""
+  _, cfg, wd0, ex, _ = finished
+  wd = _copy_wd(wd0, tmp_path / "wd")
+  monkeypatch.setattr(workdir_lib, "NUMERICS", "test-bump")
+  assert table_lib._finished(wd, cfg) is None
+  with pytest.raises(workdir_lib.RunError, match="older numerics"):
+    hopa_run.train_and_evaluate(cfg, wd)
+  c = cfg.copy_and_resolve_references()
+  with pytest.raises(ValueError, match="numerics"):
+    hopa_run.train_and_evaluate(c, str(tmp_path / "new"))    # the shared experts too
