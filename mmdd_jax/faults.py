@@ -181,17 +181,16 @@ class QuietBackground:
 
   def release(self) -> None:
     """Restores the hooks and prints what was held back."""
-    if self._logger is not None:
-      self._logger.removeFilter(self._log_filter)
-      self._logger = None
+    logger, self._logger = self._logger, None
+    if logger is not None:
+      logger.removeFilter(self._log_filter)
     sys.unraisablehook = self._hook or sys.__unraisablehook__
     held, self.held = self.held, []
-    from absl import logging as absl_logging
     for h in held:
       if isinstance(h, str):
         sys.stderr.write(h)
-      else:
-        absl_logging.get_absl_handler().handle(h)
+      elif logger is not None:
+        logger.handle(h)
 
   def drop(self) -> None:
     """Discards what was held back, and whatever comes until exit."""
