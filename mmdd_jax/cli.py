@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -112,6 +113,7 @@ def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None
     except KeyboardInterrupt:
       quiet.drop()
       _print_line(faults.interrupted_line(_workdir_flag()))
+      signal.signal(signal.SIGINT, signal.SIG_DFL)   # a second Ctrl-C while exiting: no traceback
       sys.exit(faults.INTERRUPTED_EXIT)
     except SystemExit:
       quiet.release()

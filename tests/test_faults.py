@@ -170,14 +170,15 @@ def test_sigint_is_one_line_and_the_rerun_resumes(tiny_store, tmp_path):
 
 @pytest.fixture
 def restore_hooks():
-  """cli.run leaves its discarding hooks installed after a fault (the process exits);
-  in-process tests put the previous ones back."""
+  """cli.run leaves its discarding hooks (and, after Ctrl-C, the default SIGINT action)
+  installed after a fault, since the process exits; in-process tests put them back."""
   from absl import logging as absl_logging
   hook, logger = sys.unraisablehook, absl_logging.get_absl_logger()
-  filters = list(logger.filters)
+  filters, sigint = list(logger.filters), signal.getsignal(signal.SIGINT)
   yield
   sys.unraisablehook = hook
   logger.filters[:] = filters
+  signal.signal(signal.SIGINT, sigint)
 
 
 def _run_cli(main, capsys):
