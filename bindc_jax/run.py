@@ -183,25 +183,31 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dic
                                "labels (ImageBindDC is a classification method), found none")
   mods = st.modalities if ALL_MODALITIES in c.modalities else list(c.modalities)
   st.require_modalities(mods, where=f"config key 'modalities' ({'+'.join(c.modalities)})")
+  split = split_rows(c, st)
   with workdir_lib.open_workdir(workdir, config, fresh=fresh,
                                 data={"store": workdir_lib.store_digest(st)}):
-    return _run(config, st, mods, workdir)
+    return _run(config, st, mods, split, workdir)
 
 
-def _run(c, st, mods, workdir: str) -> list[dict]:
+def split_rows(c, st) -> tuple[np.ndarray, np.ndarray]:
+  """The validation split carved from train (stratified): every selection reads only its
+  rows; distillation, Random, Herding and Full use only the rest; test is read once.
+  Computed before the workdir exists (a too-small split stops with one line)."""
+  y_all = np.asarray(st.labels("train"))
+  if c.val_frac > 0:
+    return data_lib.validation_split(len(y_all), frac=c.val_frac, seed=c.seed, labels=y_all,
+                                     key="val_frac")
+  return np.arange(len(y_all)), np.zeros(0, np.int64)
+
+
+def _run(c, st, mods, split, workdir: str) -> list[dict]:
   metrics = results_lib.MetricsWriter(workdir)
   heads = list(c.eval.heads)
   t0 = time.time()
   tr_all = data_lib.load_split(st, "train", "embeddings", mods)
   te = data_lib.load_split(st, "test", "embeddings", mods)
   y_all, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
-  # The validation split carved from train (stratified): every selection reads only its
-  # rows; distillation, Random, Herding and Full use only the rest; test is read once.
-  if c.val_frac > 0:
-    tr_idx, va_idx = data_lib.validation_split(len(y_all), frac=c.val_frac, seed=c.seed,
-                                               labels=y_all)
-  else:
-    tr_idx, va_idx = np.arange(len(y_all)), np.zeros(0, np.int64)
+  tr_idx, va_idx = split
   tr, ytr = data_lib.take_rows(tr_all, tr_idx), y_all[tr_idx]
   va, yva = data_lib.take_rows(tr_all, va_idx), y_all[va_idx]
   xs_c, mask, rows_c = init_lib.group_by_class(tr, ytr, st.num_classes)

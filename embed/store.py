@@ -78,21 +78,45 @@ def _umask() -> int:
   return mask
 
 
+def _named(e: OSError, path: str) -> OSError:
+  """``e`` naming ``path`` when it names no file (a failed ``write``/``close``: disk
+  full, I/O error) or only the temporary file of an atomic write."""
+  fn = e.filename
+  if e.errno is None or (fn is not None and not os.path.basename(str(fn)).startswith(".tmp-")):
+    return e
+  return OSError(e.errno, e.strerror, path)   # the errno's subclass (OSError picks it)
+
+
+@contextlib.contextmanager
+def named_os_errors(path: str):
+  """Re-raises an :class:`OSError` that names no file (e.g. ``ENOSPC`` from a
+  ``write``) as one naming ``path``, so its one-line report says where."""
+  try:
+    yield
+  except OSError as e:
+    ne = _named(e, path)
+    if ne is e:
+      raise
+    raise ne from e
+
+
 @contextlib.contextmanager
 def _atomic_path(path: str):
-  """Yields a temporary path in the destination's directory; renames on success."""
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
-  os.close(fd)
-  try:
-    yield tmp
-    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the usual umask mode
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(tmp)
-    raise
+  """Yields a temporary path in the destination's directory; renames on success.
+  An OS error names ``path`` (never the temporary file, never nothing)."""
+  with named_os_errors(path):
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
+    os.close(fd)
+    try:
+      yield tmp
+      os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the usual umask mode
+      os.replace(tmp, path)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+      raise
 
 
 def atomic_save_npy(path: str, array: np.ndarray) -> None:
@@ -115,6 +139,53 @@ def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   with _atomic_path(path) as tmp:
     with open(tmp, "wb") as f:
       np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+# ----------------------------------------------------------------------- checks
+
+
+def check_finite_cast(stored: np.ndarray, source: np.ndarray, *, where: str, field: str,
+                      dtype: str) -> None:
+  """A :class:`StoreError` when ``stored`` (``source`` cast to the store's ``dtype``)
+  holds a NaN or inf: the count, and whether the cast made them (float16 overflows
+  beyond ±65504)."""
+  bad = ~np.isfinite(stored)
+  if not bad.any():
+    return
+  count = int(bad.sum())
+  with np.errstate(invalid="ignore"):
+    made = count - int((~np.isfinite(np.asarray(source, np.float64))).sum())
+  hint = (f"{made} made by the cast: |value| > {float(np.finfo(dtype).max):g}, the largest "
+          f"{dtype}; store float32 or rescale" if made > 0
+          else "non-finite before the cast")
+  raise _err(where, field, f"finite values after the cast to {dtype}",
+             f"{count} non-finite of {stored.size}", hint)
+
+
+def check_heads(arrays: Mapping[str, np.ndarray], dims: Mapping[str, tuple[int, int]],
+                path: str) -> None:
+  """``heads.npz`` against the manifest: for every modality ``m`` with dims ``(d, e)``
+  (feature, embedding), ``m/ln_scale`` and ``m/ln_bias`` of shape ``(d,)``,
+  ``m/kernel`` ``(d, e)`` and an optional ``m/bias`` ``(e,)``; all floating point and
+  finite. Keys of other modalities are ignored."""
+  for m, (d, e) in dims.items():
+    want = {"ln_scale": (d,), "ln_bias": (d,), "kernel": (d, e)}
+    if f"{m}/bias" in arrays:
+      want["bias"] = (e,)
+    for f, shape in want.items():
+      key = f"{m}/{f}"
+      if key not in arrays:
+        raise _err(path, key, f"an array of shape {shape} (manifest modalities.{m})",
+                   f"no such key (keys: {sorted(arrays)[:8]})")
+      a = arrays[key]
+      if a.shape != shape:
+        raise _err(path, key, f"shape {shape} (manifest modalities.{m}: feature_dim {d}, "
+                   f"embedding_dim {e})", a.shape)
+      if not np.issubdtype(a.dtype, np.floating):
+        raise _err(path, key, "floating-point weights", a.dtype)
+      finite = np.isfinite(a)
+      if not finite.all():
+        raise _err(path, key, "finite weights", f"{int((~finite).sum())} NaN or inf of {a.size}")
 
 
 # ------------------------------------------------------------------------- writer
@@ -190,8 +261,11 @@ class StoreWriter:
         a = np.asarray(arrs[name])
         if a.shape != (n, dim):
           raise _err(f"{split}/shard {index}", f"{name}.{kind}.shape", (n, dim), a.shape)
-        atomic_save_npy(os.path.join(d, f"{index:06d}.{name}.{kind}.npy"),
-                        a.astype(spec.dtype))
+        with np.errstate(over="ignore", invalid="ignore"):
+          stored = a.astype(spec.dtype)
+        check_finite_cast(stored, a, where=f"{split}/shard {index}", field=f"{name}.{kind}",
+                          dtype=spec.dtype)
+        atomic_save_npy(os.path.join(d, f"{index:06d}.{name}.{kind}.npy"), stored)
     if labels is not None:
       atomic_save_npy(os.path.join(d, f"{index:06d}.labels.npy"),
                       np.asarray(labels, np.int32))
@@ -205,7 +279,13 @@ class StoreWriter:
     self.write_shard(split, 0, **kw)
 
   def write_heads(self, heads: Mapping[str, np.ndarray]) -> None:
-    atomic_save_npz(os.path.join(self.root, HEADS), heads)
+    """Writes ``heads.npz`` (checked like :func:`validate` checks it: every modality's
+    keys, shapes against the specs, float and finite)."""
+    path = os.path.join(self.root, HEADS)
+    arrays = {k: np.asarray(v) for k, v in heads.items()}
+    check_heads(arrays, {m: (s.feature_dim, s.embedding_dim) for m, s in self.modalities.items()},
+                path)
+    atomic_save_npz(path, arrays)
 
   def write_array(self, name: str, array: np.ndarray) -> None:
     """An extra top-level ``.npy`` file (e.g. a distilled set's ``similarity.npy``):
@@ -507,7 +587,9 @@ def validate(root: str, modalities: Iterable[str] | None = None, *,
   split: ``ids.json`` a list of unique strings, feature and embedding files present
   and readable, of the declared dtype, with the split's row count and the declared
   dims; finite values and unit-norm embeddings over all rows (chunked, vectorised);
-  integer ``labels.npy`` in ``[0, num_classes)``; ``captions.json`` of the right length.
+  integer ``labels.npy`` in ``[0, num_classes)``; ``captions.json`` of the right length;
+  no id in two splits; ``heads.npz`` (when present) readable, with every modality's
+  keys, shapes against the manifest's dims, float and finite (:func:`check_heads`).
   """
   try:
     return _validate(root, modalities, check_hashes, require_splits, nonempty, chunk_rows)
@@ -539,6 +621,7 @@ def _validate(root, modalities, check_hashes, require_splits, nonempty, chunk_ro
         raise _err(p, "sha256", digest, found, "file corrupted or changed after writing; "
                    "check_hashes=False skips this check")
   nc = st.num_classes
+  split_of: dict[str, str] = {}   # id -> the first split holding it
   for split in st.splits:
     expected = st.count(split)
     ids = _load_json(st._path(split, "ids.json"), "ids")
@@ -554,6 +637,12 @@ def _validate(root, modalities, check_hashes, require_splits, nonempty, chunk_ro
           break
         seen.add(i)
       raise _err(st._path(split, "ids.json"), "ids", "unique ids", f"'{dup}' repeated")
+    for i in ids:   # no instance in two splits (an id in train and test is leakage)
+      other = split_of.setdefault(i, split)
+      if other != split:
+        raise _err(st._path(split, "ids.json"), "ids", f"no id shared with split '{other}' "
+                   "(an instance in two splits leaks between them)",
+                   f"'{i}' in both '{other}' and '{split}'")
     for name in st.modalities:
       spec = st.spec(name)
       for kind, dim in (("features", spec.feature_dim), ("embeddings", spec.embedding_dim)):
@@ -600,9 +689,11 @@ def _validate(root, modalities, check_hashes, require_splits, nonempty, chunk_ro
   if os.path.exists(hp):
     try:
       with np.load(hp, allow_pickle=False) as z:
-        z.files  # noqa: B018 — opens the archive
+        arrays = {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001
       raise _err(hp, "heads", "a readable .npz archive", f"{type(e).__name__}: {e}") from None
+    check_heads(arrays, {m: (st.spec(m).feature_dim, st.spec(m).embedding_dim)
+                         for m in st.modalities}, hp)
   return st
 
 

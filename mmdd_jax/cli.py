@@ -5,19 +5,27 @@
 * ``--help`` (``-h``, ``--helpshort``) prints the binary's docstring, its flags and,
   for a config flag, every config key with its default and meaning; exits 0;
 * an expected error (bad config or input, a workdir bound to another config, a locked
-  workdir, a diverged run) is printed as **one line** on stderr and exits 2; set
-  ``MMDD_DEBUG=1`` for the traceback.
+  workdir, a diverged run) is printed as **one line** on stderr and exits 2; so is an
+  OS fault (no space left, read-only file system, permission denied, a file where a
+  directory belongs, …), naming the path (:mod:`mmdd_jax.faults`: the error's file,
+  else the directory being written, else the workdir);
+* Ctrl-C (SIGINT) prints one line — nothing written is lost, rerunning the same
+  command resumes — and exits 130;
+* while a run fails that way, what Orbax's background threads print about it is
+  held back (it is printed when a run ends any other way);
+* set ``MMDD_DEBUG=1`` for tracebacks (and nothing held back).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable
 
 from absl import app, flags, logging
 
-from mmdd_jax import workdir
+from mmdd_jax import faults, workdir
 
 # The project's errors: a user acts on their one-line message alone ("<file or key>:
 # expected …, found …"). ValueError covers StoreError and every config/input check;
@@ -36,6 +44,30 @@ def print_help(doc: str) -> None:
 def one_line(e: BaseException) -> str:
   msg = " ".join(str(e).split()) or type(e).__name__
   return f"error: {msg}"
+
+
+def fault_line(e: BaseException, where: str | None = None) -> str | None:
+  """The one line for ``e`` when it is expected (a project error, an OS fault found
+  anywhere in its cause chain); None for a bug (which keeps its traceback)."""
+  if isinstance(e, USER_ERRORS) and not faults.TENSORSTORE_OS_ERROR.search(str(e)):
+    return one_line(e)
+  err = faults.os_error(e)
+  if err is not None:
+    return "error: " + " ".join(faults.describe(err, where).split())
+  return None
+
+
+def _workdir_flag() -> str | None:
+  try:
+    return flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
+  except Exception:  # noqa: BLE001 — flags not parsed yet
+    return None
+
+
+def _print_line(line: str) -> None:
+  if sys.stderr.isatty():
+    sys.stderr.write("\r\x1b[2K")   # over a progress bar left mid-line
+  print(line, file=sys.stderr)
 
 
 def _flag_error_line(e: Exception) -> str:
@@ -72,12 +104,34 @@ def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None
       logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     if len(args) > 1:
       raise app.UsageError(f"unexpected arguments: {args[1:]}")
+    if os.environ.get("MMDD_DEBUG"):
+      main(args)
+      return
+    quiet = faults.QuietBackground().install()
     try:
       main(args)
-    except USER_ERRORS as e:
-      if os.environ.get("MMDD_DEBUG"):
+    except KeyboardInterrupt:
+      quiet.drop()
+      _print_line(faults.interrupted_line(_workdir_flag()))
+      signal.signal(signal.SIGINT, signal.SIG_DFL)   # a second Ctrl-C while exiting: no traceback
+      sys.exit(faults.INTERRUPTED_EXIT)
+    except SystemExit:
+      quiet.release()
+      raise
+    except Exception as e:  # noqa: BLE001 — expected errors end in one line, bugs re-raise
+      line = fault_line(e, _workdir_flag())
+      if line is None:
+        quiet.release()
         raise
-      print(one_line(e), file=sys.stderr)
+      quiet.drop()
+      _print_line(line)
       sys.exit(2)
+    quiet.release()
 
-  app.run(wrapped, argv=argv, flags_parser=parse_flags)
+  try:
+    app.run(wrapped, argv=argv, flags_parser=parse_flags)
+  except KeyboardInterrupt:   # before main (flag parsing, the config file)
+    if os.environ.get("MMDD_DEBUG"):
+      raise
+    _print_line(faults.interrupted_line())
+    sys.exit(faults.INTERRUPTED_EXIT)

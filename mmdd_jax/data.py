@@ -3,6 +3,7 @@ loading splits as float32 arrays."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable, Sequence
 
@@ -68,10 +69,19 @@ def check_subset_size(n: int, st: store_lib.Store, split: str = "train", key: st
 
 
 VAL_FRACTION = 0.1
+# The fewest validation rows a selection may read. Every selection scores a candidate by
+# R@1 or accuracy over the k validation rows — a multiple of 100/k points — and breaks
+# ties by taking the smallest candidate (:func:`choose`). With k = 1 every candidate
+# scores 0 or 100, so nearly all tie and the tie rule, not the data, picks; k ≥ 10 keeps
+# the score's step at ≤ 10 points, enough to tell a working candidate from a diverged
+# or degenerate one. A floor against degenerate splits, not a recommended size (the
+# paper datasets give hundreds of rows at val_fraction=0.1; the tests' tiny stores 16–20).
+MIN_VAL_ROWS = 10
 
 
 def validation_split(num_rows: int, *, frac: float = VAL_FRACTION, seed: int = 0,
-                     labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     labels: np.ndarray | None = None, key: str = "val_fraction",
+                     min_rows: int = MIN_VAL_ROWS) -> tuple[np.ndarray, np.ndarray]:
   """Deterministic ``(train_idx, val_idx)`` carved from a store's train split.
 
   The project's one rule for every selection (teacher lr, evaluation lr/epochs,
@@ -82,11 +92,16 @@ def validation_split(num_rows: int, *, frac: float = VAL_FRACTION, seed: int = 0
   so the split depends on the seed and the row count only — never on a method.
   With ``labels`` the draw is stratified: each class gives ``round(frac · count)``
   rows (at least 1 when it has ≥ 2 rows). Both index arrays are sorted.
+
+  A split of fewer than ``min_rows`` rows (:data:`MIN_VAL_ROWS`, 10) is an error
+  naming the config key ``key`` (the fraction's), the minimum and the fraction that
+  reaches it: selections on it would be ties.
   """
   if not 0.0 < frac < 1.0:
-    raise ValueError(f"validation fraction: expected 0 < frac < 1, found {frac}")
-  if num_rows < 2:
-    raise ValueError(f"train split: expected ≥ 2 rows to carve a validation split, found {num_rows}")
+    raise ValueError(f"config key '{key}': expected a validation fraction 0 < f < 1, found {frac}")
+  if num_rows < min_rows + 1:
+    raise ValueError(f"train split: expected ≥ {min_rows + 1} rows to carve a validation "
+                     f"split of ≥ {min_rows} rows (config key '{key}'), found {num_rows}")
   rng = np.random.default_rng([int(seed), 0x76616C])  # "val"
   if labels is None:
     k = min(max(int(round(frac * num_rows)), 1), num_rows - 1)
@@ -102,6 +117,14 @@ def validation_split(num_rows: int, *, frac: float = VAL_FRACTION, seed: int = 0
       k = min(max(k, 1 if rows.size >= 2 else 0), rows.size - 1) if rows.size >= 2 else 0
       val.append(rng.permutation(rows)[:k])
     val = np.concatenate(val) if val else np.zeros(0, np.int64)
+  if val.size < min_rows:
+    need = math.ceil(1000 * min_rows / num_rows) / 1000
+    raise ValueError(
+        f"config key '{key}': expected a validation split of ≥ {min_rows} rows (every "
+        f"selection scores its candidates on it; fewer rows make them tie), found "
+        f"{val.size} ({key}={frac:g} of {num_rows} train rows"
+        f"{', stratified by class' if labels is not None else ''}); raise {key} to about "
+        f"{need:g} or more")
   val = np.sort(val.astype(np.int64))
   mask = np.ones(num_rows, bool)
   mask[val] = False

@@ -16,7 +16,8 @@ host sync (a ``lax.scan`` or a loop of donated jitted steps); the driver owns th
   naming the stage, the step and the quantity (nothing of that chunk is checkpointed);
 * **checkpoints**: every ``ckpt_every``-th step and at the end (synchronous: the next
   chunk donates the state's buffers); ``keep`` checkpoints are kept (None = all, the
-  experts' trajectories), ``save_initial`` also saves step 0.
+  experts' trajectories), ``save_initial`` also saves step 0; an OS fault while saving
+  (disk full, read-only) is an ``OSError`` naming ``ckpt_dir`` (:func:`save`).
 
 Resume is bit-identical when every random draw is a function of the step (the
 callers' convention: ``fold_in(key, step)``).
@@ -32,16 +33,27 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mmdd_jax import results
+from mmdd_jax import faults, results
 
 Advance = Callable[[Any, int, int], tuple[Any, Mapping[str, Any]]]
 
 
 def checkpoint_manager(directory: str, keep: int | None = 2) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=False))
+  with faults.writing(directory):
+    return ocp.CheckpointManager(
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=False))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, directory: str) -> None:
+  """Saves ``state`` as ``step`` and waits for it. An OS fault (disk full, read-only,
+  …; Orbax reports it from its worker threads as a TensorStore ``ValueError``) is
+  raised as an ``OSError`` naming ``directory``; the failed step is left as Orbax's
+  temporary directory, which a rerun ignores."""
+  with faults.writing(directory):
+    mngr.save(step, args=ocp.args.StandardSave(state))
+    mngr.wait_until_finished()
 
 
 def abstract(tree):
@@ -103,7 +115,7 @@ def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None
                        "(checkpoints of another config?)")
     state = mngr.restore(start, args=ocp.args.StandardRestore(abstract(state)))
   elif mngr is not None and save_initial:
-    mngr.save(0, args=ocp.args.StandardSave(state))
+    save(mngr, 0, state, ckpt_dir)
   if metrics is not None:
     metrics.truncate(tags, after_step=start)
   end = total if stop_at is None else min(stop_at, total)
@@ -125,11 +137,11 @@ def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None
         bar.set_postfix({k: f"{host[k]:.4g}" for k in postfix
                          if k in host and isinstance(host[k], float) and math.isfinite(host[k])})
     if mngr is not None and ((ckpt_every and b % ckpt_every == 0) or b == total):
-      mngr.save(b, args=ocp.args.StandardSave(state))
-      mngr.wait_until_finished()
+      save(mngr, b, state, ckpt_dir)
   if bar is not None:
     bar.close()
   if mngr is not None:
-    mngr.wait_until_finished()
-    mngr.close()
+    with faults.writing(ckpt_dir):
+      mngr.wait_until_finished()
+      mngr.close()
   return state

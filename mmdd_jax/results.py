@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from embed.store import atomic_write_json, atomic_write_text
+from embed.store import atomic_write_json, atomic_write_text, named_os_errors
 
 
 def device_string() -> str:
@@ -54,7 +54,7 @@ class MetricsWriter:
 
   def write(self, **record) -> None:
     record.setdefault("time", time.time())
-    with open(self.path, "a", encoding="utf-8") as f:
+    with named_os_errors(self.path), open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(jsonable(record)) + "\n")
 
   def records(self) -> list[dict]:

@@ -119,7 +119,11 @@ def read_record(workdir: str) -> dict | None:
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
-    d = json.load(f)
+    try:
+      d = json.load(f)
+    except ValueError as e:   # JSONDecodeError, or bytes that are not UTF-8
+      raise RunError(f"{path}: expected a JSON config written by a run, found a parse error "
+                     f"({e}); pass --fresh to start over (the old contents are moved aside)") from None
   if isinstance(d, dict) and "fingerprint" in d:
     return {"config": d.get("config"), "data": d.get("data")}
   return {"config": d, "data": None}

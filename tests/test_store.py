@@ -14,17 +14,29 @@ def _unit(a):
   return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
+DIMS = {"vision": (5, 4), "text": (3, 4)}
+
+
+def _heads(dims=DIMS):
+  rng = np.random.default_rng(2)
+  out = {}
+  for m, (d, e) in dims.items():
+    out.update({f"{m}/ln_scale": np.ones(d, np.float32), f"{m}/ln_bias": np.zeros(d, np.float32),
+                f"{m}/kernel": rng.normal(size=(d, e)).astype(np.float32)})
+  return out
+
+
 def _make(root, n=6, labels=True, nc=3):
   rng = np.random.default_rng(0)
-  mods = {"vision": S.ModalitySpec(5, 4), "text": S.ModalitySpec(3, 4)}
+  mods = {m: S.ModalitySpec(d, e) for m, (d, e) in DIMS.items()}
   split = dict(ids=[f"x{i}" for i in range(n)],
                features={"vision": rng.normal(size=(n, 5)), "text": rng.normal(size=(n, 3))},
                embeddings={"vision": _unit(rng.normal(size=(n, 4))),
                            "text": _unit(rng.normal(size=(n, 4)))},
                labels=np.arange(n) % nc if labels else None,
                captions=[f"c{i}" for i in range(n)])
-  S.write_store(str(root), mods, {"train": split, "test": split},
-                heads={"vision/kernel": np.zeros((5, 4))}, encoder="t",
+  test = {**split, "ids": [f"t{i}" for i in range(n)]}
+  S.write_store(str(root), mods, {"train": split, "test": test}, heads=_heads(), encoder="t",
                 class_names=[f"k{i}" for i in range(nc)] if labels else None)
   return split
 
@@ -37,7 +49,7 @@ def test_round_trip(tmp_path):
   assert isinstance(st.features("train", "vision"), np.memmap)
   np.testing.assert_array_equal(st.labels("test"), split["labels"])
   assert st.ids("train") == split["ids"] and st.captions("train") == split["captions"]
-  assert st.heads()["vision/kernel"].shape == (5, 4)
+  assert st.heads()["vision/kernel"].shape == (5, 4) and st.heads()["text/kernel"].shape == (3, 4)
   assert st.num_classes == 3 and st.count("train") == 6
   assert "vision (V)" in st.info()
 
@@ -242,3 +254,132 @@ def test_validate_cli_never_raw_raises(tmp_path, case, capsys):
     assert S.main([cmd, str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:"), err
+
+
+# --- issue 17: heads.npz, ids across splits, what writers refuse -------------------------
+
+def _edit_heads(tmp_path, edit):
+  with np.load(tmp_path / "heads.npz") as z:
+    arrays = {k: z[k] for k in z.files}
+  edit(arrays)
+  np.savez(tmp_path / "heads.npz", **arrays)
+  _rewrite_manifest(tmp_path, files={})
+
+
+def _set(key, value):
+  return lambda a: a.__setitem__(key, value)
+
+
+def _nan_kernel(a):
+  a["text/kernel"] = a["text/kernel"].copy()
+  a["text/kernel"][1, 2] = np.nan
+
+
+BAD_HEADS = {
+    "missing_key": (lambda a: a.pop("text/ln_bias"),
+                    r"heads.npz: field 'text/ln_bias': expected an array of shape \(3,\).*"
+                    r"found no such key"),
+    "kernel_shape": (_set("vision/kernel", np.zeros((5, 2), np.float32)),
+                     r"heads.npz: field 'vision/kernel': expected shape \(5, 4\) \(manifest "
+                     r"modalities.vision: feature_dim 5, embedding_dim 4\), found \(5, 2\)"),
+    "nan_kernel": (_nan_kernel, r"heads.npz: field 'text/kernel': expected finite weights, "
+                                r"found 1 NaN or inf of 12"),
+    "bias_shape": (_set("text/bias", np.zeros(3, np.float32)),
+                   r"field 'text/bias': expected shape \(4,\)"),
+    "int_scale": (_set("vision/ln_scale", np.ones(5, np.int64)),
+                  r"field 'vision/ln_scale': expected floating-point weights, found int64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADS))
+def test_bad_heads_one_line(tmp_path, case):
+  """NaN weights used to surface as "every probe lr diverged", a missing key as a
+  KeyError after the workdir existed, a wrong kernel as a dot_general TypeError."""
+  _make(tmp_path)
+  edit, match = BAD_HEADS[case]
+  _edit_heads(tmp_path, edit)
+  with pytest.raises(S.StoreError, match=match) as e:
+    S.validate(str(tmp_path))
+  assert "\n" not in str(e.value)
+
+
+def test_heads_of_other_modalities_and_a_bias_are_accepted(tmp_path):
+  _make(tmp_path)
+  _edit_heads(tmp_path, lambda a: a.update({"depth/kernel": np.zeros((2, 2), np.float32),
+                                            "vision/bias": np.zeros(4, np.float32)}))
+  S.validate(str(tmp_path))
+
+
+def test_id_in_two_splits_is_leakage(tmp_path):
+  _make(tmp_path)
+  _json(tmp_path, "test/ids.json", ["t0", "t1", "x3", "t3", "x1", "t5"])
+  with pytest.raises(S.StoreError, match=r"test/ids.json: field 'ids': expected no id shared "
+                     r"with split 'train' .*found 'x3' in both 'train' and 'test'"):
+    S.validate(str(tmp_path))
+
+
+def _split(n):
+  rng = np.random.default_rng(0)
+  return dict(ids=[f"x{i}" for i in range(n)],
+              features={"vision": rng.normal(size=(n, 5)), "text": rng.normal(size=(n, 3))},
+              embeddings={"vision": _unit(rng.normal(size=(n, 4))),
+                          "text": _unit(rng.normal(size=(n, 4)))})
+
+
+def test_writer_refuses_values_the_float16_cast_makes_infinite(tmp_path):
+  """A float16 store used to be finalised holding infs (|x| > 65504)."""
+  mods = {m: S.ModalitySpec(d, e, "float16") for m, (d, e) in DIMS.items()}
+  big = _split(6)
+  big["features"]["vision"] = np.full((6, 5), 7e4)   # beyond float16's ±65504
+  big["features"]["vision"][0] = 1.0
+  with pytest.raises(S.StoreError, match=r"train/shard 0: field 'vision.features': expected "
+                     r"finite values after the cast to float16, found 25 non-finite of 30 "
+                     r"\(25 made by the cast: \|value\| > 65504") as e:
+    S.write_store(str(tmp_path), mods, {"train": big}, encoder="t")
+  assert "\n" not in str(e.value)
+  assert not os.path.exists(tmp_path / "manifest.json")
+  S.write_store(str(tmp_path / "ok"), mods, {"train": _split(6)}, encoder="t")   # fits: fine
+
+
+def test_writer_refuses_nan_inputs_and_bad_heads(tmp_path):
+  mods = {m: S.ModalitySpec(d, e) for m, (d, e) in DIMS.items()}
+  sp = _split(6)
+  sp["embeddings"]["text"][2, 0] = np.inf
+  with pytest.raises(S.StoreError, match=r"field 'text.embeddings': expected finite values "
+                     r"after the cast to float32, found 1 non-finite of 24 \(non-finite before"):
+    S.write_store(str(tmp_path / "a"), mods, {"train": sp}, encoder="t")
+  heads = _heads()
+  heads["vision/kernel"] = np.full((5, 4), np.nan, np.float32)
+  with pytest.raises(S.StoreError, match=r"heads.npz: field 'vision/kernel': expected finite"):
+    S.write_store(str(tmp_path / "b"), mods, {"train": _split(6)}, heads=heads, encoder="t")
+  assert not os.path.exists(tmp_path / "b" / "heads.npz")
+  with pytest.raises(S.StoreError, match=r"heads.npz: field 'text/kernel': expected shape"):
+    S.write_store(str(tmp_path / "c"), mods, {"train": _split(6)},
+                  heads=_heads({"vision": (5, 4), "text": (3, 7)}), encoder="t")
+
+
+def test_atomic_write_error_names_the_destination(tmp_path, monkeypatch):
+  """A failed write (ENOSPC from np.savez's close) carries no file name; the
+  atomic writers name the file being written, never the temporary one."""
+  import errno
+
+  def full(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(np, "savez", full)
+  with pytest.raises(OSError) as e:
+    S.atomic_save_npz(str(tmp_path / "heads.npz"), {"a": np.zeros(3)})
+  assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "heads.npz")
+  assert os.listdir(tmp_path) == []          # the temporary file is gone
+
+  real_open = open
+
+  def ro_open(path, *a, **k):
+    if os.path.basename(str(path)).startswith(".tmp-"):
+      raise OSError(errno.EROFS, "Read-only file system", str(path))
+    return real_open(path, *a, **k)
+
+  monkeypatch.setattr("builtins.open", ro_open)
+  with pytest.raises(OSError) as e:
+    S.atomic_write_json(str(tmp_path / "config.json"), {})
+  assert e.value.errno == errno.EROFS and e.value.filename == str(tmp_path / "config.json")
