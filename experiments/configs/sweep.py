@@ -1,0 +1,113 @@
+r"""The HoPA paper's Tables 1–3, 5 and the ablations by one resumable sweep (issues 19, 20).
+
+  python -m experiments.hopa_sweep --workdir=runs/sweep
+  python -m experiments.hopa_sweep --workdir=runs/sweep --config=experiments/configs/sweep.py:only=1/4
+
+Every row is one :func:`hopa_jax.run.train_and_evaluate` workdir built from
+``experiments/configs/hopa.py`` (``base`` + dataset + n + method, so the per-dataset / per-n
+defaults of SPEC §3.7 apply), then the budget's keys, identical for every method.
+
+**Budgets** (fixed before any cell was run, 2026-12-01; never changed after a result):
+
+* ``spec`` — SPEC §3.7: 20 experts × 10 epochs, the config's iterations (2000 / 2000 /
+  3000 at n = 100 / 200 / 500, every dataset), syn_steps 16, 5 evaluation runs;
+* ``cpu`` — 10 experts × 10 epochs, half those iterations (1000 / 1000 / 1500),
+  syn_steps 16, 5 evaluation runs (docs/results.md states its cost).
+
+Both budgets evaluate identically (``eval_runs``), so Zero-shot, Full and Random (nothing
+distilled) are computed once and shared by both.
+
+**Phases** (priority order; a partial sweep is most useful in this order): each phase is
+``DATASETS/NS/SETS/BUDGET/SEEDS`` with ``|`` between items; ``all`` = every dataset of
+``datasets``; SETS name ``method_sets`` entries (or methods).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import common
+
+DATASETS = ("msrvtt_sim", "vggsound_s_sim", "didemo_sim")
+
+PHASES = (
+    "msrvtt_sim/100/main/cpu/0",
+    "vggsound_s_sim/100/main/cpu/0",
+    "didemo_sim/100/main/cpu/0",
+    "all/100/ablations/cpu/0",
+    "msrvtt_sim/100/main/cpu/1|2",
+    "all/200/main/cpu/0",
+    "all/500/main/cpu/0",
+    "msrvtt_sim/100/main|ablations/spec/0",
+    # Beyond issue 19's columns (issue 20: "at every n the CPU allows").
+    "msrvtt_sim/100/ablations/cpu/1|2",
+    "all/200|500/ablations/cpu/0",
+)
+
+HELP = {
+    "base": "overrides of experiments/configs/hopa.py applied to every row (e.g. "
+            "'scale=1,data_dir=runs/data'; dataset, n, method, seed and the budget's keys "
+            "are the sweep's)",
+    "datasets": "what 'all' in a phase means",
+    "phases": "the priority order: DATASETS/NS/SETS/BUDGET/SEEDS per phase, items joined by "
+              "'|' (module docstring); rows already planned by an earlier phase are not "
+              "repeated",
+    "method_sets.main": "Tables 1–3 and 5: the reference rows, the baselines and the "
+                        "pairwise variants (Random / Full are evaluated once per inner "
+                        "objective of the distilled methods, hopa_jax.table.plan)",
+    "method_sets.ablations": "Figure 2 / Table 10 and Table 6 (issue 20)",
+    "common_objective": "the one evaluation objective of the common-evaluation view (every "
+                        "distilled set, Random and Full; docs/results.md says why infonce)",
+    "budgets.cpu.num_experts": "cpu budget: expert trajectories",
+    "budgets.cpu.expert_epochs": "cpu budget: epochs per expert",
+    "budgets.cpu.iterations": "cpu budget: fraction of the config's distillation iterations "
+                              "(SPEC §3.7: 2000 / 2000 / 3000 at n = 100 / 200 / 500)",
+    "budgets.cpu.syn_steps": "cpu budget: student steps per iteration",
+    "budgets.cpu.eval_runs": "cpu budget: evaluation runs (must equal every budget's)",
+    "budgets.spec.num_experts": "spec budget (SPEC §3.7): expert trajectories",
+    "budgets.spec.expert_epochs": "spec budget: epochs per expert",
+    "budgets.spec.iterations": "spec budget: fraction of the config's iterations (1 = SPEC)",
+    "budgets.spec.syn_steps": "spec budget: student steps per iteration",
+    "budgets.spec.eval_runs": "spec budget: evaluation runs",
+    "only": "'' = every row; 'k/N' = the k-th of N interleaved parts of the row list (run N "
+            "jobs against one workdir; rows are locked, experts shared)",
+    "max_rows": "stop after computing this many rows (0 = no limit; finished rows read do "
+                "not count)",
+    "dry_run": "print the planned rows (order, workdir, finished or not) and stop",
+}
+
+
+def _budget(num_experts: int, expert_epochs: int, iterations: float, syn_steps: int,
+            eval_runs: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(num_experts=num_experts, expert_epochs=expert_epochs,
+                                        iterations=iterations, syn_steps=syn_steps,
+                                        eval_runs=eval_runs))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.base = "progress=0"
+  c.datasets = DATASETS
+  c.phases = PHASES
+  c.method_sets = ml_collections.ConfigDict(dict(
+      main=("zero_shot", "full", "random", "mtt_vl", "tesla", "lors", "repblend", "hopa",
+            "3pair", "tbind", "vbind"),
+      ablations=("no_lmod", "no_linst", "no_mining", "rank2")))
+  c.common_objective = "infonce"
+  c.budgets = ml_collections.ConfigDict(dict(
+      cpu=_budget(10, 10, 0.5, 16, 5),
+      spec=_budget(20, 10, 1.0, 16, 5)))
+  c.only = ""
+  c.max_rows = 0
+  c.dry_run = False
+  return common.check(common.apply_overrides(c, common.parse_arg(arg)), ranges())
+
+
+def ranges() -> dict:
+  from hopa_jax import objectives
+  r = {"common_objective": tuple(sorted(objectives.OBJECTIVES)), "max_rows": ">=0"}
+  for b in ("cpu", "spec"):
+    r.update({f"budgets.{b}.num_experts": ">=1", f"budgets.{b}.expert_epochs": ">=1",
+              f"budgets.{b}.iterations": "(0,1]", f"budgets.{b}.syn_steps": ">=1",
+              f"budgets.{b}.eval_runs": ">=1"})
+  return r

@@ -1,0 +1,67 @@
+r"""The HoPA paper's Tables 1–3, 5 and its ablations on the three retrieval simulators, by
+one resumable sweep (issues 19, 20).
+
+  python -m experiments.hopa_sweep --workdir=runs/sweep
+  python -m experiments.hopa_sweep --workdir=runs/sweep --config=experiments/configs/sweep.py:dry_run=1
+  python -m experiments.hopa_sweep --workdir=runs/sweep --report   # docs from what has finished
+  python -m experiments.hopa_sweep --report                         # docs from docs/results_cells.json
+
+Calls hopa_jax.sweep.run_sweep: rows in the config's priority order, each its own
+hopa_jax.run workdir under --workdir (a killed sweep continues where it stopped; finished
+rows are read), experts shared per (dataset, budget, seed, inner objective); after every
+row it rewrites <workdir>/results_cells.json and <workdir>/<dataset>/table.md, table.json
+and avg_r1.png. --report writes the cells to --cells and the generated section of --doc
+(hopa_jax.report). Run long sweeps from a git worktree pinned at one commit: every cell
+records `git rev-parse HEAD` of the code that computed it.
+"""
+
+import json
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments.configs import common
+from experiments.configs import sweep as sweep_config
+from hopa_jax import report, sweep
+from mmdd_jax import cli, results
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", sweep_config.__file__, common.config_help(sweep_config))
+_WORKDIR = flags.DEFINE_string("workdir", None, "the sweep's directory (resumable)")
+_REPORT = flags.DEFINE_bool("report", False, "run nothing: write --cells (from --workdir's "
+                            "finished rows, when given) and the generated section of --doc")
+_CELLS = flags.DEFINE_string("cells", os.path.join(_ROOT, "docs", "results_cells.json"),
+                             "the committed summary (one JSON list of cells)")
+_DOC = flags.DEFINE_string("doc", os.path.join(_ROOT, "docs", "results.md"),
+                           "the document whose generated section --report rewrites")
+
+
+def main(argv):
+  del argv
+  c = common.check(_CONFIG.value, sweep_config.ranges())   # --config.x=… flags too
+  if _REPORT.value:
+    if _WORKDIR.value:
+      cells = sweep.cells(c, _WORKDIR.value)
+      results.atomic_write_json(_CELLS.value, cells)
+    else:
+      if not os.path.exists(_CELLS.value):
+        raise ValueError(f"--cells: expected a cells file (or --workdir), found no {_CELLS.value}")
+      with open(_CELLS.value, encoding="utf-8") as f:
+        cells = json.load(f)
+      if not isinstance(cells, list):
+        raise ValueError(f"{_CELLS.value}: expected a JSON list of cells, found "
+                         f"{type(cells).__name__}")
+    report.update_doc(_DOC.value, cells)
+    print(f"{len(cells)} cells -> {_CELLS.value}, {_DOC.value}")
+    return
+  if not _WORKDIR.value:
+    raise ValueError("--workdir: expected the sweep's directory, found none")
+  cells = sweep.run_sweep(c, _WORKDIR.value)
+  print(f"{sum(x['avg_r1'] is not None for x in cells)} cells measured -> "
+        f"{os.path.join(_WORKDIR.value, sweep.CELLS_FILE)}")
+
+
+if __name__ == "__main__":
+  cli.run(main, __doc__)

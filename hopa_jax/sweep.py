@@ -1,0 +1,476 @@
+r"""The HoPA paper's tables by one resumable sweep (``python -m experiments.hopa_sweep``).
+
+:func:`plan` turns the sweep config (``experiments/configs/sweep.py``) into an ordered list
+of :class:`Row` s, phase by phase (the config's priority order); :func:`run_sweep` runs or
+reads them one by one and, after every computed row, rewrites the summary
+(``<workdir>/results_cells.json``, :func:`cells`) and, per dataset,
+``<workdir>/<dataset>/table.md`` / ``table.json`` / ``avg_r1.png``.
+
+Layout (every row is its own workdir, bound to its config and locked by
+:mod:`mmdd_jax.workdir`; a killed row resumes from its checkpoints, a finished one is read)::
+
+  <workdir>/<dataset>/seed<s>/<label>[_n<n>]/           Zero-shot, Full, Random (no budget)
+  <workdir>/<dataset>/<budget>/seed<s>/<method>_n<n>/   a distilled set
+  <workdir>/<dataset>/<budget>/seed<s>/experts_<objective>[_<overrides>]/   shared experts
+  <workdir>/<dataset>/<budget>/seed<s>/common_<objective>/<method>_n<n>/    re-evaluation
+
+**Two evaluation views.** ``own``: each set evaluated with its own inner objective,
+Random and Full once per objective of the distilled methods (:func:`hopa_jax.table.plan`).
+``common``: every distilled set, Random and Full evaluated by ``common_objective``; a
+distilled set is re-evaluated from its store (:func:`hopa_jax.run.evaluate_store`, its
+own workdir), never re-distilled; a set whose own objective is the common one is read
+from its own row (the same evaluation: :mod:`tests.test_sweep` checks the two paths
+agree), Random / Full are the ``<label>[<common>]`` rows.
+
+**Run seeds.** Seed ``s`` ≠ the base config's seed keeps the simulated store of the base
+seed (its directory is the row's ``dataset``) and sets ``seed = s``: the validation split,
+the experts, the initialisation, the distillation and the evaluation keys change, the data
+do not.
+
+**Identical methods** (equal :func:`hopa_jax.distill.method_spec`, e.g. ``lors`` and
+``3pair`` today) are computed once, under the first name; the others' cells carry
+``same_as``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import time
+from typing import Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from hopa_jax import distill as dl
+from hopa_jax import table
+from mmdd_jax import results, workdir as workdir_lib
+
+REFERENCE_N = 100        # the config n of the n-independent rows (Full, Zero-shot)
+PROVENANCE = "sweep_provenance.json"
+CELLS_FILE = "results_cells.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One cell of the sweep. ``kind``: ``train`` (train_and_evaluate), ``reeval``
+  (evaluate_store of ``source``'s distilled store), ``alias`` (the cell is ``source``'s:
+  an identical method, or the common view of a row that already is the common one)."""
+  dataset: str
+  method: str
+  n: int | None               # None: the row does not depend on n (Full, Zero-shot)
+  budget: str                 # the phase's budget (reference rows' workdir ignores it)
+  seed: int
+  view: str                   # own | common
+  eval_objective: str | None  # None: the method's own; else the row's eval.objective
+  kind: str
+  path: str                   # workdir, relative to the sweep's
+  source: "Row | None" = None
+  same_as: str | None = None
+
+  @property
+  def label(self) -> str:
+    return table.label(self.method, self.eval_objective)
+
+  def describe(self) -> str:
+    n = "" if self.n is None else f" n={self.n}"
+    return (f"{self.dataset} {self.label}{n} budget={self.budget} seed={self.seed} "
+            f"view={self.view}")
+
+
+# --- the plan ---
+
+def parse_phase(phase: str, sc) -> tuple[list[str], list[int], list[str], str, list[int]]:
+  """``DATASETS/NS/SETS/BUDGET/SEEDS`` → (datasets, ns, methods, budget, seeds)."""
+  parts = phase.split("/")
+  where = f"config key 'phases': item '{phase}'"
+  if len(parts) != 5:
+    raise ValueError(f"{where}: expected DATASETS/NS/SETS/BUDGET/SEEDS, found {len(parts)} fields")
+  ds, ns, sets, budget, seeds = (p.split("|") for p in parts)
+  datasets = [d for x in ds for d in (list(sc.datasets) if x == "all" else [x])]
+  try:
+    n_list, seed_list = [int(v) for v in ns], [int(v) for v in seeds]
+  except ValueError:
+    raise ValueError(f"{where}: expected integer NS and SEEDS") from None
+  if min(n_list) < 1 or min(seed_list) < 0:
+    raise ValueError(f"{where}: expected NS ≥ 1 and SEEDS ≥ 0")
+  methods = []
+  for s in sets:
+    names = list(sc.method_sets[s]) if s in sc.method_sets else [s]
+    for m in names:
+      if m not in dl.METHODS:
+        raise ValueError(f"{where}: expected method sets {sorted(sc.method_sets)} or methods "
+                         f"{sorted(dl.METHODS)}, found '{m}'")
+      if m not in methods:
+        methods.append(m)
+  if len(budget) != 1 or budget[0] not in sc.budgets:
+    raise ValueError(f"{where}: expected one budget of {sorted(sc.budgets)}, found '{parts[3]}'")
+  return datasets, n_list, methods, budget[0], seed_list
+
+
+def _spec_key(m: str) -> str:
+  return json.dumps(dl.method_spec(m), sort_keys=True)
+
+
+def canonical_methods(methods: Sequence[str]) -> dict[str, str]:
+  """``{method: the first method of ``methods`` with the identical spec}``."""
+  first: dict[str, str] = {}
+  out = {}
+  for m in methods:
+    out[m] = first.setdefault(_spec_key(m), m)
+  return out
+
+
+def _dir(name: str) -> str:
+  return name.replace("[", "_").replace("]", "")
+
+
+def dataset_dir(dataset: str) -> str:
+  """The sweep's directory name of a dataset (a store directory: its base name)."""
+  return os.path.basename(os.path.normpath(dataset)) if os.sep in dataset else dataset
+
+
+def plan(sc) -> list[Row]:
+  """Every row of the sweep config ``sc`` in priority order (phases in order; within a
+  phase dataset → seed → n → the methods' order, each own-view row followed by its
+  common-view row). A row already planned by an earlier phase is not repeated."""
+  phases = [parse_phase(p, sc) for p in sc.phases]
+  runs = {sc.budgets[b].eval_runs for _, _, _, b, _ in phases}
+  if len(runs) > 1:
+    raise ValueError("config key 'budgets.*.eval_runs': expected one value for every budget "
+                     f"(Random / Full / Zero-shot are shared between budgets), found {sorted(runs)}")
+  universe = [m for _, _, ms, _, _ in phases for m in ms]
+  canon = canonical_methods(list(dict.fromkeys(universe)))
+  common = sc.common_objective
+  rows: list[Row] = []
+  seen: set = set()
+
+  def add(row: Row) -> None:
+    k = (row.dataset, row.label, row.n, row.budget, row.seed, row.view)
+    if k not in seen:
+      seen.add(k)
+      rows.append(row)
+
+  for datasets, ns, methods, budget, seeds in phases:
+    for d in datasets:
+      for s in seeds:
+        for n in ns:
+          for m, o in table.plan(methods, None):
+            own = _own_row(d, m, o, n, budget, s, canon)
+            if own.kind == "alias":
+              add(own.source)       # the identical method's row, computed once
+            add(own)
+            add(_common_row(own, common, canon))
+  return rows
+
+
+def _own_row(d, m, o, n, budget, s, canon) -> Row | None:
+  spec = dl.method_spec(m)
+  per_n = spec["rows"] == "subset"
+  n_row = n if per_n else None
+  if not spec["optimize"]:
+    name = _dir(table.label(m, o)) + (f"_n{n}" if per_n else "")
+    path = os.path.join(dataset_dir(d), f"seed{s}", name)
+  else:
+    path = os.path.join(dataset_dir(d), budget, f"seed{s}", f"{canon[m]}_n{n}")
+  row = Row(d, m, n_row, budget, s, "own", o, "train", path)
+  if canon[m] != m:   # identical spec: the cell is the first name's
+    src = dataclasses.replace(row, method=canon[m])
+    return dataclasses.replace(row, kind="alias", source=src, same_as=canon[m])
+  return row
+
+
+def _common_row(own: Row, common: str, canon) -> Row:
+  spec = dl.method_spec(own.method)
+  base = dataclasses.replace(own, view="common", source=None, same_as=None, kind="train")
+  if not spec["optimize"]:
+    if spec["rows"] == "none":           # zero-shot: nothing is trained, one value
+      return dataclasses.replace(base, kind="alias", source=own)
+    name = _dir(table.label(own.method, common)) + ("" if own.n is None else f"_n{own.n}")
+    return dataclasses.replace(base, eval_objective=common,
+                               path=os.path.join(dataset_dir(own.dataset), f"seed{own.seed}", name))
+  src = own.source if own.kind == "alias" else own
+  if spec["objective"] == common:       # its own evaluation is the common one
+    return dataclasses.replace(base, eval_objective=common, kind="alias", source=src,
+                               same_as=own.same_as)
+  path = os.path.join(dataset_dir(own.dataset), own.budget, f"seed{own.seed}", f"common_{common}",
+                      f"{canon[own.method]}_n{own.n}")
+  return dataclasses.replace(base, eval_objective=common, kind="reeval", source=src, path=path,
+                             same_as=own.same_as)
+
+
+def select(rows: Sequence[Row], only: str) -> list[Row]:
+  """``only='k/N'``: the k-th (1-based) of N interleaved parts. A common-view row goes
+  with its source (it needs its store), so parts split the own-view rows."""
+  if not only:
+    return list(rows)
+  try:
+    k, n = (int(v) for v in only.split("/"))
+  except ValueError:
+    raise ValueError(f"config key 'only': expected k/N (e.g. 1/4), found '{only}'") from None
+  if not 1 <= k <= n:
+    raise ValueError(f"config key 'only': expected 1 ≤ k ≤ N, found '{only}'")
+  out, i = [], -1
+  for r in rows:
+    if r.view == "own" or r.kind == "train":
+      i += 1
+    if i % n == k - 1:
+      out.append(r)
+  return out
+
+
+# --- row configs ---
+
+def _hopa_config(sc, dataset: str, n: int, method: str) -> ml_collections.ConfigDict:
+  from experiments.configs import hopa as hopa_config
+  sep = "," if sc.base else ""
+  return hopa_config.get_config(f"{sc.base}{sep}dataset={dataset},n={n},method={method}")
+
+
+def _with_seed(c, seed: int) -> None:
+  """Seed ≠ the base seed: the base seed's store (simulated once), the row's keys."""
+  if seed == c.seed:
+    return
+  from mmdd_jax import data
+  st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None,
+                          check=False)
+  c.dataset = os.path.abspath(st.root) if os.sep not in c.dataset else c.dataset
+  c.seed = seed
+
+
+def row_config(sc, workdir: str, row: Row, *, resolve: bool = True) -> ml_collections.ConfigDict:
+  """The config of a ``train`` row (``experiments/configs/hopa.py`` + the budget);
+  ``resolve=False`` leaves a run seed's store unresolved (validation only)."""
+  spec = dl.method_spec(row.method)
+  c = _hopa_config(sc, row.dataset, row.n or REFERENCE_N, row.method)
+  b = sc.budgets[row.budget]
+  c.eval.runs = b.eval_runs
+  if spec["optimize"]:
+    c.experts.num_experts = b.num_experts
+    c.experts.epochs = b.expert_epochs
+    c.distill.iterations = max(1, int(round(b.iterations * c.distill.iterations)))
+    c.distill.syn_steps = b.syn_steps
+    c.experts_dir = os.path.join(workdir, dataset_dir(row.dataset), row.budget, f"seed{row.seed}",
+                                 table.experts_name(spec))
+  if row.eval_objective is not None:
+    c.eval.objective = row.eval_objective
+  if resolve:
+    _with_seed(c, row.seed)
+  else:
+    c.seed = row.seed
+  return c
+
+
+def reeval_config(sc, workdir: str, row: Row) -> ml_collections.ConfigDict:
+  """The config of a ``reeval`` row: the source's distilled store, evaluated with the
+  source's objective and evaluation keys but ``eval.objective = row.eval_objective``."""
+  from experiments.configs import evaluate as evaluate_config
+  src = row_config(sc, workdir, row.source)
+  c = evaluate_config.get_config()
+  c.store = os.path.join(workdir, row.source.path, "distilled")
+  c.seed = src.seed
+  c.check_hashes = src.check_hashes
+  c.progress = src.progress
+  c.objective = ml_collections.ConfigDict(src.objective.to_dict())
+  ev = src.eval.to_dict()
+  ev["objective"] = row.eval_objective
+  c.eval = ml_collections.ConfigDict(ev)
+  return c
+
+
+def config_of(sc, workdir: str, row: Row) -> ml_collections.ConfigDict:
+  return (reeval_config if row.kind == "reeval" else row_config)(sc, workdir, row)
+
+
+# --- provenance ---
+
+def git_commit(path: str | None = None) -> str:
+  """``git rev-parse HEAD`` of the tree holding this code (``+dirty`` with local edits)."""
+  where = path or os.path.dirname(os.path.abspath(__file__))
+  try:
+    head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return head + ("+dirty" if dirty else "")
+
+
+def _read_json(path: str):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+# --- running ---
+
+def finished(sc, workdir: str, row: Row) -> list[dict] | None:
+  """The results of a finished row bound to its config (None otherwise)."""
+  target = row.source if row.kind == "alias" else row
+  wd = os.path.join(workdir, target.path)
+  if not os.path.exists(os.path.join(wd, "results.json")):
+    return None
+  return table._finished(wd, config_of(sc, workdir, target))
+
+
+def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
+              train: Callable | None = None, reeval: Callable | None = None,
+              stop: Callable[[int], bool] | None = None) -> list[dict]:
+  """Runs (or reads) every selected row of ``plan(sc)`` in order; returns :func:`cells`.
+
+  ``stop(i)`` (a hook; tests) is asked before computing the i-th row (0-based count of
+  rows computed by this call) and ends the sweep when true; ``sc.max_rows`` does the same
+  from the config. A row that diverges (``FloatingPointError``) is recorded as failed in
+  its provenance and the sweep goes on; a row locked by another job is skipped.
+  """
+  from hopa_jax import run
+  train = train or run.train_and_evaluate
+  reeval = reeval or run.evaluate_store
+  rows = plan(sc)
+  todo = select(rows, sc.only)
+  for r in todo:                   # a bad config stops before any work
+    if r.kind == "train":
+      _validate(row_config(sc, workdir, r, resolve=False))
+  if sc.dry_run:
+    for i, r in enumerate(todo):
+      done = finished(sc, workdir, r) is not None
+      log(f"[{i + 1}/{len(todo)}] {'done ' if done else 'todo '}{r.kind:6s} {r.describe()} -> "
+          f"{(r.source.path if r.kind == 'alias' else r.path)}")
+    return cells(sc, workdir, rows)
+  os.makedirs(workdir, exist_ok=True)
+  commit = git_commit()
+  t_start = time.time()
+  computed = 0
+  for i, r in enumerate(todo):
+    head = f"[sweep {i + 1}/{len(todo)}] {r.describe()}"
+    if r.kind == "alias" or finished(sc, workdir, r) is not None:
+      continue
+    if r.kind == "reeval" and finished(sc, workdir, r.source) is None:
+      log(f"{head}: waiting for {r.source.path} (not finished; rerun the sweep)")
+      continue
+    if (sc.max_rows and computed >= sc.max_rows) or (stop is not None and stop(computed)):
+      log(f"{head}: stopping (max_rows={sc.max_rows}); rerun the same command to continue")
+      break
+    cfg = config_of(sc, workdir, r)
+    wd = os.path.join(workdir, r.path)
+    log(f"{head}: running in {wd} (sweep elapsed {(time.time() - t_start) / 60:.1f} min)")
+    t0 = time.time()
+    status = "finished"
+    try:
+      res = (reeval if r.kind == "reeval" else train)(cfg, wd)
+    except FloatingPointError as e:
+      res, status = None, f"failed: {' '.join(str(e).split())}"
+    except workdir_lib.RunError as e:
+      log(f"{head}: skipped ({' '.join(str(e).split())})")
+      continue
+    computed += 1
+    minutes = (time.time() - t0) / 60
+    if os.path.isdir(wd):
+      results.atomic_write_json(os.path.join(wd, PROVENANCE), {
+          "commit": commit, "date": _now(), "wall_minutes": minutes, "status": status,
+          "row": r.describe()})
+    r1 = "" if not res else (f" avg R@1 {res[0]['avg']['R@1']:.2f} ± "
+                             f"{(res[0].get('avg_std') or {}).get('R@1', 0):.2f}")
+    log(f"{head}: {status} in {minutes:.1f} min{r1} (sweep elapsed "
+        f"{(time.time() - t_start) / 60:.1f} min)")
+    write_outputs(sc, workdir, rows)
+  return write_outputs(sc, workdir, rows)
+
+
+def _validate(c) -> None:
+  from hopa_jax import run
+  dcfg = run.distill_config(c)
+  dcfg.validate(num_snapshots=c.experts.epochs + 1 if dl.method_spec(c.method)["optimize"] else None)
+  run.eval_config(c, "fixed").validate()
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+# --- the summary ---
+
+CELL_FIELDS = ("dataset", "method", "label", "n", "budget", "seed", "view", "eval_objective",
+               "avg_r1", "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "seeds",
+               "seed_mean_r1", "seed_std_r1", "seed_mean_r5", "seed_std_r5", "minutes",
+               "commit", "date", "status", "same_as", "workdir")
+
+
+def _cell(sc, workdir: str, row: Row) -> dict | None:
+  target = row.source if row.kind == "alias" else row
+  wd = os.path.join(workdir, target.path)
+  prov = _read_json(os.path.join(wd, PROVENANCE)) or {}
+  got = finished(sc, workdir, row)
+  if not got:
+    if str(prov.get("status", "")).startswith("failed"):
+      got = [None]
+    else:
+      return None
+  res = got[0]
+  date = prov.get("date")
+  if date is None and os.path.exists(os.path.join(wd, "results.json")):
+    date = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(wd, "results.json")),
+                                           datetime.timezone.utc).strftime("%Y-%m-%d")
+  avg, std = (res or {}).get("avg") or {}, (res or {}).get("avg_std") or {}
+  ev = (res or {}).get("eval") or {}
+  return {
+      "dataset": row.dataset, "method": row.method, "label": row.label, "n": row.n,
+      "budget": row.budget, "seed": row.seed, "view": row.view,
+      "eval_objective": ev.get("objective") if dl.method_spec(row.method)["rows"] != "none" else None,
+      "avg_r1": avg.get("R@1"), "avg_r1_std": std.get("R@1", 0.0) if avg else None,
+      "avg_r5": avg.get("R@5"), "avg_r5_std": std.get("R@5", 0.0) if avg else None,
+      "runs": (res or {}).get("runs"), "seeds": 1,
+      "seed_mean_r1": None, "seed_std_r1": None, "seed_mean_r5": None, "seed_std_r5": None,
+      "minutes": round(sum(((res or {}).get("time_s") or {}).values()) / 60, 2),
+      "commit": prov.get("commit", "unknown"), "date": date,
+      "status": prov.get("status", "finished"), "same_as": row.same_as,
+      "workdir": target.path,
+  }
+
+
+def cells(sc, workdir: str, rows: Sequence[Row] | None = None) -> list[dict]:
+  """One dict per finished row (fields :data:`CELL_FIELDS`); cells of one (dataset, label,
+  n, budget, view) measured at ≥ 2 seeds carry the seeds' mean and std (ddof 1)."""
+  out = [c for r in (rows if rows is not None else plan(sc))
+         if (c := _cell(sc, workdir, r)) is not None]
+  return add_seed_spread(out)
+
+
+def add_seed_spread(cs: list[dict]) -> list[dict]:
+  groups: dict = {}
+  for c in cs:
+    if c["avg_r1"] is not None:
+      groups.setdefault((c["dataset"], c["label"], c["n"], c["budget"], c["view"]), []).append(c)
+  for g in groups.values():
+    for c in g:
+      c["seeds"] = len(g)
+      if len(g) >= 2:
+        for k in ("r1", "r5"):
+          v = [x[f"avg_{k}"] for x in g]
+          c[f"seed_mean_{k}"] = float(np.mean(v))
+          c[f"seed_std_{k}"] = float(np.std(v, ddof=1))
+  return cs
+
+
+def write_outputs(sc, workdir: str, rows: Sequence[Row]) -> list[dict]:
+  """``<workdir>/results_cells.json`` and per dataset ``table.md`` / ``table.json`` /
+  ``avg_r1.png``; returns the cells."""
+  from hopa_jax import report
+  cs = cells(sc, workdir, rows)
+  results.atomic_write_json(os.path.join(workdir, CELLS_FILE), cs)
+  for d in dict.fromkeys(r.dataset for r in rows):
+    mine = [c for c in cs if c["dataset"] == d]
+    ddir = os.path.join(workdir, dataset_dir(d))
+    os.makedirs(ddir, exist_ok=True)
+    results.atomic_write_json(os.path.join(ddir, "table.json"), mine)
+    results.atomic_write_text(os.path.join(ddir, "table.md"),
+                              report.dataset_markdown(mine, d) + "\n")
+    if any(c["avg_r1"] is not None for c in mine):
+      report.plot_dataset(mine, d, os.path.join(ddir, "avg_r1.png"))
+  return cs

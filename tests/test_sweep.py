@@ -1,0 +1,239 @@
+"""The HoPA sweep (hopa_jax.sweep, experiments.hopa_sweep) and its report (hopa_jax.report):
+the plan's priority order, a tiny sweep stopped and resumed row by row, the summary's
+fields, the common view's re-evaluation path, and the generated docs from hand-made cells."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments.configs import common
+from experiments.configs import sweep as sweep_config
+from hopa_jax import distill as dl
+from hopa_jax import report, sweep
+
+
+def test_config_help_and_plan_priority_order():
+  c = sweep_config.get_config()
+  assert common.missing_help(c, sweep_config.HELP) == []
+  rows = sweep.plan(c)
+  own = [r for r in rows if r.view == "own"]
+  # Phase 1: msrvtt_sim n=100, every method of Tables 1 and 5, cpu budget.
+  first = [r for r in own if r.dataset == "msrvtt_sim" and r.n in (100, None)
+           and r.budget == "cpu" and r.seed == 0]
+  k = len(first)
+  assert {r.method for r in own[:k]} == set(c.method_sets.main)
+  assert own[k].dataset == "vggsound_s_sim"
+  # Then didemo, then the ablations at n=100 on all three, then the extra seeds …
+  order = [(r.dataset, r.n, r.budget, r.seed, r.method in c.method_sets.ablations) for r in own]
+  def first_index(pred):
+    return next(i for i, o in enumerate(order) if pred(o))
+  i_did = first_index(lambda o: o[0] == "didemo_sim")
+  i_abl = first_index(lambda o: o[4])
+  i_seed = first_index(lambda o: o[3] == 1)
+  i_200 = first_index(lambda o: o[1] == 200)
+  i_500 = first_index(lambda o: o[1] == 500)
+  i_spec = first_index(lambda o: o[2] == "spec")
+  assert i_did < i_abl < i_seed < i_200 < i_500 < i_spec
+  assert {r.seed for r in own if r.dataset == "msrvtt_sim" and r.n == 100} == {0, 1, 2}
+  # … the spec column (msrvtt_sim n = 100) after every main cpu cell.
+  assert all(r.budget == "cpu" for r in own[:i_spec])
+  assert {(r.dataset, r.n) for r in own if r.budget == "spec" and r.n} == {("msrvtt_sim", 100)}
+  # Every common-view row follows its own-view row (Random / Full: once).
+  for a, b in zip(rows, rows[1:]):
+    if b.view == "common":
+      assert a.view == "own" and (a.dataset, a.n, a.seed, a.method) == (b.dataset, b.n, b.seed, b.method)
+  # Identical method entries are computed once (detected by spec, not by name).
+  canon = sweep.canonical_methods(list(dl.METHODS))
+  if dl.method_spec("lors") == dl.method_spec("3pair"):
+    alias = [r for r in own if r.method == "3pair"]
+    assert alias and all(r.kind == "alias" and r.same_as == "lors" for r in alias)
+    assert canon["3pair"] == "lors"
+  # Reference rows: no budget in their workdir (shared by both budgets), Full once.
+  fulls = {r.path for r in own if r.method == "full" and r.dataset == "msrvtt_sim"
+           and r.seed == 0}
+  assert fulls == {f"msrvtt_sim/seed0/full_{o}" for o in ("hopa", "3pair", "tbind", "vbind",
+                                                           "infonce")}
+  # The common view: re-evaluation of the store, except where it is the own evaluation.
+  com = {r.method: r for r in rows if r.view == "common" and r.dataset == "msrvtt_sim"
+         and r.n == 100 and r.budget == "cpu" and r.seed == 0}
+  assert com["hopa"].kind == "reeval" and com["hopa"].source.path == "msrvtt_sim/cpu/seed0/hopa_n100"
+  assert com["mtt_vl"].kind == "alias" and com["random"].path == "msrvtt_sim/seed0/random_infonce_n100"
+  # Budgets as config data; the cpu tier iterates half of SPEC's iterations.
+  cfg = sweep.row_config(c, "W", [r for r in own if r.method == "hopa" and r.n == 500][0],
+                         resolve=False)
+  assert (cfg.distill.iterations, cfg.experts.num_experts, cfg.eval.runs) == (1500, 10, 5)
+  assert cfg.experts_dir == "W/msrvtt_sim/cpu/seed0/experts_hopa"
+  spec = sweep.row_config(c, "W", [r for r in own if r.budget == "spec" and r.method == "hopa"][0],
+                          resolve=False)
+  assert (spec.distill.iterations, spec.experts.num_experts, spec.distill.syn_steps) == (2000, 20, 16)
+  # --only k/N: a partition of the rows, common rows with their sources.
+  parts = [sweep.select(rows, f"{k}/3") for k in (1, 2, 3)]
+  assert sum(map(len, parts)) == len(rows)
+  for p in parts:
+    for r in p:
+      if r.kind == "reeval":
+        assert any(x.path == r.source.path for x in p)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("phases=msrvtt_sim/100/main/cpu", "DATASETS/NS/SETS/BUDGET/SEEDS"),
+    ("phases=msrvtt_sim/100/nope/cpu/0", "found 'nope'"),
+    ("phases=msrvtt_sim/100/main/fast/0", "one budget"),
+    ("budgets.spec.eval_runs=3", "eval_runs"),
+    ("only=4/3", "only"),
+])
+def test_bad_sweep_config_is_one_line(bad, match):
+  c = sweep_config.get_config(bad)
+  with pytest.raises(ValueError, match=match):
+    sweep.select(sweep.plan(c), c.only)
+
+
+def _tiny(store, **kw):
+  c = sweep_config.get_config()
+  c.base = (f"dataset={store.root},local=1,progress=0,experts.lr=0.1,eval.lrs=0.01+0.1,"
+            "eval.max_epochs=2")
+  c.datasets = (store.root,)
+  c.phases = ("all/8/main/cpu/0",)
+  c.method_sets.main = ("random", "hopa")
+  c.budgets.cpu.update(dict(num_experts=2, expert_epochs=3, iterations=1.0, syn_steps=3,
+                            eval_runs=2))
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def test_tiny_sweep_stops_resumes_and_summarises(tiny_store, tmp_path):
+  c = _tiny(tiny_store)
+  wd = str(tmp_path / "sweep")
+  from hopa_jax import run
+  calls = []
+
+  def train(cfg, w):
+    calls.append(w)
+    return run.train_and_evaluate(cfg, w)
+
+  def reeval(cfg, w):
+    calls.append(w)
+    return run.evaluate_store(cfg, w)
+
+  log = []
+  rows = sweep.plan(c)
+  assert [(r.label, r.kind) for r in rows] == [
+      ("random[hopa]", "train"), ("random[infonce]", "train"), ("hopa", "train"),
+      ("hopa[infonce]", "reeval")]
+  sweep.run_sweep(c, wd, train=train, reeval=reeval, stop=lambda i: i >= 3, log=log.append)
+  assert len(calls) == 3 and any("stopping" in l for l in log)
+  first = {w: os.path.getmtime(os.path.join(w, "results.json")) for w in calls}
+  # The rerun reads the finished rows and computes only the rest.
+  calls.clear()
+  log.clear()
+  cs = sweep.run_sweep(c, wd, train=train, reeval=reeval, log=log.append)
+  assert calls == [os.path.join(wd, rows[3].path)]
+  assert all(os.path.getmtime(os.path.join(w, "results.json")) == t for w, t in first.items())
+  assert any("[sweep 4/4]" in l and "finished in" in l for l in log)
+  # The summary: every field, both views, provenance.
+  saved = json.load(open(os.path.join(wd, sweep.CELLS_FILE)))
+  assert saved == json.loads(json.dumps(cs)) and len(saved) == 4
+  for cell in saved:
+    assert set(sweep.CELL_FIELDS) <= set(cell)
+    assert cell["avg_r1"] > 0 and cell["avg_r1_std"] >= 0 and cell["runs"] == 2
+    assert cell["budget"] == "cpu" and cell["seed"] == 0 and cell["date"]
+    assert cell["commit"] != "" and cell["status"] == "finished"
+  assert {(x["label"], x["view"], x["eval_objective"]) for x in saved} == {
+      ("random[hopa]", "own", "hopa"), ("random[infonce]", "common", "infonce"),
+      ("hopa", "own", "hopa"), ("hopa[infonce]", "common", "infonce")}
+  ddir = os.path.join(wd, sweep.dataset_dir(tiny_store.root))
+  for f in ("table.md", "table.json", "avg_r1.png"):
+    assert os.path.exists(os.path.join(ddir, f)), f
+  assert "HoPA" in open(os.path.join(ddir, "table.md")).read()
+  # A third run computes nothing; the dry run says every row is done.
+  calls.clear()
+  sweep.run_sweep(c, wd, train=train, reeval=reeval, log=log.append)
+  assert calls == []
+  log.clear()
+  c.dry_run = True
+  sweep.run_sweep(c, wd, log=log.append)
+  assert len(log) == 4 and all("] done " in l for l in log)
+  # The common view reads a set's own row where its objective is the common one: the
+  # re-evaluation path (evaluate_store) gives the same numbers as the run's evaluation.
+  c.common_objective, c.dry_run = "hopa", False
+  own_row, alias = [r for r in sweep.plan(c) if r.method == "hopa"]
+  assert alias.kind == "alias" and alias.source == own_row
+  re_row = sweep.Row(**{**alias.__dict__, "kind": "reeval", "source": own_row, "path": "re"})
+  again = run.evaluate_store(sweep.reeval_config(c, wd, re_row), str(tmp_path / "re"))
+  own = next(x for x in saved if x["label"] == "hopa")
+  assert again[0]["avg"]["R@1"] == pytest.approx(own["avg_r1"], abs=1e-6)
+  assert again[0]["avg"]["R@5"] == pytest.approx(own["avg_r5"], abs=1e-6)
+
+
+def _cell(method, n, r1, s1=0.1, *, view="own", obj=None, seed=0, budget="cpu", same_as=None,
+          dataset="msrvtt_sim"):
+  obj = obj or (dl.method_spec(method)["objective"] if view == "own" else "infonce")
+  label = method if dl.method_spec(method)["optimize"] and view == "own" else f"{method}[{obj}]"
+  return {"dataset": dataset, "method": method, "label": label, "n": n, "budget": budget,
+          "seed": seed, "view": view, "eval_objective": obj, "avg_r1": r1, "avg_r1_std": s1,
+          "avg_r5": r1 + 20, "avg_r5_std": s1, "runs": 5, "seeds": 1, "seed_mean_r1": None,
+          "seed_std_r1": None, "seed_mean_r5": None, "seed_std_r5": None, "minutes": 1.0,
+          "commit": "abc123", "date": "2026-12-01", "status": "finished", "same_as": same_as,
+          "workdir": "x"}
+
+
+def test_report_from_hand_made_cells(tmp_path):
+  cells = [_cell("hopa", 100, 22.0, seed=s) for s in (0,)] + [
+      _cell("hopa", 100, 22.3, seed=1), _cell("hopa", 100, 21.7, seed=2),
+      _cell("lors", 100, 21.0), _cell("3pair", 100, 21.0, same_as="lors"),
+      _cell("repblend", 100, 21.95), _cell("mtt_vl", 100, 20.5), _cell("tesla", 100, 20.4),
+      _cell("tbind", 100, 23.0), _cell("vbind", 100, 20.0),
+      _cell("random", 100, 20.0, obj="hopa"), _cell("random", 100, 20.1, obj="3pair"),
+      _cell("full", None, 22.6, obj="hopa"), _cell("zero_shot", None, 20.7, 0.0),
+      _cell("no_lmod", 100, 21.0), _cell("rank2", 100, 22.05),
+      _cell("hopa", 500, 22.5), _cell("full", None, 22.0, view="common"),
+      _cell("hopa", 100, 21.0, view="common")]
+  cells = sweep.add_seed_spread(cells)
+  v = report.value(cells, "msrvtt_sim", "hopa", 100, "cpu", "own")
+  assert v["seeds"] == 3 and v["seed_std"] == pytest.approx(0.3)
+  assert v["std"] == pytest.approx(0.3)        # the larger of the two spreads
+  claims = {(t, d): (m, verdict) for t, d, m, verdict in report.claims(cells, "own")}
+  get = lambda prefix: next(v for (t, _), v in claims.items() if t.startswith(prefix))
+  assert get("HoPA ≥ LoRS")[1].startswith("holds (so far")        # +1.0 ± 0.32
+  assert get("HoPA ≥ RepBlend")[1].startswith("within noise")     # +0.05
+  assert get("HoPA > every pairwise")[1].startswith("does not hold")   # T-bind 23.0
+  assert "vs T-bind" in get("HoPA > every pairwise")[0]
+  assert get("L_mod helps")[1] == "holds"
+  assert get("Rank-1 > Rank-2")[1] == "within noise"
+  assert get("L_inst helps")[1] == "not measured yet"
+  assert get("HoPA at n = 500 ≥ 95 % of Full (avg R@1)")[1] == "holds"   # 22.5 vs 21.47
+  assert get("pairwise variants stagnate")[1] == "not measured yet"
+  # The document: prose outside the markers survives; the tables and claims are written.
+  doc = tmp_path / "results.md"
+  doc.write_text(f"# Results\n\nhand-written prose\n\n{report.BEGIN}\nold\n{report.END}\n\ntail prose\n")
+  report.update_doc(str(doc), cells)
+  text = doc.read_text()
+  assert text.startswith("# Results\n\nhand-written prose") and text.endswith("tail prose\n")
+  assert "old" not in text.split(report.BEGIN)[1].split(report.END)[0].splitlines()
+  assert "### Table 1 analogue — msrvtt_sim" in text and "[21.6 / 42.2]" in text
+  assert "### Claims — own-objective view, budget `cpu`" in text
+  assert "(= LoRS)" in text and "seeds ± 0.30, 3" in text
+  assert report.update_doc(str(doc), cells) == text           # idempotent
+  (tmp_path / "nomarkers.md").write_text("no markers\n")
+  with pytest.raises(ValueError, match="markers"):
+    report.update_doc(str(tmp_path / "nomarkers.md"), cells)
+  # The binary regenerates the doc from a cells file alone.
+  cf = tmp_path / "cells.json"
+  cf.write_text(json.dumps(cells))
+  doc.write_text(f"x\n{report.BEGIN}\n{report.END}\n")
+  r = subprocess.run([sys.executable, "-m", "experiments.hopa_sweep", "--report",
+                      f"--cells={cf}", f"--doc={doc}"], capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr
+  assert doc.read_text() == text.replace("# Results\n\nhand-written prose\n\n", "x\n").replace(
+      "\n\ntail prose\n", "\n")
+  h = subprocess.run([sys.executable, "-m", "experiments.hopa_sweep", "--help"],
+                     capture_output=True, text=True)
+  assert h.returncode == 0 and "budgets.cpu.num_experts" in h.stdout
+  bad = subprocess.run([sys.executable, "-m", "experiments.hopa_sweep", "--workdir=x",
+                        "--config=experiments/configs/sweep.py:only=0/2"],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "only" in bad.stderr
