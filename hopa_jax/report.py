@@ -155,13 +155,18 @@ def fmt(v: dict | None) -> str:
   return s
 
 
+def _p(x: float) -> str:
+  """A paper number as printed there (one decimal in Tables 1–3, two in 5 / 6 / 10)."""
+  return f"{x:.1f}" if abs(x * 10 - round(x * 10)) < 1e-6 else f"{x:.2f}"
+
+
 def fmt_pair(r1: dict | None, r5: dict | None, paper: tuple | None = None) -> str:
   if r1 is None and r5 is None:
     out = "—"
   else:
     out = f"{fmt(r1)} / {fmt(r5)}"
   if paper:
-    out += f" [{paper[0]:g} / {paper[1]:g}]"
+    out += f" [{_p(paper[0])} / {_p(paper[1])}]"
   return out
 
 
@@ -238,8 +243,11 @@ def _rows_table(cells, methods, paper_of, view, datasets) -> str:
   return "\n".join(lines)
 
 
-def _datasets(cells) -> list[str]:
-  ds = list(dict.fromkeys(c["dataset"] for c in cells))
+DEFAULT_DATASETS = ("msrvtt_sim", "vggsound_s_sim", "didemo_sim")
+
+
+def _datasets(cells, defaults: Sequence[str] = ()) -> list[str]:
+  ds = list(dict.fromkeys([*defaults, *(c["dataset"] for c in cells)]))
   order = {"msrvtt": 0, "vggsound": 1, "didemo": 2}
   return sorted(ds, key=lambda d: order.get(family(d), 9))
 
@@ -320,10 +328,11 @@ def _summarise(per: dict) -> tuple[str, str]:
   return margins, v
 
 
-def claims(cells, view: str, budget: str = "cpu") -> list[tuple[str, str, str, str]]:
+def claims(cells, view: str, budget: str = "cpu",
+           datasets: Sequence[str] = ()) -> list[tuple[str, str, str, str]]:
   """``[(claim, dataset, margins, verdict)]`` (module docstring for the rule)."""
   out = []
-  for d in _datasets(cells):
+  for d in _datasets(cells, datasets):
     full_obj = "hopa" if view == "own" else None
     def add(text, per):
       out.append((text, d, *_summarise(per)))
@@ -367,10 +376,10 @@ def claims(cells, view: str, budget: str = "cpu") -> list[tuple[str, str, str, s
   return out
 
 
-def claims_table(cells, view: str, budget: str = "cpu") -> str:
+def claims_table(cells, view: str, budget: str = "cpu", datasets: Sequence[str] = ()) -> str:
   lines = ["| claim | dataset | margin (avg R@1 unless named) ± std | verdict |",
            "|---|---|---|---|"]
-  for text, d, margins, verdict in claims(cells, view, budget):
+  for text, d, margins, verdict in claims(cells, view, budget, datasets):
     lines.append(f"| {text} | {d} | {margins} | {verdict} |")
   return "\n".join(lines)
 
@@ -386,30 +395,27 @@ def report_markdown(cells: Sequence[dict]) -> str:
          + (f", commit{'s' if len(commits) > 1 else ''} {', '.join(c[:12] for c in commits)}"
             if commits else "") + "). Cells: avg R@1 / avg R@5 (%), mean ± std over the "
          "evaluation runs (and over run seeds where measured); the paper's avg R@1 / R@5 in "
-         "brackets; — = not measured yet. Column headers name the budget of each cell "
+         "brackets (its own protocol, in both views' tables); — = not measured yet. Column headers name the budget of each cell "
          "(`cpu` or `spec`, experiments/configs/sweep.py).", ""]
-  if not cells:
-    out.append("No cell has been measured yet.")
-  for d in _datasets(cells):
+  ds = _datasets(cells, DEFAULT_DATASETS)
+  for d in ds:
     fam = family(d)
     for view in ("own", "common"):
       out += [f"### Table {TABLE_NO[fam]} analogue — {d} ({FAMILIES[fam]}), "
               f"{VIEW_TITLE[view](cells).split(' (')[0].lower()}", "",
               main_table(cells, d, view), ""]
-  if cells:
-    ds = _datasets(cells)
-    for view in ("own", "common"):
-      out += [f"### Table 5 analogue — HoPA vs its pairwise variants, "
-              f"{VIEW_TITLE[view](cells).split(' (')[0].lower()}", "",
-              _rows_table(cells, ("hopa",) + PAIRWISE, PAPER_T5, view, ds), ""]
-    for view in ("own", "common"):
-      out += [f"### Ablations (Table 10 / Table 6 analogue), "
-              f"{VIEW_TITLE[view](cells).split(' (')[0].lower()}", "",
-              _rows_table(cells, ("hopa",) + ABLATIONS, PAPER_ABL, view, ds), ""]
-    for view in ("own", "common"):
-      for b in _budgets(cells):
-        out += [f"### Claims — {VIEW_TITLE[view](cells).split(' (')[0].lower()}, budget `{b}`",
-                "", claims_table(cells, view, b), ""]
+  for view in ("own", "common"):
+    out += [f"### Table 5 analogue — HoPA vs its pairwise variants, "
+            f"{VIEW_TITLE[view](cells).split(' (')[0].lower()}", "",
+            _rows_table(cells, ("hopa",) + PAIRWISE, PAPER_T5, view, ds), ""]
+  for view in ("own", "common"):
+    out += [f"### Ablations (Table 10 / Table 6 analogue), "
+            f"{VIEW_TITLE[view](cells).split(' (')[0].lower()}", "",
+            _rows_table(cells, ("hopa",) + ABLATIONS, PAPER_ABL, view, ds), ""]
+  for view in ("own", "common"):
+    for b in _budgets(cells) or ["cpu"]:
+      out += [f"### Claims — {VIEW_TITLE[view](cells).split(' (')[0].lower()}, budget `{b}`",
+              "", claims_table(cells, view, b, ds), ""]
   return "\n".join(out).rstrip() + "\n"
 
 

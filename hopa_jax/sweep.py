@@ -354,8 +354,14 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     if r.kind == "reeval" and finished(sc, workdir, r.source) is None:
       log(f"{head}: waiting for {r.source.path} (not finished; rerun the sweep)")
       continue
-    if (sc.max_rows and computed >= sc.max_rows) or (stop is not None and stop(computed)):
-      log(f"{head}: stopping (max_rows={sc.max_rows}); rerun the same command to continue")
+    if r.kind == "reeval" and not os.path.isdir(os.path.join(workdir, r.source.path, "distilled")):
+      log(f"{head}: skipped ({r.source.path}/distilled is missing: rows brought back from "
+          "another machine without their store are re-evaluated there)")
+      continue
+    over = sc.time_limit_min and (time.time() - t_start) / 60 >= sc.time_limit_min
+    if over or (sc.max_rows and computed >= sc.max_rows) or (stop is not None and stop(computed)):
+      log(f"{head}: stopping ({'time_limit_min' if over else 'max_rows'}="
+          f"{sc.time_limit_min if over else sc.max_rows}); rerun the same command to continue")
       break
     cfg = config_of(sc, workdir, r)
     wd = os.path.join(workdir, r.path)
@@ -399,7 +405,7 @@ def _now() -> str:
 CELL_FIELDS = ("dataset", "method", "label", "n", "budget", "seed", "view", "eval_objective",
                "avg_r1", "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "seeds",
                "seed_mean_r1", "seed_std_r1", "seed_mean_r5", "seed_std_r5", "minutes",
-               "commit", "date", "status", "same_as", "workdir")
+               "device", "commit", "date", "status", "same_as", "workdir")
 
 
 def _cell(sc, workdir: str, row: Row) -> dict | None:
@@ -428,6 +434,7 @@ def _cell(sc, workdir: str, row: Row) -> dict | None:
       "runs": (res or {}).get("runs"), "seeds": 1,
       "seed_mean_r1": None, "seed_std_r1": None, "seed_mean_r5": None, "seed_std_r5": None,
       "minutes": round(sum(((res or {}).get("time_s") or {}).values()) / 60, 2),
+      "device": (res or {}).get("device"),
       "commit": prov.get("commit", "unknown"), "date": date,
       "status": prov.get("status", "finished"), "same_as": row.same_as,
       "workdir": target.path,

@@ -73,6 +73,8 @@ HELP = {
             "jobs against one workdir; rows are locked, experts shared)",
     "max_rows": "stop after computing this many rows (0 = no limit; finished rows read do "
                 "not count)",
+    "time_limit_min": "start no row after this many minutes of the sweep (0 = no limit; a row "
+                      "started runs to its end: benchmarks/gpu_session.sh's time box)",
     "dry_run": "print the planned rows (order, workdir, finished or not) and stop",
 }
 
@@ -99,13 +101,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       spec=_budget(20, 10, 1.0, 16, 5)))
   c.only = ""
   c.max_rows = 0
+  c.time_limit_min = 0.0
   c.dry_run = False
   return common.check(common.apply_overrides(c, common.parse_arg(arg)), ranges())
 
 
 def ranges() -> dict:
   from hopa_jax import objectives
-  r = {"common_objective": tuple(sorted(objectives.OBJECTIVES)), "max_rows": ">=0"}
+  r = {"common_objective": tuple(sorted(objectives.OBJECTIVES)), "max_rows": ">=0", "time_limit_min": ">=0"}
   for b in ("cpu", "spec"):
     r.update({f"budgets.{b}.num_experts": ">=1", f"budgets.{b}.expert_epochs": ">=1",
               f"budgets.{b}.iterations": "(0,1]", f"budgets.{b}.syn_steps": ">=1",
