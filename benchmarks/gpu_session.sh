@@ -44,18 +44,20 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "$TINY" = 1 ]; then   # seconds-sized shapes, its own workdir (never mixed with real rows)
   BENCH_ARGS="--quick"
+  BINDC_ARGS="--quick --methods=bindc --ipc=1"
   WD=${SWEEP_WORKDIR:-runs/gpu_session_tiny/sweep}
   SWEEP_ARGS="phases=msrvtt_sim/100/random|hopa/spec/0,budgets.spec.num_experts=2,budgets.spec.expert_epochs=3,budgets.spec.eval_runs=2"
   BASE="scale=0.05,local=1,progress=0"
 else
   BENCH_ARGS=""
+  BINDC_ARGS="--iterations=500"   # the full shape, ms / iteration from 500 timed iterations
   SWEEP_ARGS="phases=msrvtt_sim/100/main|ablations/spec/0+vggsound_s_sim|didemo_sim/100/main/spec/0+all/200|500/main/spec/0"
   BASE=""
 fi
 
 timeout 150 "$PYTHON" benchmarks/hopa_bench.py $BENCH_ARGS > "$OUT/bench_hopa.txt" 2>&1 \
   || echo "hopa_bench: exit $? (timeout 150 s = 124)" >> "$OUT/bench_hopa.txt"
-timeout 90 "$PYTHON" benchmarks/bindc_bench.py $BENCH_ARGS > "$OUT/bench_bindc.txt" 2>&1 \
+timeout 90 "$PYTHON" benchmarks/bindc_bench.py $BINDC_ARGS > "$OUT/bench_bindc.txt" 2>&1 \
   || echo "bindc_bench: exit $? (timeout 90 s = 124)" >> "$OUT/bench_bindc.txt"
 
 # The sweep: no row starts after LIMIT minutes; a row still running at the hard stop is

@@ -237,7 +237,7 @@ def _with_seed(c, seed: int) -> None:
   from mmdd_jax import data
   st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None,
                           check=False)
-  c.dataset = os.path.abspath(st.root) if os.sep not in c.dataset else c.dataset
+  c.dataset = st.root if os.sep not in c.dataset else c.dataset   # relative stays relative
   c.seed = seed
 
 

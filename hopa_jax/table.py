@@ -76,6 +76,27 @@ def _finished(wd: str, c) -> list[dict] | None:
   return workdir_lib.finished_results(wd, c, {"store": workdir_lib.store_digest(root)})
 
 
+def at_n(config, n: int):
+  """A copy of ``config`` at ``n``: the per-n defaults of ``experiments/configs/hopa.py``
+  (HoPA's Appendix B.2: ``sim_rank``, ``sim_alpha``, ``iterations``, ``max_start_epoch``
+  and, with ``optimizer=sgd``, ``lr_sim``) follow ``n`` where they still hold the
+  config's own default for its ``n``; keys set to anything else are kept."""
+  from experiments.configs import hopa as hopa_config
+  c = config.copy_and_resolve_references()
+  if n != c.n:
+    fam = hopa_config.family(c.dataset)
+    old = hopa_config._TABLE[fam][hopa_config.bucket(c.n)]
+    new = hopa_config._TABLE[fam][hopa_config.bucket(n)]
+    for k, o, v in zip(("lr_sim", "sim_rank", "sim_alpha", "iterations", "max_start_epoch"),
+                       old, new):
+      if k == "lr_sim" and c.distill.optimizer != "sgd":
+        continue
+      if c.distill[k] == o:
+        c.distill[k] = v
+  c.n = n
+  return c
+
+
 def rows_for(config, workdir: str, methods, ns,
              train_and_evaluate: Callable | None = None) -> list[dict]:
   """Runs (or reads) every row; returns the results dicts in table order. With
@@ -86,8 +107,8 @@ def rows_for(config, workdir: str, methods, ns,
       spec = dl.method_spec(method)
       if spec["rows"] != "subset" and n != ns[0]:
         continue  # reference rows do not depend on n
-      c = config.copy_and_resolve_references()
-      c.method, c.n = method, n
+      c = at_n(config, n)
+      c.method = method
       if objective is not None:
         c.eval.objective = objective
       c.experts_dir = c.experts_dir or os.path.join(workdir, experts_name(spec))

@@ -237,3 +237,16 @@ def test_report_from_hand_made_cells(tmp_path):
                         "--config=experiments/configs/sweep.py:only=0/2"],
                        capture_output=True, text=True)
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "only" in bad.stderr
+
+
+def test_table_rows_follow_the_per_n_defaults():
+  """hopa_table's rows at another n get that n's SPEC §3.7 defaults (not the first n's),
+  keys set explicitly are kept."""
+  from experiments.configs import hopa as hopa_config
+  from hopa_jax import table
+  c = hopa_config.get_config("dataset=vggsound_s_sim,sim_alpha=0.3")
+  d = table.at_n(c, 500)
+  ref = hopa_config.get_config("dataset=vggsound_s_sim,n=500")
+  assert (d.n, d.distill.sim_rank, d.distill.iterations, d.distill.max_start_epoch) == (
+      500, ref.distill.sim_rank, ref.distill.iterations, ref.distill.max_start_epoch)
+  assert d.distill.sim_alpha == 0.3 and c.n == 100
