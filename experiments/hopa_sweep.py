@@ -59,8 +59,9 @@ def main(argv):
   if not _WORKDIR.value:
     raise ValueError("--workdir: expected the sweep's directory, found none")
   cells = sweep.run_sweep(c, _WORKDIR.value)
-  print(f"{sum(x['avg_r1'] is not None for x in cells)} cells measured -> "
-        f"{os.path.join(_WORKDIR.value, sweep.CELLS_FILE)}")
+  if not c.dry_run:
+    print(f"{sum(x['avg_r1'] is not None for x in cells)} cells measured -> "
+          f"{os.path.join(_WORKDIR.value, sweep.CELLS_FILE)}")
 
 
 if __name__ == "__main__":

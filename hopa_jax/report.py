@@ -123,15 +123,20 @@ def family(dataset: str) -> str:
 
 # --- values ---
 
+REFERENCE = ("zero_shot", "full", "random")   # nothing distilled: the same under every budget
+
+
 def value(cells: Sequence[dict], dataset: str, method: str, n: int | None, budget: str,
           view: str, objective: str | None = None, metric: str = "r1") -> dict | None:
   """``{mean, std, eval_std, seed_std, seeds, same_as}`` of one cell over its seeds (module
   docstring), or None when not measured. ``objective``: the eval objective (Random / Full
-  of the own view are one row per objective)."""
+  of the own view are one row per objective). Zero-shot, Full and Random do not depend
+  on the budget: any budget's cell (one workdir) is theirs."""
   got = [c for c in cells if c["dataset"] == dataset and c["method"] == method
-         and c["n"] == n and c["budget"] == budget and c["view"] == view
-         and c.get(f"avg_{metric}") is not None
+         and c["n"] == n and (c["budget"] == budget or method in REFERENCE)
+         and c["view"] == view and c.get(f"avg_{metric}") is not None
          and (objective is None or c.get("eval_objective") == objective)]
+  got = list({(c.get("workdir"), c["seed"], c.get("eval_objective")): c for c in got}.values())
   if not got:
     return None
   if objective is None and len({c.get("eval_objective") for c in got}) > 1:
