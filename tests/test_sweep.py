@@ -149,6 +149,11 @@ def test_tiny_sweep_stops_resumes_and_summarises(tiny_store, tmp_path):
   for f in ("table.md", "table.json", "avg_r1.png"):
     assert os.path.exists(os.path.join(ddir, f)), f
   assert "HoPA" in open(os.path.join(ddir, "table.md")).read()
+  # Every row of the experts directory has finished: its trajectories were deleted, its
+  # config and lr_teacher choice kept.
+  edir = os.path.join(ddir, "cpu", "seed0", "experts_hopa")
+  assert "expert_config.json" in os.listdir(edir)
+  assert not [e for e in os.listdir(edir) if os.path.isdir(os.path.join(edir, e))]
   # A third run computes nothing; the dry run says every row is done.
   calls.clear()
   sweep.run_sweep(c, wd, train=train, reeval=reeval, log=log.append)
