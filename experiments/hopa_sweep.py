@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from experiments.configs import common
 from experiments.configs import sweep as sweep_config
-from hopa_jax import report, sweep
+from hopa_jax import report, sweep, sweep_archive
 from mmdd_jax import cli, results
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +34,11 @@ _REPORT = flags.DEFINE_bool("report", False, "run nothing: write --cells (from -
                             "finished rows, when given) and the generated section of --doc")
 _CELLS = flags.DEFINE_string("cells", os.path.join(_ROOT, "docs", "results_cells.json"),
                              "the committed summary (one JSON list of cells)")
+_ARCHIVE = flags.DEFINE_string(
+    "archive", "", "a directory of finished rows (docs/sweep_rows): restored into --workdir "
+    "before the sweep (rows not finished there; read only if still bound to the config, the "
+    "store content and the numerics), and written from it after the sweep and with --report "
+    "(hopa_jax.sweep_archive)")
 _DOC = flags.DEFINE_string("doc", os.path.join(_ROOT, "docs", "results.md"),
                            "the document whose generated section --report rewrites")
 
@@ -43,6 +48,9 @@ def main(argv):
   c = common.check(_CONFIG.value, sweep_config.ranges())   # --config.x=… flags too
   if _REPORT.value:
     if _WORKDIR.value:
+      if _ARCHIVE.value:
+        print(f"{sweep_archive.save(_WORKDIR.value, _ARCHIVE.value)} finished rows -> "
+              f"{_ARCHIVE.value}")
       cells = sweep.cells(c, _WORKDIR.value)
       results.atomic_write_json(_CELLS.value, cells)
     else:
@@ -58,7 +66,12 @@ def main(argv):
     return
   if not _WORKDIR.value:
     raise ValueError("--workdir: expected the sweep's directory, found none")
+  if _ARCHIVE.value:
+    print(f"{sweep_archive.restore(_ARCHIVE.value, _WORKDIR.value)} finished rows restored "
+          f"from {_ARCHIVE.value}")
   cells = sweep.run_sweep(c, _WORKDIR.value)
+  if _ARCHIVE.value:
+    sweep_archive.save(_WORKDIR.value, _ARCHIVE.value)
   if not c.dry_run:
     print(f"{sum(x['avg_r1'] is not None for x in cells)} cells measured -> "
           f"{os.path.join(_WORKDIR.value, sweep.CELLS_FILE)}")

@@ -4,6 +4,7 @@ fields, the common view's re-evaluation path, and the generated docs from hand-m
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -255,3 +256,27 @@ def test_table_rows_follow_the_per_n_defaults():
   assert (d.n, d.distill.sim_rank, d.distill.iterations, d.distill.max_start_epoch) == (
       500, ref.distill.sim_rank, ref.distill.iterations, ref.distill.max_start_epoch)
   assert d.distill.sim_alpha == 0.3 and c.n == 100
+
+
+def test_archive_restores_finished_rows_elsewhere(tiny_store, tmp_path, monkeypatch):
+  """Finished rows survive the loss of the sweep workdir (a new session or machine):
+  saved to an archive, restored into a new workdir at the same relative path, read, not
+  rerun; a restored row bound to other numerics is recomputed."""
+  from hopa_jax import sweep_archive
+  from mmdd_jax import workdir as workdir_lib
+  monkeypatch.chdir(tmp_path)
+  c = _tiny(tiny_store)
+  log = []
+  sweep.run_sweep(c, "sweep", stop=lambda i: i >= 2, log=log.append)
+  assert sweep_archive.save("sweep", "archive") == 2
+  shutil.rmtree("sweep")
+  assert sweep_archive.restore("archive", "sweep") == 2
+  log.clear()
+  c.dry_run = True
+  sweep.run_sweep(c, "sweep", log=log.append)
+  assert sum("] done " in l for l in log) == 2
+  assert sweep_archive.restore("archive", "sweep") == 0        # never over a row of its own
+  monkeypatch.setattr(workdir_lib, "NUMERICS", "test-bump")
+  log.clear()
+  sweep.run_sweep(c, "sweep", log=log.append)
+  assert sum("] done " in l for l in log) == 0

@@ -1,0 +1,67 @@
+"""Finished sweep rows carried between machines and sessions (``--archive`` of
+``python -m experiments.hopa_sweep``).
+
+A finished row is its workdir's binding (``config.json``: config, store content digest,
+numerics version) and results (``results.json``, ``results.md``) plus the sweep's
+``sweep_provenance.json`` (commit, date, minutes). Those few small files are all a
+finished row needs to be *read* again: :func:`save` copies them from a sweep workdir into
+an archive directory (committed under ``docs/sweep_rows/``), :func:`restore` copies them
+back into a (new) sweep workdir where the row has not finished there. A restored row is
+read only if it is still bound to the current config, store content and numerics
+(:func:`mmdd_jax.workdir.finished_results`); otherwise the sweep computes it again. The
+simulated stores are deterministic (same manifest digest on every machine), so rows of a
+simulator are restored wherever the simulator runs. Checkpoints, experts and distilled
+stores are not archived: a restored row's common-view re-evaluation that has not finished
+waits until its row is recomputed (the sweep says so).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+FILES = ("config.json", "results.json", "results.md", "sweep_provenance.json")
+
+
+def _finished_dirs(root: str):
+  for d, _, names in os.walk(root):
+    if "results.json" in names and "config.json" in names:
+      yield os.path.relpath(d, root)
+
+
+def save(workdir: str, archive: str) -> int:
+  """Copies the files of every finished row of ``workdir`` into ``archive`` (same
+  relative paths); returns the number of rows."""
+  n = 0
+  for rel in _finished_dirs(workdir):
+    if "/experts_" in f"/{rel}" or rel.startswith(".") or ".old-" in rel:
+      continue
+    dst = os.path.join(archive, rel)
+    os.makedirs(dst, exist_ok=True)
+    for f in FILES:
+      src = os.path.join(workdir, rel, f)
+      if os.path.exists(src):
+        shutil.copy2(src, os.path.join(dst, f))
+    n += 1
+  return n
+
+
+def restore(archive: str, workdir: str) -> int:
+  """Copies archived rows into ``workdir`` where that row has no ``results.json`` and no
+  ``config.json`` of its own (a row started here is never overwritten); returns the
+  number of rows restored."""
+  if not os.path.isdir(archive):
+    return 0
+  n = 0
+  for rel in _finished_dirs(archive):
+    dst = os.path.join(workdir, rel)
+    if os.path.exists(os.path.join(dst, "results.json")) or os.path.exists(
+        os.path.join(dst, "config.json")):
+      continue
+    os.makedirs(dst, exist_ok=True)
+    for f in FILES:
+      src = os.path.join(archive, rel, f)
+      if os.path.exists(src):
+        shutil.copy2(src, os.path.join(dst, f))
+    n += 1
+  return n
