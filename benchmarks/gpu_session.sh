@@ -9,9 +9,9 @@
 #
 # What comes back under $OUT (default runs/gpu_session): env.txt (device, versions),
 # bench_hopa.txt, bench_bindc.txt, sweep.log, spec_rows.tar.gz (every finished row under
-# <workdir>/*/spec/: config.json, results.json, metrics.jsonl, provenance; experts,
-# checkpoints and distilled stores are left out — the common-view re-evaluation of each set
-# runs here, right after it). The rows are bound to their configs, so they are read only by
+# <workdir>/*/spec/: config.json, results.json, metrics.jsonl, provenance and the distilled
+# store's manifest.json; experts, checkpoints and the stores' arrays are left out — the
+# common-view re-evaluation of each set runs here, right after it). The rows are bound to their configs, so they are read only by
 # a sweep with the same config and the same relative --workdir (runs/sweep; env
 # SWEEP_WORKDIR). Reference rows (Random / Full / Zero-shot) computed here are not returned:
 # the CPU sweep computes its own. Cells keep the device they ran on (`device` in the cells).
@@ -75,12 +75,17 @@ else
   echo "no time left for the sweep ($REMAIN s)" > "$OUT/sweep.log"
 fi
 
-# Pack the finished spec rows (no experts, checkpoints or stores: they are large).
+# Pack the finished spec rows (no experts, checkpoints or stores: they are large; each
+# distilled store's manifest.json comes along: its content digest binds the re-evaluation).
 ROWS=$(find "$WD" -path '*/spec/*' -name results.json -printf '%h\n' 2>/dev/null | sort)
 if [ -n "$ROWS" ]; then
   # shellcheck disable=SC2086
-  tar -czf "$OUT/spec_rows.tar.gz" --exclude='distilled' --exclude='distill_ckpt' \
+  tar -cf "$OUT/spec_rows.tar" --exclude='distilled' --exclude='distill_ckpt' \
     --exclude='experts*' --exclude='.lock' $ROWS
+  MANIFESTS=$(find "$WD" -path '*/spec/*' -path '*/distilled/manifest.json' 2>/dev/null | sort)
+  # shellcheck disable=SC2086
+  [ -n "$MANIFESTS" ] && tar -rf "$OUT/spec_rows.tar" $MANIFESTS
+  gzip -f "$OUT/spec_rows.tar"
 fi
 echo "rows packed: $(echo "$ROWS" | grep -c .)" >> "$OUT/sweep.log"
 tail -3 "$OUT/sweep.log"

@@ -340,13 +340,30 @@ def _read_json(path: str):
 
 # --- running ---
 
+def store_complete(path: str) -> bool:
+  """Whether the store at ``path`` has its manifest and every file it lists (a row
+  brought back from another machine keeps only its store's manifest)."""
+  man = _read_json(os.path.join(path, "manifest.json"))
+  if not isinstance(man, dict):
+    return False
+  return all(os.path.exists(os.path.join(path, f)) for f in man.get("files") or {})
+
+
 def finished(sc, workdir: str, row: Row) -> list[dict] | None:
-  """The results of a finished row bound to its config (None otherwise)."""
+  """The results of a finished row bound to its config and data (None otherwise): a
+  ``train`` row through :func:`hopa_jax.table._finished`, a ``reeval`` row bound to its
+  distilled store's content digest (the binding :func:`hopa_jax.run.evaluate_store`
+  writes; the store's manifest suffices)."""
   target = row.source if row.kind == "alias" else row
   wd = os.path.join(workdir, target.path)
   if not os.path.exists(os.path.join(wd, "results.json")):
     return None
-  return table._finished(wd, config_of(sc, workdir, target))
+  c = config_of(sc, workdir, target)
+  if target.kind != "reeval":
+    return table._finished(wd, c)
+  if not os.path.exists(os.path.join(c.store, "manifest.json")):
+    return None
+  return workdir_lib.finished_results(wd, c, {"store": workdir_lib.store_digest(c.store)})
 
 
 def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
@@ -384,9 +401,9 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     if r.kind == "reeval" and finished(sc, workdir, r.source) is None:
       log(f"{head}: waiting for {r.source.path} (not finished; rerun the sweep)")
       continue
-    if r.kind == "reeval" and not os.path.isdir(os.path.join(workdir, r.source.path, "distilled")):
-      log(f"{head}: skipped ({r.source.path}/distilled is missing: rows brought back from "
-          "another machine without their store are re-evaluated there)")
+    if r.kind == "reeval" and not store_complete(os.path.join(workdir, r.source.path, "distilled")):
+      log(f"{head}: skipped ({r.source.path}/distilled is incomplete: a row brought back "
+          "from another machine without its store is re-evaluated there)")
       continue
     over = sc.time_limit_min and (time.time() - t_start) / 60 >= sc.time_limit_min
     if over or (sc.max_rows and computed >= sc.max_rows) or (stop is not None and stop(computed)):
