@@ -11,8 +11,9 @@ read only if it is still bound to the current config, store content and numerics
 (:func:`mmdd_jax.workdir.finished_results`); otherwise the sweep computes it again. The
 simulated stores are deterministic (same manifest digest on every machine), so rows of a
 simulator are restored wherever the simulator runs. Checkpoints, experts and distilled
-stores are not archived: a restored row's common-view re-evaluation that has not finished
-waits until its row is recomputed (the sweep says so).
+stores are not archived, but a distilled store's ``manifest.json`` is: its content
+digest binds the row's common-view re-evaluation, so a finished re-evaluation is read; one
+that has not finished waits until its row is recomputed (the sweep says so).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 
-FILES = ("config.json", "results.json", "results.md", "sweep_provenance.json")
+FILES = ("config.json", "results.json", "results.md", "sweep_provenance.json",
+         os.path.join("distilled", "manifest.json"))
 
 
 def _finished_dirs(root: str):
@@ -37,10 +39,10 @@ def save(workdir: str, archive: str) -> int:
     if "/experts_" in f"/{rel}" or rel.startswith(".") or ".old-" in rel:
       continue
     dst = os.path.join(archive, rel)
-    os.makedirs(dst, exist_ok=True)
     for f in FILES:
       src = os.path.join(workdir, rel, f)
       if os.path.exists(src):
+        os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
         shutil.copy2(src, os.path.join(dst, f))
     n += 1
   return n
@@ -58,10 +60,10 @@ def restore(archive: str, workdir: str) -> int:
     if os.path.exists(os.path.join(dst, "results.json")) or os.path.exists(
         os.path.join(dst, "config.json")):
       continue
-    os.makedirs(dst, exist_ok=True)
     for f in FILES:
       src = os.path.join(archive, rel, f)
       if os.path.exists(src):
+        os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
         shutil.copy2(src, os.path.join(dst, f))
     n += 1
   return n
