@@ -11,7 +11,6 @@ import pytest
 
 from embed import store as store_lib
 from experiments.configs import common
-from experiments.configs import demo as demo_config
 from experiments.configs import evaluate as evaluate_config
 from experiments.configs import hopa as hopa_config
 from hopa_jax import run as hopa_bin
@@ -145,14 +144,6 @@ def test_table_plan_compares_like_with_like():
   assert ("full", "3pair") in plan and ("hopa", None) in plan and ("zero_shot", None) in plan
   assert hopa_table.plan(["random", "hopa"], "infonce") == [("random", None), ("hopa", None)]
   assert hopa_table.label("random", "3pair") == "random[3pair]"
-
-
-def test_demo_config_parses_and_plans_like_for_like():
-  d = demo_config.get_config()
-  cfg = hopa_config.get_config(f"dataset=msrvtt_sim,scale={d.scale},n={d.n},{d.hopa}")
-  assert cfg.eval.objective is None and cfg.experts.lr is None
-  plan = hopa_table.plan(d.methods, cfg.eval.objective)
-  assert ("random", "hopa") in plan and ("random", "3pair") in plan
 
 
 @pytest.mark.parametrize("binary,module", [("hopa", hopa_config), ("evaluate", evaluate_config),
