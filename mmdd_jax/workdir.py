@@ -61,7 +61,8 @@ def result_keys(config: Any) -> dict:
 
 
 def fingerprint(config: Any, data: Mapping | None = None) -> str:
-  blob = json.dumps(binding(config, data), sort_keys=True, separators=(",", ":"))
+  """sha256 of the binding: the result keys, the data digests and the numerics version."""
+  blob = json.dumps(binding(config, _with_numerics(data)), sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(blob.encode()).hexdigest()
 
 
