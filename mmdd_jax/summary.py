@@ -139,7 +139,8 @@ def selection_table(rows: Sequence[Mapping]) -> str:
   for r in rows:
     ev = r.get("eval") or {}
     eta = r.get("learned_lr")
-    out.append([display_name(r["method"]), str(ev.get("objective") or "—"),
+    zs = base_method(r["method"]) == "zero_shot"      # no training: no evaluation objective
+    out.append([display_name(r["method"]), "—" if zs else str(ev.get("objective") or "—"),
                 "" if ev.get("lr") is None else f"{ev['lr']:g}",
                 ", ".join(str(e) for e in ev.get("epochs") or []),
                 "" if r.get("lr_teacher") is None else f"{r['lr_teacher']:g}",
