@@ -4,6 +4,12 @@ Each modality's head is ``LayerNorm → Linear (no bias) → L2
 normalise``, as ImageBind's (SPEC §2). Parameters are plain pytrees,
 ``{modality: {"LayerNorm_0": {"scale", "bias"}, "Dense_0": {"kernel"[, "bias"]}}}``,
 so that rollouts differentiate through them explicitly.
+
+A second head architecture, for evaluating a set with heads its distillation never
+used (the cross-architecture analysis, ``docs/analyses.md``): the two-layer MLP head
+``LayerNorm → Linear + bias → GELU → Linear + bias → L2 normalise``, params
+``{"LayerNorm_0", "Dense_0", "Dense_1"}`` (:func:`init_mlp_heads`). The params'
+structure says which head a subtree is: :func:`apply_head` applies either.
 """
 
 from __future__ import annotations
@@ -73,10 +79,19 @@ def head_module(out_dim: int = 1024) -> ImageBindHead:
   return ImageBindHead(out_dim=out_dim, use_bias=False)
 
 
+def _mlp_head(params: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
+  h = _head(params["LayerNorm_0"], params["Dense_0"], x, normalize=False)
+  y = jax.nn.gelu(h) @ params["Dense_1"]["kernel"]
+  y = y + _lead(params["Dense_1"]["bias"], y.ndim)
+  return l2_normalize(y) if normalize else y
+
+
 def apply_head(params: Mapping, x: jax.Array, *, normalize: bool = True) -> jax.Array:
   """Pure function: one modality's head on ``x`` ([N, d] or [d]); ``params`` is that
-  modality's subtree (its structure, bias or not, says which head). Equal to
-  ``ImageBindHead(...).apply({"params": params}, x)``."""
+  modality's subtree (its structure, bias or not, ``Dense_1`` or not, says which
+  head). For ImageBind's head equal to ``ImageBindHead(...).apply({"params": params}, x)``."""
+  if "Dense_1" in params:
+    return _mlp_head(params, x, normalize)
   return _head(params["LayerNorm_0"], params["Dense_0"], x, normalize)
 
 
@@ -93,6 +108,28 @@ def init_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1
     v = head_module(out_dim).init(jax.random.fold_in(key, i), jnp.zeros((1, d), jnp.float32))
     params[m] = v["params"]
   return params
+
+
+def init_mlp_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1024,
+                   hidden: int | None = None) -> dict:
+  """Random two-layer MLP heads (module docstring): LayerNorm identity, lecun-normal
+  kernels, zero biases; ``hidden`` (default ``out_dim``) units."""
+  hidden = out_dim if hidden is None else hidden
+  init = jax.nn.initializers.lecun_normal()
+  params = {}
+  for i, (m, d) in enumerate(sorted(feature_dims.items())):
+    k0, k1 = jax.random.split(jax.random.fold_in(key, i))
+    params[m] = {"LayerNorm_0": {"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))},
+                 "Dense_0": {"kernel": init(k0, (d, hidden)), "bias": jnp.zeros((hidden,))},
+                 "Dense_1": {"kernel": init(k1, (hidden, out_dim)), "bias": jnp.zeros((out_dim,))}}
+  return params
+
+
+def head_dims(params: Mapping) -> tuple[dict[str, int], int]:
+  """``({modality: input dim}, output dim)`` of a params pytree (either head)."""
+  dims = {m: int(p["LayerNorm_0"]["scale"].shape[0]) for m, p in params.items()}
+  last = [p["Dense_1" if "Dense_1" in p else "Dense_0"]["kernel"].shape[1] for p in params.values()]
+  return dims, int(last[0])
 
 
 def heads_from_npz(arrays: Mapping[str, np.ndarray], modalities=None) -> dict:
@@ -117,6 +154,9 @@ def heads_from_npz(arrays: Mapping[str, np.ndarray], modalities=None) -> dict:
 def heads_to_npz(params: Mapping) -> dict[str, np.ndarray]:
   out = {}
   for m, p in params.items():
+    if "Dense_1" in p:
+      raise ValueError(f"heads_to_npz: modality '{m}': expected ImageBind's linear head, "
+                       "found an MLP head (heads.npz holds linear heads only)")
     out[f"{m}/ln_scale"] = np.asarray(p["LayerNorm_0"]["scale"])
     out[f"{m}/ln_bias"] = np.asarray(p["LayerNorm_0"]["bias"])
     out[f"{m}/kernel"] = np.asarray(p["Dense_0"]["kernel"])
