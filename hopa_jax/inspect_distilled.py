@@ -116,6 +116,7 @@ def inspect_store(store_dir: str, *, out_dir: str | None = None, k: int = 5,
   labels = src.labels("train")
   labels = None if labels is None else np.asarray(labels)
   names = src.class_names
+  syn_ids = st.ids("train")
   picks = sorted(set(np.linspace(0, n - 1, min(instances, n)).round().astype(int).tolist()))
   kk = min(k, len(real_rows))
 
@@ -142,7 +143,7 @@ def inspect_store(store_dir: str, *, out_dir: str | None = None, k: int = 5,
     insts = []
     for i in picks:
       insts.append({
-          "synthetic": st.ids("train")[i], "initial": describe(int(init_rows[i])),
+          "synthetic": syn_ids[i], "initial": describe(int(init_rows[i])),
           "cos_to_initial": float(own_cos[i]),
           "initial_rank": int(own_rank[i]),
           "neighbours": [dict(describe(int(real_rows[j])), rank=r + 1, cos=float(c))
@@ -161,7 +162,7 @@ def inspect_store(store_dir: str, *, out_dir: str | None = None, k: int = 5,
   results.atomic_write_text(paths["md"], to_markdown(record))
   plot_projection(real, init, syn, paths["png"], title=f"{extra.get('method', 'distilled')} "
                   f"n={n}: {os.path.basename(os.path.normpath(src.root))}",
-                  max_real=max_plot_real, seed=seed)
+                  max_real=max_plot_real, seed=seed, picks=picks, ids=syn_ids)
   return dict(paths, summary=summary)
 
 
@@ -172,7 +173,7 @@ def _cell(s) -> str:
 def to_markdown(rec: dict) -> str:
   lines = [f"# Nearest real training instances of distilled instances", "",
            f"Store `{rec['store']}` (method {rec['method']}, n = {rec['n']}); real rows: the "
-           f"{rec['real_rows']} train rows of `{rec['source_store']}` but the validation ones. "
+           f"{rec['real_rows']} train rows of `{rec['source_store']}` outside the validation split. "
            f"Cosine similarity of the {rec['space']}.", "",
            "| modality | cos(distilled, its initial) | cos(distilled, nearest real) | nearest "
            "is its initial | median rank of its initial |", "|---|---|---|---|---|"]
@@ -195,7 +196,11 @@ def to_markdown(rec: dict) -> str:
 
 
 def plot_projection(real: dict, init: dict, syn: dict, path: str, *, title: str = "",
-                    max_real: int = 3000, seed: int = 0) -> None:
+                    max_real: int = 3000, seed: int = 0, picks: Sequence[int] = (),
+                    ids: Sequence[str] | None = None) -> None:
+  """Per modality: real (grey), initial (blue) and distilled (red ×) embeddings on the
+  real rows' two principal axes, a line from each initial to its distilled instance;
+  the ``picks`` (the instances of ``neighbours.md``) are circled and numbered."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -209,9 +214,12 @@ def plot_projection(real: dict, init: dict, syn: dict, path: str, *, title: str 
     pr, pi, ps = proj(r), proj(init[m]), proj(syn[m])
     ax.scatter(pr[:, 0], pr[:, 1], s=3, c="0.75", label="real", linewidths=0)
     for a, b in zip(pi, ps):
-      ax.plot([a[0], b[0]], [a[1], b[1]], c="tab:purple", lw=0.4, alpha=0.5)
+      ax.plot([a[0], b[0]], [a[1], b[1]], c="tab:purple", lw=0.6, alpha=0.7)
     ax.scatter(pi[:, 0], pi[:, 1], s=10, c="tab:blue", label="initial", linewidths=0)
     ax.scatter(ps[:, 0], ps[:, 1], s=14, c="tab:red", marker="x", label="distilled", linewidths=0.8)
+    for i in picks:
+      ax.scatter(ps[i, 0], ps[i, 1], s=90, facecolors="none", edgecolors="k", linewidths=0.8)
+      ax.annotate(ids[i] if ids is not None else str(i), ps[i], xytext=(4, 4), textcoords="offset points", fontsize=6)
     ax.set_title(m, fontsize=9)
     ax.set_xlabel(f"PC1 ({100 * evr[0]:.1f} %)", fontsize=8)
     ax.set_ylabel(f"PC2 ({100 * evr[1]:.1f} %)", fontsize=8)
