@@ -39,6 +39,11 @@ Head architectures (``EvalConfig.head``; the cross-architecture analysis,
   a two-layer MLP head per modality from a random initialisation
   (:func:`mmdd_jax.heads.init_mlp_heads`, hidden width ``mlp_hidden``, default the
   embedding dimension; one draw per run).
+``"mlp_residual"``
+  ImageBind's pretrained linear heads (+ ``init_noise``) with a residual two-layer MLP
+  branch whose output layer starts at zero (:func:`mmdd_jax.heads.add_residual_mlp`,
+  hidden width ``mlp_hidden``): training starts at the pretrained heads, but in an
+  architecture the distillation never used.
 
 Random initialisations come from ``rng.stream(run key, "head_init")``; the selection
 rule (lr grid, early stopping on validation) is the same for every head.
@@ -64,7 +69,7 @@ from mmdd_jax import data, reference, rng
 from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
-HEADS = ("linear_pretrained", "linear_random", "mlp")
+HEADS = ("linear_pretrained", "linear_random", "mlp", "mlp_residual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +85,8 @@ class EvalConfig:
     init_noise: per-run std added to the pretrained heads [R].
     sim_kind / sim_alpha: how to read ``Ŝ`` params.
     head: the heads trained (:data:`HEADS`, module docstring).
-    mlp_hidden: ``head="mlp"``: hidden units (None: the embedding dimension).
+    mlp_hidden: ``head="mlp"`` / ``"mlp_residual"``: hidden units (None: the embedding
+      dimension).
   """
   protocol: str = "select"
   runs: int = 5
@@ -171,6 +177,9 @@ def init_head(key: jax.Array, params0, cfg: EvalConfig):
     return heads_lib.perturb(rng.stream(key, "init_noise"), params0, cfg.init_noise)
   dims, out = heads_lib.head_dims(params0)
   k = rng.stream(key, "head_init")
+  if cfg.head == "mlp_residual":
+    p = heads_lib.perturb(rng.stream(key, "init_noise"), params0, cfg.init_noise)
+    return heads_lib.add_residual_mlp(k, p, hidden=cfg.mlp_hidden)
   if cfg.head == "linear_random":
     return heads_lib.init_heads(k, dims, out_dim=out)
   return heads_lib.init_mlp_heads(k, dims, out_dim=out, hidden=cfg.mlp_hidden)

@@ -88,17 +88,30 @@ def test_mlp_head_matches_its_formula_and_is_unit_norm(key):
   assert heads_lib.head_dims({"vision": p}) == ({"vision": 5}, 4)
   with pytest.raises(ValueError, match="MLP head"):
     heads_lib.heads_to_npz({"vision": p})
+  # the residual branch starts at zero: the head equals the linear one it extends
+  lin = {"LayerNorm_0": p["LayerNorm_0"], "Dense_0": {"kernel": p["Dense_0"]["kernel"][:, :4]}}
+  res = heads_lib.add_residual_mlp(key, {"vision": lin}, hidden=3)["vision"]
+  assert res["Residual_0"]["kernel"].shape == (5, 3) and res["Residual_1"]["kernel"].shape == (3, 4)
+  np.testing.assert_allclose(np.asarray(heads_lib.apply_head(res, jnp.asarray(x))),
+                             np.asarray(heads_lib.apply_head(lin, jnp.asarray(x))), atol=1e-6)
 
 
 def test_random_heads_train_from_their_own_init():
   p0, xs, val, test = _problem()
   k = jax.random.split(jax.random.key(0), 2)
-  for head in ("linear_random", "mlp"):
+  for head in ("linear_random", "mlp", "mlp_residual"):
     init = ev._init_params(k, p0, ev.EvalConfig(head=head))
     assert all(l.shape[0] == 2 for l in jax.tree_util.tree_leaves(init))
     w = np.asarray(init["vision"]["Dense_0"]["kernel"])
-    assert not np.allclose(w[0, :, :6], np.asarray(p0["vision"]["Dense_0"]["kernel"]))  # not pretrained
-    assert not np.allclose(w[0], w[1])                                                    # a draw per run
+    pre = np.asarray(p0["vision"]["Dense_0"]["kernel"])
+    if head == "mlp_residual":   # pretrained (+ init noise) with a branch drawn per run
+      np.testing.assert_allclose(w[0], pre, atol=1e-2)
+      r0 = np.asarray(init["vision"]["Residual_0"]["kernel"])
+      assert not np.allclose(r0[0], r0[1])
+      assert not np.any(np.asarray(init["vision"]["Residual_1"]["kernel"]))
+    else:
+      assert not np.allclose(w[0, :, :6], pre)     # not pretrained
+      assert not np.allclose(w[0], w[1])            # a draw per run
     assert ("Dense_1" in init["vision"]) == (head == "mlp")
   cfg = ev.EvalConfig(runs=2, lrs=(0.1,), max_epochs=2, patience=1, batch_size=8, head="mlp")
   out = ev.evaluate_set(jax.random.key(5), p0, xs, test, cfg, val_xs=val)

@@ -17,8 +17,8 @@ from experiments.configs import common
 from experiments.configs import evaluate as evaluate_config
 
 HELP = {
-    "heads": "head architectures, '+'-separated: linear_pretrained | linear_random | mlp "
-             "(hopa_jax.evaluate.HEADS)",
+    "heads": "head architectures, '+'-separated: linear_pretrained | linear_random | mlp | "
+             "mlp_residual (hopa_jax.evaluate.HEADS)",
     "rows": "rows per store, '+'-separated: distilled | random (its initial real rows) | full "
             "(every real train row but the validation ones)",
     "seed": "evaluation key (the same for every cell)",
@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   local = common.convert("local", kv.get("local", "0"), False)
   base = evaluate_config.get_config()
   c = ml_collections.ConfigDict()
-  c.heads = ("linear_pretrained", "linear_random", "mlp")
+  c.heads = ("linear_pretrained", "linear_random", "mlp", "mlp_residual")
   c.rows = ("distilled", "random", "full")
   c.seed = 0
   c.local = local

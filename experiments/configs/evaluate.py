@@ -25,7 +25,8 @@ HELP = {
 }
 HELP["eval.objective"] = "evaluation objective (hopa_jax.objectives.OBJECTIVES)"
 HELP["eval.head"] = ("heads trained: linear_pretrained (the store's heads.npz) | linear_random | "
-                     "mlp (two-layer, random init) — hopa_jax.evaluate.HEADS, docs/analyses.md")
+                     "mlp (two-layer, random init) | mlp_residual (pretrained + a zero-init "
+                     "residual MLP) — hopa_jax.evaluate.HEADS, docs/analyses.md")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
