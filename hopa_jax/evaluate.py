@@ -26,6 +26,28 @@ Two protocols (``EvalConfig.protocol``):
   ``epochs`` epochs at ``lr = the learned η`` with a ×0.1 step at the halfway
   epoch; the final heads are scored. No validation data is read.
 
+Head architectures (``EvalConfig.head``; the cross-architecture analysis,
+``docs/analyses.md``): which heads the evaluation trains, the same for every row.
+
+``"linear_pretrained"`` (default)
+  ImageBind's linear heads from the store's ``heads.npz`` plus ``init_noise`` per run
+  (the heads the set was distilled for).
+``"linear_random"``
+  the same linear architecture from a random initialisation
+  (:func:`mmdd_jax.heads.init_heads`, one draw per run).
+``"mlp"``
+  a two-layer MLP head per modality from a random initialisation
+  (:func:`mmdd_jax.heads.init_mlp_heads`, hidden width ``mlp_hidden``, default the
+  embedding dimension; one draw per run).
+``"mlp_residual"``
+  ImageBind's pretrained linear heads (+ ``init_noise``) with a residual two-layer MLP
+  branch whose output layer starts at zero (:func:`mmdd_jax.heads.add_residual_mlp`,
+  hidden width ``mlp_hidden``): training starts at the pretrained heads, but in an
+  architecture the distillation never used.
+
+Random initialisations come from ``rng.stream(run key, "head_init")``; the selection
+rule (lr grid, early stopping on validation) is the same for every head.
+
 All runs of one lr are one vmapped, jitted epoch program; the host loop over epochs
 only syncs the ``[runs]`` validation scores.
 """
@@ -47,6 +69,7 @@ from mmdd_jax import data, reference, rng
 from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
+HEADS = ("linear_pretrained", "linear_random", "mlp", "mlp_residual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +84,9 @@ class EvalConfig:
     batch_size, momentum, weight_decay: SGD.
     init_noise: per-run std added to the pretrained heads [R].
     sim_kind / sim_alpha: how to read ``Ŝ`` params.
+    head: the heads trained (:data:`HEADS`, module docstring).
+    mlp_hidden: ``head="mlp"`` / ``"mlp_residual"``: hidden units (None: the embedding
+      dimension).
   """
   protocol: str = "select"
   runs: int = 5
@@ -77,10 +103,16 @@ class EvalConfig:
   init_noise: float = 1e-3
   sim_kind: str = "fixed"
   sim_alpha: float = 1.0
+  head: str = "linear_pretrained"
+  mlp_hidden: int | None = None
 
   def validate(self) -> None:
     if self.protocol not in PROTOCOLS:
       raise ValueError(f"eval protocol: expected one of {PROTOCOLS}, found '{self.protocol}'")
+    if self.head not in HEADS:
+      raise ValueError(f"eval head: expected one of {HEADS}, found '{self.head}'")
+    if self.mlp_hidden is not None and self.mlp_hidden < 1:
+      raise ValueError(f"eval mlp_hidden: expected None or ≥ 1, found {self.mlp_hidden}")
     obj_lib.get_objective(self.objective)
     if not self.lrs or any(not lr > 0 for lr in self.lrs):
       raise ValueError(f"eval lrs: expected a non-empty grid of values > 0, found {self.lrs}")
@@ -133,13 +165,28 @@ def make_val_scorer(val_xs: Mapping[str, jax.Array]) -> Callable:
 
 def record(cfg: EvalConfig, out: Mapping) -> dict:
   """What ``results.json`` keeps of an :func:`evaluate_set` result (``"eval"``)."""
-  return {"protocol": cfg.protocol, "objective": cfg.objective, "lr": out["lr"],
-          "epochs": out["epochs"], "val_r1": out["val_r1"], "lr_grid": out["lr_grid"]}
+  return {"protocol": cfg.protocol, "objective": cfg.objective, "head": cfg.head,
+          "lr": out["lr"], "epochs": out["epochs"], "val_r1": out["val_r1"],
+          "lr_grid": out["lr_grid"]}
+
+
+def init_head(key: jax.Array, params0, cfg: EvalConfig):
+  """One run's initial heads (``cfg.head``, module docstring); ``params0``: the
+  pretrained heads (their shapes fix the random heads' input and output dims)."""
+  if cfg.head == "linear_pretrained":
+    return heads_lib.perturb(rng.stream(key, "init_noise"), params0, cfg.init_noise)
+  dims, out = heads_lib.head_dims(params0)
+  k = rng.stream(key, "head_init")
+  if cfg.head == "mlp_residual":
+    p = heads_lib.perturb(rng.stream(key, "init_noise"), params0, cfg.init_noise)
+    return heads_lib.add_residual_mlp(k, p, hidden=cfg.mlp_hidden)
+  if cfg.head == "linear_random":
+    return heads_lib.init_heads(k, dims, out_dim=out)
+  return heads_lib.init_mlp_heads(k, dims, out_dim=out, hidden=cfg.mlp_hidden)
 
 
 def _init_params(keys, params0, cfg: EvalConfig):
-  return jax.vmap(lambda k: heads_lib.perturb(rng.stream(k, "init_noise"), params0,
-                                              cfg.init_noise))(keys)
+  return jax.vmap(lambda k: init_head(k, params0, cfg))(keys)
 
 
 def make_loss(cfg: EvalConfig, sim_params: Mapping | None) -> Callable:

@@ -4,6 +4,18 @@ Each modality's head is ``LayerNorm → Linear (no bias) → L2
 normalise``, as ImageBind's (SPEC §2). Parameters are plain pytrees,
 ``{modality: {"LayerNorm_0": {"scale", "bias"}, "Dense_0": {"kernel"[, "bias"]}}}``,
 so that rollouts differentiate through them explicitly.
+
+Two more head architectures, for evaluating a set with heads its distillation never
+used (the cross-architecture analysis, ``docs/analyses.md``):
+
+* the two-layer MLP head ``LayerNorm → Linear + bias → GELU → Linear + bias → L2
+  normalise``, params ``{"LayerNorm_0", "Dense_0", "Dense_1"}`` (:func:`init_mlp_heads`);
+* ImageBind's head with a residual two-layer MLP branch,
+  ``h = LayerNorm(x)``, ``y = h W + GELU(h R₀ + b₀) R₁ + b₁ → L2 normalise``, params
+  ``{"LayerNorm_0", "Dense_0", "Residual_0", "Residual_1"}``
+  (:func:`add_residual_mlp`; with ``R₁ = 0, b₁ = 0`` it equals the linear head).
+
+The params' structure says which head a subtree is: :func:`apply_head` applies any.
 """
 
 from __future__ import annotations
@@ -73,10 +85,36 @@ def head_module(out_dim: int = 1024) -> ImageBindHead:
   return ImageBindHead(out_dim=out_dim, use_bias=False)
 
 
+def _mlp_head(params: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
+  h = _head(params["LayerNorm_0"], params["Dense_0"], x, normalize=False)
+  y = jax.nn.gelu(h) @ params["Dense_1"]["kernel"]
+  y = y + _lead(params["Dense_1"]["bias"], y.ndim)
+  return l2_normalize(y) if normalize else y
+
+
+def _residual_head(params: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
+  ln = params["LayerNorm_0"]
+  mu = jnp.mean(x, -1, keepdims=True)
+  var = jnp.mean(jnp.square(x - mu), -1, keepdims=True)
+  h = (x - mu) * jax.lax.rsqrt(var + LN_EPS)
+  h = h * _lead(ln["scale"], h.ndim) + _lead(ln["bias"], h.ndim)
+  y = h @ params["Dense_0"]["kernel"]
+  if "bias" in params["Dense_0"]:
+    y = y + _lead(params["Dense_0"]["bias"], y.ndim)
+  r0, r1 = params["Residual_0"], params["Residual_1"]
+  u = jax.nn.gelu(h @ r0["kernel"] + _lead(r0["bias"], y.ndim))
+  y = y + u @ r1["kernel"] + _lead(r1["bias"], y.ndim)
+  return l2_normalize(y) if normalize else y
+
+
 def apply_head(params: Mapping, x: jax.Array, *, normalize: bool = True) -> jax.Array:
   """Pure function: one modality's head on ``x`` ([N, d] or [d]); ``params`` is that
-  modality's subtree (its structure, bias or not, says which head). Equal to
-  ``ImageBindHead(...).apply({"params": params}, x)``."""
+  modality's subtree (its structure, bias or not, ``Dense_1`` or not, says which
+  head). For ImageBind's head equal to ``ImageBindHead(...).apply({"params": params}, x)``."""
+  if "Dense_1" in params:
+    return _mlp_head(params, x, normalize)
+  if "Residual_0" in params:
+    return _residual_head(params, x, normalize)
   return _head(params["LayerNorm_0"], params["Dense_0"], x, normalize)
 
 
@@ -93,6 +131,44 @@ def init_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1
     v = head_module(out_dim).init(jax.random.fold_in(key, i), jnp.zeros((1, d), jnp.float32))
     params[m] = v["params"]
   return params
+
+
+def init_mlp_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1024,
+                   hidden: int | None = None) -> dict:
+  """Random two-layer MLP heads (module docstring): LayerNorm identity, lecun-normal
+  kernels, zero biases; ``hidden`` (default ``out_dim``) units."""
+  hidden = out_dim if hidden is None else hidden
+  init = jax.nn.initializers.lecun_normal()
+  params = {}
+  for i, (m, d) in enumerate(sorted(feature_dims.items())):
+    k0, k1 = jax.random.split(jax.random.fold_in(key, i))
+    params[m] = {"LayerNorm_0": {"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))},
+                 "Dense_0": {"kernel": init(k0, (d, hidden)), "bias": jnp.zeros((hidden,))},
+                 "Dense_1": {"kernel": init(k1, (hidden, out_dim)), "bias": jnp.zeros((out_dim,))}}
+  return params
+
+
+def add_residual_mlp(key: jax.Array, params: Mapping, hidden: int | None = None) -> dict:
+  """Linear heads ``params`` plus a residual two-layer MLP branch each (module
+  docstring): ``R₀`` lecun-normal, ``b₀ = 0``, ``R₁ = 0``, ``b₁ = 0``, so the result
+  starts equal to ``params``; ``hidden`` (default the output dim) units."""
+  init = jax.nn.initializers.lecun_normal()
+  out = {}
+  for i, m in enumerate(sorted(params)):
+    p = params[m]
+    d, e = p["Dense_0"]["kernel"].shape
+    h = e if hidden is None else hidden
+    out[m] = {**p, "Residual_0": {"kernel": init(jax.random.fold_in(key, i), (d, h)),
+                                  "bias": jnp.zeros((h,))},
+              "Residual_1": {"kernel": jnp.zeros((h, e)), "bias": jnp.zeros((e,))}}
+  return {m: out[m] for m in params}
+
+
+def head_dims(params: Mapping) -> tuple[dict[str, int], int]:
+  """``({modality: input dim}, output dim)`` of a params pytree (either head)."""
+  dims = {m: int(p["LayerNorm_0"]["scale"].shape[0]) for m, p in params.items()}
+  last = [p["Dense_1" if "Dense_1" in p else "Dense_0"]["kernel"].shape[1] for p in params.values()]
+  return dims, int(last[0])
 
 
 def heads_from_npz(arrays: Mapping[str, np.ndarray], modalities=None) -> dict:
@@ -117,6 +193,9 @@ def heads_from_npz(arrays: Mapping[str, np.ndarray], modalities=None) -> dict:
 def heads_to_npz(params: Mapping) -> dict[str, np.ndarray]:
   out = {}
   for m, p in params.items():
+    if "Dense_1" in p or "Residual_0" in p:
+      raise ValueError(f"heads_to_npz: modality '{m}': expected ImageBind's linear head, "
+                       "found an MLP head (heads.npz holds linear heads only)")
     out[f"{m}/ln_scale"] = np.asarray(p["LayerNorm_0"]["scale"])
     out[f"{m}/ln_bias"] = np.asarray(p["LayerNorm_0"]["bias"])
     out[f"{m}/kernel"] = np.asarray(p["Dense_0"]["kernel"])

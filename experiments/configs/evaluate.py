@@ -24,6 +24,9 @@ HELP = {
     **{k: v for k, v in hopa_config.HELP.items() if k.startswith(("objective.", "eval."))},
 }
 HELP["eval.objective"] = "evaluation objective (hopa_jax.objectives.OBJECTIVES)"
+HELP["eval.head"] = ("heads trained: linear_pretrained (the store's heads.npz) | linear_random | "
+                     "mlp (two-layer, random init) | mlp_residual (pretrained + a zero-init "
+                     "residual MLP) — hopa_jax.evaluate.HEADS, docs/analyses.md")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -39,9 +42,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.objective = base.objective
   c.eval = base.eval
   c.eval.objective = "hopa"
+  c.eval.head = "linear_pretrained"
   return common.check(common.apply_overrides(c, kv), ranges())
 
 
 def ranges() -> dict:
   r = {k: v for k, v in hopa_config.ranges().items() if k.startswith(("objective.", "eval."))}
-  return {**r, "seed": ">=0", "lr": ">0"}
+  from hopa_jax import evaluate
+  return {**r, "seed": ">=0", "lr": ">0", "eval.head": evaluate.HEADS}

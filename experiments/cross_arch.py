@@ -1,0 +1,41 @@
+r"""Cross-architecture evaluation (the HoPA paper's Table 4 in the project's setting).
+
+  python -m experiments.cross_arch --workdir=runs/cross_arch \
+      --stores=runs/table_vggs/hopa_n200/distilled,runs/table_msrvtt/hopa_n100/distilled
+
+Every distilled store (written by experiments.hopa) is evaluated with every head
+architecture of config.heads — ImageBind's linear heads (pretrained), the same linear
+heads from a random initialisation, a two-layer MLP head per modality from a random
+initialisation — against Random (its initial real rows) and Full (every real train row
+but the validation ones) under the same heads; lr and epochs are selected on the
+store's validation split by one rule for every cell. The project distils pre-head
+features, so a set cannot be fed to another encoder's trunk: only other heads are
+measured (docs/analyses.md). One resumable workdir per cell under <workdir>/cells/;
+writes <workdir>/table.md, table.json and cross_arch.png. Calls
+hopa_jax.cross_arch.run_table.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments.configs import common
+from experiments.configs import cross_arch as cross_arch_config
+from hopa_jax import cross_arch
+from mmdd_jax import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", cross_arch_config.__file__, common.config_help(cross_arch_config))
+_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumable)")
+_STORES = flags.DEFINE_list("stores", [], "comma-separated distilled store directories "
+                            "(<hopa workdir>/distilled)")
+
+
+def main(argv):
+  del argv
+  common.check(_CONFIG.value, cross_arch_config.ranges())   # --config.x=… flags too
+  print(cross_arch.run_table(_CONFIG.value, _WORKDIR.value, _STORES.value))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  cli.run(main, __doc__)
