@@ -38,14 +38,18 @@ def save(workdir: str, archive: str) -> int:
   for rel in _finished_dirs(workdir):
     if "/experts_" in f"/{rel}" or rel.startswith(".") or ".old-" in rel:
       continue
-    dst = os.path.join(archive, rel)
-    for f in FILES:
-      src = os.path.join(workdir, rel, f)
-      if os.path.exists(src):
-        os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
-        shutil.copy2(src, os.path.join(dst, f))
+    _copy_row(workdir, archive, rel)
     n += 1
   return n
+
+
+def _copy_row(src_root: str, dst_root: str, rel: str) -> None:
+  for f in FILES:
+    src = os.path.join(src_root, rel, f)
+    if os.path.exists(src):
+      dst = os.path.join(dst_root, rel, f)
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      shutil.copy2(src, dst)
 
 
 def restore(archive: str, workdir: str) -> int:
@@ -60,10 +64,6 @@ def restore(archive: str, workdir: str) -> int:
     if os.path.exists(os.path.join(dst, "results.json")) or os.path.exists(
         os.path.join(dst, "config.json")):
       continue
-    for f in FILES:
-      src = os.path.join(archive, rel, f)
-      if os.path.exists(src):
-        os.makedirs(os.path.dirname(os.path.join(dst, f)), exist_ok=True)
-        shutil.copy2(src, os.path.join(dst, f))
+    _copy_row(archive, workdir, rel)
     n += 1
   return n

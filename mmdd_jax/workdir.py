@@ -228,25 +228,37 @@ def shared_lock(directory: str, what: str = "in use") -> Iterator[None]:
     finally:
       _HELD[path] -= 1
     return
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-      import sys
-      print(f"{directory}: {what} by another run (pid {holder}); waiting for it to finish",
-            file=sys.stderr, flush=True)
-      fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+  def busy(holder):
+    import sys
+    print(f"{directory}: {what} by another run (pid {holder}); waiting for it to finish",
+          file=sys.stderr, flush=True)
+    return True   # then wait
+
+  with _flock(path, busy):
     _HELD[path] = 1
     try:
       yield
     finally:
       _HELD.pop(path, None)
+
+
+@contextlib.contextmanager
+def _flock(path: str, busy) -> Iterator[None]:
+  """An exclusive ``flock`` on ``path`` holding this pid; when another process holds it,
+  ``busy(holder pid)`` raises, or returns True to wait for it."""
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      busy(os.pread(fd, 64, 0).decode(errors="replace").strip() or "?")
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield
   finally:
-    os.close(fd)
+    os.close(fd)   # releases the flock
 
 
 @contextlib.contextmanager
@@ -254,19 +266,13 @@ def lock(workdir: str) -> Iterator[None]:
   """Holds an exclusive lock on ``workdir`` (one run at a time)."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-      raise RunError(f"{workdir}: another run is using this workdir (pid {holder}, lock "
-                     f"{path}); wait for it to finish or use another workdir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+  def busy(holder):
+    raise RunError(f"{workdir}: another run is using this workdir (pid {holder}, lock "
+                   f"{path}); wait for it to finish or use another workdir")
+
+  with _flock(path, busy):
     yield
-  finally:
-    os.close(fd)   # releases the flock
 
 
 @contextlib.contextmanager
