@@ -133,20 +133,11 @@ def retrieval_rows(hcfg, c, wd: str, prog: summary.Progress) -> list[dict]:
   return table.rows_for(hcfg, wd, list(c.methods), [c.n], run_row)
 
 
-def _finished(wd: str, config) -> list[dict] | None:
-  """The rows of a finished run of ``config`` in ``wd`` (nothing runs then)."""
-  old = workdir.read_config(wd)
-  if old is None or not os.path.exists(os.path.join(wd, "results.json")):
-    return None
-  if workdir.differing_keys(old, results.jsonable(config)):
-    return None
-  return results.read_results(wd)
-
-
 def classification_rows(bcfg, wd: str, prog: summary.Progress) -> list[dict]:
-  done = _finished(wd, bcfg)
-  if done is not None:
-    return done
+  if os.path.exists(os.path.join(wd, "results.json")):
+    # A finished run: bindc_run reads it (or stops with one line if the workdir is bound
+    # to another config); no stage lines, as for the finished retrieval rows.
+    return bindc_run.train_and_evaluate(bcfg, wd)
   names = list(bcfg.method)
   grid = len(bcfg.select.grid)
   stages, first = [], None
