@@ -6,7 +6,7 @@ r"""Cross-architecture evaluation (the HoPA paper's Table 4 in the project's set
 Every distilled store (written by experiments.hopa) is evaluated with every head
 architecture of config.heads — ImageBind's linear heads (pretrained), the same linear
 heads from a random initialisation, a two-layer MLP head per modality from a random
-initialisation — against Random (its initial real rows) and Full (every real train row
+initialisation, the pretrained heads with a zero-initialised residual MLP — against Random (its initial real rows) and Full (every real train row
 but the validation ones) under the same heads; lr and epochs are selected on the
 store's validation split by one rule for every cell. The project distils pre-head
 features, so a set cannot be fed to another encoder's trunk: only other heads are

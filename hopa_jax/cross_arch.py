@@ -7,7 +7,8 @@ so a set distilled for ImageBind's heads cannot be fed to another encoder's trun
 distillation never used. Each distilled store is evaluated with every head
 architecture of ``config.heads`` (:data:`hopa_jax.evaluate.HEADS`: ImageBind's linear
 heads from the pretrained weights, the same linear heads from a random
-initialisation, a two-layer MLP head per modality from a random initialisation),
+initialisation, a two-layer MLP head per modality from a random initialisation, the
+pretrained heads with a zero-initialised residual MLP branch),
 and so are its two reference rows under the same heads:
 
 ``distilled``  the store's train split (synthetic features; ``similarity.npy`` targets
