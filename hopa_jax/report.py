@@ -294,8 +294,10 @@ def _verdict(m: float, s: float) -> str:
   return "within noise"
 
 
-def _diff(a: dict, b: dict, scale_b: float = 1.0) -> tuple[float, float]:
-  return a["mean"] - scale_b * b["mean"], math.sqrt(a["std"] ** 2 + (scale_b * b["std"]) ** 2)
+def _diff(a: dict, b: dict, scale_b: float = 1.0) -> tuple[float, float, bool]:
+  """(margin, its std, whether either side has a single run seed: no seed spread in the ±)."""
+  return (a["mean"] - scale_b * b["mean"], math.sqrt(a["std"] ** 2 + (scale_b * b["std"]) ** 2),
+          a["seeds"] < 2 or b["seeds"] < 2)
 
 
 def _best(cands: list[tuple[str, dict | None]]):
@@ -323,13 +325,15 @@ def _summarise(per: dict) -> tuple[str, str]:
   if not have:
     return "—", "not measured yet"
   margins = "; ".join(f"n={n}: {m:+.2f} ± {s:.2f}" + (f" (vs {who})" if who else "")
-                      for n, (m, s, who) in have.items())
-  vs = [_verdict(m, s) for m, s, _ in have.values()]
+                      for n, (m, s, _, who) in have.items())
+  vs = [_verdict(m, s) for m, s, _, _ in have.values()]
   v = ("does not hold" if "does not hold" in vs else
        "holds" if all(x == "holds" for x in vs) else "within noise")
   missing = [n for n in per if per[n] is None]
   if missing:
     v += f" (so far; n = {', '.join(map(str, missing))} not measured yet)"
+  if any(single for _, _, single, _ in have.values()):
+    v += "; one run seed: the ± is over evaluation runs only"
   return margins, v
 
 
@@ -354,7 +358,7 @@ def claims(cells, view: str, budget: str = "cpu",
       gd = {m: _diff(a, b) for m, (a, b) in gains.items()}
       best = max(PAIRWISE, key=lambda m: gd[m][0])
       g[500] = (gd["hopa"][0] - gd[best][0], math.hypot(gd["hopa"][1], gd[best][1]),
-                f"{NAMES[best]}; HoPA {gd['hopa'][0]:+.2f}, " +
+                gd["hopa"][2] or gd[best][2], f"{NAMES[best]}; HoPA {gd['hopa'][0]:+.2f}, " +
                 ", ".join(f"{NAMES[m]} {gd[m][0]:+.2f}" for m in PAIRWISE))
     else:
       g[500] = None
