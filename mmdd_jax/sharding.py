@@ -48,6 +48,10 @@ def shard_leading(tree, m: Mesh | None = None):
   return jax.tree_util.tree_map(put, tree)
 
 
+def replicated_sharding(m: Mesh | None = None) -> NamedSharding:
+  return NamedSharding(m if m is not None else mesh(), P())
+
+
 def replicate(tree, m: Mesh | None = None):
   m = m if m is not None else mesh()
   return jax.tree_util.tree_map(lambda x: _put(x, NamedSharding(m, P())), tree)
