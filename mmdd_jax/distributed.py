@@ -197,6 +197,8 @@ def put(x, sharding):
   if process_count() == 1 or sharding.is_fully_addressable:
     return jax.device_put(x, sharding)
   x = np.asarray(x)
+  if x.ndim == 0:
+    return jax.make_array_from_process_local_data(sharding, x, x.shape)
   idx = sharding.addressable_devices_indices_map(x.shape)
   # The process's rows: the union of its devices' index blocks (contiguous along the
   # sharded axis for the 1-D meshes of mmdd_jax.sharding).
@@ -205,7 +207,7 @@ def put(x, sharding):
     s = sl[0] if sl else slice(None)
     starts.append(s.start or 0)
     stops.append(x.shape[0] if s.stop is None else s.stop)
-  local = x[min(starts):max(stops)] if x.ndim else x
+  local = x[min(starts):max(stops)]
   return jax.make_array_from_process_local_data(sharding, local, x.shape)
 
 

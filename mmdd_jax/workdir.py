@@ -232,7 +232,6 @@ def shared_lock(directory: str, what: str = "in use") -> Iterator[None]:
   such as an experts directory: the second run waits for the first to finish writing
   and then reads what it wrote. Re-entrant within a process. The lock dies with its
   process (a killed holder leaves nothing stale)."""
-  os.makedirs(directory, exist_ok=True)
   path = os.path.abspath(os.path.join(directory, LOCK_FILE))
   if _HELD.get(path):
     _HELD[path] += 1
@@ -248,10 +247,13 @@ def shared_lock(directory: str, what: str = "in use") -> Iterator[None]:
           file=sys.stderr, flush=True)
     return True   # then wait
 
+  def take():
+    os.makedirs(directory, exist_ok=True)
+    stack.enter_context(_flock(path, busy))
+
   with contextlib.ExitStack() as stack:
     # several processes: the writer holds the lock, the others wait until it does
-    distributed.on_writer(lambda: stack.enter_context(_flock(path, busy)),
-                          f"locking {directory}")
+    distributed.on_writer(take, f"locking {directory}")
     _HELD[path] = 1
     try:
       yield
