@@ -1,6 +1,7 @@
 """One process of the 2-process tests (:mod:`tests.test_distributed`).
 
   python tests/distributed_worker.py BASE HOPA_STORE BINDC_STORE OUT [ADDRESS NUM ID]
+  python tests/distributed_worker.py --sweep WORKDIR STORE K/N
 
 Runs, in ``BASE/hopa``, one HoPA run (experts + distillation with
 ``trajectories_per_iter=2`` + evaluation) and, in ``BASE/bindc``, one ImageBindDC run.
@@ -8,6 +9,9 @@ Without ADDRESS the process runs alone on two fake CPU devices (the reference: t
 mesh as two processes of one device each). Every file this process creates, replaces or
 opens for writing under BASE is recorded (Python-level writes); the record, the results
 rows and digests of the outputs go to ``OUT/<id>.json``.
+
+``--sweep``: one job of a row-per-job sweep (:func:`sweep_config`, ``only=K/N``), a
+single process; it prints the rows it ran.
 """
 
 import builtins
@@ -20,7 +24,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def sweep_config(store):
+  """A tiny sweep whose two distilled rows share one experts directory."""
+  from experiments.configs import sweep as sweep_cfg
+  c = sweep_cfg.get_config()
+  c.base = (f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.lrs=0.1,"
+            "eval.max_epochs=1,eval.runs=1")
+  c.datasets = (store,)
+  c.phases = ("all/8/main/cpu/0",)
+  c.method_sets.main = ("hopa", "no_mining")
+  c.common_objective = "hopa"     # the common view is each row's own: no re-evaluation
+  c.budgets.cpu.update(dict(num_experts=2, expert_epochs=3, iterations=1.0, syn_steps=3,
+                            eval_runs=1))
+  return c
+
+
+def sweep_job(workdir, store, only):
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  from hopa_jax import sweep
+  c = sweep_config(store)
+  c.only = only
+  sweep.run_sweep(c, workdir, log=lambda line: print(line, flush=True))
+
+
 def main(argv):
+  if argv[1] == "--sweep":
+    return sweep_job(*argv[2:5])
   base, hopa_store, bindc_store, out = argv[1:5]
   base = os.path.abspath(base)
   if len(argv) > 5:
@@ -90,8 +119,8 @@ def _hopa(workdir, store):
   from hopa_jax import run
   from mmdd_jax import distributed
   c = hopa_config.get_config(
-      f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.lrs=0.01+0.1,eval.max_epochs=2,"
-      "eval.runs=2,distill.trajectories_per_iter=2,n=8")
+      f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.lrs=0.1,eval.max_epochs=1,"
+      "eval.runs=1,distill.trajectories_per_iter=2,n=8")
   rows = run.train_and_evaluate(c, workdir)
   from hopa_jax import experts as ex
   edir = os.path.join(workdir, "experts")
@@ -122,6 +151,8 @@ def _bindc(workdir, store):
   from experiments.configs import bindc as bindc_config
   c = bindc_config.get_config(f"dataset={store},ipc=1,local=1")
   c.progress = False
+  c.select.enabled = False
+  c.distill.iterations, c.eval.runs, c.eval.epochs = 6, 1, 2
   rows = run.train_and_evaluate(c, workdir)
   dst = store_lib.Store(os.path.join(workdir, "distilled"))
   return rows, {"distilled": _digest({m: np.asarray(dst.embeddings("train", m))
