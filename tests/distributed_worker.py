@@ -28,13 +28,13 @@ def sweep_config(store):
   """A tiny sweep whose two distilled rows share one experts directory."""
   from experiments.configs import sweep as sweep_cfg
   c = sweep_cfg.get_config()
-  c.base = (f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.lrs=0.1,"
-            "eval.max_epochs=1,eval.runs=1")
+  c.base = (f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.protocol=paper,"
+            "eval.epochs=1,eval.runs=1,distill.max_start_epoch=1")
   c.datasets = (store,)
   c.phases = ("all/8/main/cpu/0",)
   c.method_sets.main = ("hopa", "no_mining")
   c.common_objective = "hopa"     # the common view is each row's own: no re-evaluation
-  c.budgets.cpu.update(dict(num_experts=2, expert_epochs=3, iterations=1.0, syn_steps=3,
+  c.budgets.cpu.update(dict(num_experts=2, expert_epochs=2, iterations=1.0, syn_steps=2,
                             eval_runs=1))
   return c
 
@@ -119,8 +119,9 @@ def _hopa(workdir, store):
   from hopa_jax import run
   from mmdd_jax import distributed
   c = hopa_config.get_config(
-      f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.lrs=0.1,eval.max_epochs=1,"
-      "eval.runs=1,distill.trajectories_per_iter=2,n=8")
+      f"dataset={store},local=1,progress=0,experts.lr=0.1,experts.epochs=2,n=8,"
+      "distill.trajectories_per_iter=2,distill.max_start_epoch=1,distill.iterations=2,"
+      "distill.syn_steps=2,eval.protocol=paper,eval.epochs=1,eval.runs=1")
   rows = run.train_and_evaluate(c, workdir)
   from hopa_jax import experts as ex
   edir = os.path.join(workdir, "experts")
@@ -152,7 +153,7 @@ def _bindc(workdir, store):
   c = bindc_config.get_config(f"dataset={store},ipc=1,local=1")
   c.progress = False
   c.select.enabled = False
-  c.distill.iterations, c.eval.runs, c.eval.epochs = 6, 1, 2
+  c.distill.iterations, c.log_every, c.eval.runs, c.eval.epochs = 4, 2, 1, 1
   rows = run.train_and_evaluate(c, workdir)
   dst = store_lib.Store(os.path.join(workdir, "distilled"))
   return rows, {"distilled": _digest({m: np.asarray(dst.embeddings("train", m))

@@ -93,6 +93,7 @@ def two_process_runs(tiny_store, tiny_cls_store, tmp_path_factory):
           "p1": read(d / "out2" / "1.json"), "dir": d}
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(two_process_runs):
   one, p0, p1 = (two_process_runs[k] for k in ("one", "p0", "p1"))
   assert one["process_count"] == 1 and p0["process_count"] == p1["process_count"] == 2
@@ -105,9 +106,10 @@ def test_two_processes_equal_one_process(two_process_runs):
   recs = [json.loads(l) for l in open(hopa / "metrics.jsonl")]
   dist = [r for r in recs if r.get("stage") == "distill"]
   assert dist and all(len(r["expert"]) == 2 and len(r["start"]) == 2 for r in dist)
-  assert [len(r["loss"]) for r in recs if r.get("stage") == "experts"] == [2, 2, 2]
+  assert [len(r["loss"]) for r in recs if r.get("stage") == "experts"] == [2, 2]
 
 
+@pytest.mark.slow
 def test_only_process_0_writes(two_process_runs):
   # Process 1's only writes are its part of Orbax's multi-process checkpoint protocol.
   others = [w for w in two_process_runs["p1"]["writes"]
@@ -124,6 +126,7 @@ def test_only_process_0_writes(two_process_runs):
     assert a["fingerprint"] == b["fingerprint"]  # the topology is not part of the binding
 
 
+@pytest.mark.slow
 def test_row_per_job_sweep_shares_experts(tiny_store, tmp_path):
   """Two independent sweep jobs (only=1/2, only=2/2) run disjoint rows at the same time
   against one shared experts directory: one trains the experts, the other waits on its
@@ -204,8 +207,7 @@ def test_trajectories_per_iter_default_is_out_of_the_fingerprint():
 def test_trajectories_per_iter_averages_segments(key):
   """K = 2: the loss and the update are those of the mean of the two segments' matching
   losses, each segment drawn from split(stream, 2) of the iteration's streams; K = 1 is
-  the single-segment step."""
-  import dataclasses
+  the single-segment step unchanged (the fixed-seed tests of hopa_jax.distill)."""
   from hopa_jax import distill as dl
   from mmdd_jax import rng
   r = np.random.default_rng(0)
@@ -214,16 +216,17 @@ def test_trajectories_per_iter_averages_segments(key):
   from mmdd_jax import heads as heads_lib
   p0 = heads_lib.init_heads(jax.random.key(1), dims, out_dim=4)
   traj = jax.tree_util.tree_map(   # 3 experts × 4 snapshots around the heads
-      lambda a: a + 0.1 * jnp.asarray(r.normal(size=(3, 4, *a.shape)), jnp.float32), p0)
-  cfg = dl.DistillConfig(n=8, objective="infonce", sim_kind="fixed", syn_steps=2, mini_batch=4,
-                         expert_epochs=1, max_start_epoch=2, iterations=1)
-  cfg2 = dataclasses.replace(cfg, trajectories_per_iter=2)
+      lambda a: a[None, None] + 0.1 * jnp.asarray(r.normal(size=(3, 4, *a.shape)), jnp.float32),
+      p0)
+  cfg2 = dl.DistillConfig(n=8, objective="infonce", sim_kind="fixed", syn_steps=2, mini_batch=4,
+                          expert_epochs=1, max_start_epoch=2, iterations=1,
+                          trajectories_per_iter=2)
   state = dl.init_state(key, cfg2, syn, 0.01)
   new, m = dl.make_distill_step(cfg2)(jax.tree_util.tree_map(jnp.copy, state), traj)
   # by hand: each segment with keys split from the iteration's streams
   k = jax.random.fold_in(rng.wrap(state.key), state.step)
   ks = [jax.random.split(rng.stream(k, s), 2) for s in ("segment", "batches", "blend")]
-  lag = dl.make_loss_and_grads(cfg2)
+  lag = jax.jit(dl.make_loss_and_grads(cfg2))
   losses, grads = [], []
   for i in range(2):
     th0, ths, e, s = dl.sample_segment(ks[0][i], traj, cfg2)
@@ -238,6 +241,3 @@ def test_trajectories_per_iter_averages_segments(key):
   np.testing.assert_allclose(float(m["grad_syn"]),
                              float(jnp.sqrt(sum(jnp.sum(v ** 2) for v in g_mean[0].values()))),
                              rtol=1e-5)
-  # K = 1 reports one segment (scalars), as before
-  _, m1 = dl.make_distill_step(cfg)(dl.init_state(key, cfg, syn, 0.01), traj)
-  assert np.ndim(m1["expert"]) == 0 and np.ndim(m1["loss"]) == 0
