@@ -155,10 +155,10 @@ class WriterError(RuntimeError):
 
 def on_writer(fn: Callable[[], T], what: str = "writer") -> T | None:
   """Runs ``fn`` on the writer only and waits for it on every process; an exception
-  there is re-raised on the writer and raised on the others as the same type when it is
-  a project error (:class:`ValueError`, :class:`RuntimeError` subclasses keep their
-  message), so no process hangs at a later collective. Returns ``fn()`` on the writer,
-  None elsewhere."""
+  there is re-raised on the writer and raised on the others with its one-line message,
+  as the same type when it is a project error or an OS fault (``RunError``, ``OSError``,
+  ``FloatingPointError``, ``ValueError``; anything else as :class:`WriterError`), so no
+  process hangs at a later collective. Returns ``fn()`` on the writer, None elsewhere."""
   if process_count() == 1:
     return fn()
   out, err = None, None
