@@ -49,7 +49,7 @@ import optax
 from bindc_jax import augment as aug_lib
 from bindc_jax import distances as dist_lib
 from bindc_jax import losses as loss_lib
-from mmdd_jax import loop, results, rng, sharding
+from mmdd_jax import distributed, loop, results, rng, sharding
 from mmdd_jax.heads import l2_normalize
 
 
@@ -331,4 +331,5 @@ def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
                         ckpt_every=ckpt_every, log_every=log_every, metrics=metrics,
                         tags=tags or {"stage": "distill"}, progress=progress, desc=desc,
                         stop_at=stop_at)
-  return {m: np.asarray(l2_normalize(v)) for m, v in state.syn.items()}, state
+  # (several processes: every process gathers the classes of the others)
+  return distributed.to_host({m: l2_normalize(v) for m, v in state.syn.items()}), state

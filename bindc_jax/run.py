@@ -43,6 +43,7 @@ from bindc_jax import select as select_lib
 from embed import store as store_lib
 from mmdd_jax import classification
 from mmdd_jax import data as data_lib
+from mmdd_jax import distributed
 from mmdd_jax import results as results_lib
 from mmdd_jax import rng
 from mmdd_jax import workdir as workdir_lib
@@ -146,8 +147,11 @@ def _cached(path: str, fn: Callable[[], Any]):
     with open(path, encoding="utf-8") as f:
       return json.load(f)
   out = fn()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  store_lib.atomic_write_json(path, results_lib.jsonable(out))
+
+  def write():
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    store_lib.atomic_write_json(path, results_lib.jsonable(out))
+  distributed.on_writer(write, f"writing {path}")   # several processes: the writer's
   return out
 
 
@@ -276,7 +280,8 @@ def _run(c, st, mods, split, workdir: str) -> list[dict]:
       xs_train, y_train = eval_lib.flatten(syn)
       distill_s = time.time() - t1
       path = os.path.join(workdir, "distilled" if len(names) == 1 else f"distilled-{method}")
-      write_distilled(path, st, syn, rows, st.ids("train"), method, c)
+      distributed.on_writer(lambda: write_distilled(path, st, syn, rows, st.ids("train"),
+                                                    method, c), f"writing {path}")
     for head in heads:
       t2 = time.time()
       ev = _cached(os.path.join(workdir, "eval", f"{method}-{head}.json"),

@@ -20,6 +20,14 @@ Gradient modes:
   terms of relative order ``η·syn_steps·‖∇²L‖``; the tests bound that gap on a tiny
   problem.
 
+**Several segments per iteration** (``trajectories_per_iter = K > 1``; not in the paper,
+whose algorithm is ``K = 1``, the default and exactly today's iteration): ``K`` segments
+(expert and start epoch drawn independently, with replacement) are unrolled side by
+side (``vmap``; the segment axis is split over the devices of the global mesh when
+``K`` divides their number, :mod:`mmdd_jax.sharding`), each on its own synthetic
+mini-batches, and the *mean* of their matching losses is differentiated: one update of
+the learnables per iteration, from a ``K``-segment average gradient.
+
 Methods (:data:`METHODS`) select the inner objective, similarity mining, gradient
 mode and representation blending; ``random`` has no optimisation at all; ``full``
 (all train rows) and ``zero_shot`` (no training) are the reference rows.
@@ -42,7 +50,7 @@ import optax.tree_utils as otu
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import loop, results, rng
+from mmdd_jax import distributed, loop, results, rng, sharding
 
 GRAD_MODES = ("full", "tesla")
 OPTIMIZERS = ("adam", "sgd")
@@ -113,6 +121,8 @@ class DistillConfig:
     learn_lr: learn ``η`` (else it stays at its initial value).
     momentum: SGD momentum (``optimizer="sgd"``).
     iterations: distillation iterations (:func:`distill`).
+    trajectories_per_iter: expert segments matched per iteration, their losses averaged
+      (1 = the paper's algorithm; module docstring).
   """
   n: int = 100
   objective: str = "hopa"
@@ -134,6 +144,7 @@ class DistillConfig:
   momentum: float = 0.5
   lr_min: float = 1e-6
   iterations: int = 2000
+  trajectories_per_iter: int = 1
 
   def validate(self, num_snapshots: int | None = None) -> None:
     if self.grad_mode not in GRAD_MODES:
@@ -145,7 +156,8 @@ class DistillConfig:
     obj_lib.get_objective(self.objective)
     if not self.lr_min > 0:
       raise ValueError(f"lr_min: expected > 0, found {self.lr_min}")
-    for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch", "iterations"):
+    for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch", "iterations",
+              "trajectories_per_iter"):
       if getattr(self, f) < 1:
         raise ValueError(f"{f}: expected ≥ 1, found {getattr(self, f)}")
     if num_snapshots is not None and self.max_start_epoch - 1 + self.expert_epochs > num_snapshots - 1:
@@ -392,15 +404,32 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
   cfg.validate()
   loss_and_grads = make_loss_and_grads(cfg)
   tx = make_optimizer(cfg)
+  num = cfg.trajectories_per_iter
+
+  def one_segment(kseg, kb, kx, traj, syn, log_lr, sim):
+    theta0, theta_star, e, s = sample_segment(kseg, traj, cfg)
+    idxs = batch_indices(kb, cfg.n, cfg.syn_steps, cfg.mini_batch)
+    bkeys = jax.random.split(kx, cfg.syn_steps)
+    loss, grads = loss_and_grads(theta0, theta_star, syn, log_lr, sim, idxs, bkeys)
+    return loss, grads, e, s
+
+  def segments(kseg, kb, kx, traj, syn, log_lr, sim):
+    """``K > 1``: ``K`` segments from ``split(key, K)`` of each stream, vmapped (the
+    segment axis split over the mesh), their losses and gradients averaged."""
+    keys = [jax.random.split(k, num) for k in (kseg, kb, kx)]
+    keys = [jax.lax.with_sharding_constraint(
+        k, sharding.leading_sharding(sharding.mesh(), num, k.ndim)) for k in keys]
+    loss, grads, e, s = jax.vmap(one_segment, in_axes=(0, 0, 0, None, None, None, None))(
+        *keys, traj, syn, log_lr, sim)
+    mean = lambda a: jnp.mean(a, axis=0)
+    return mean(loss), jax.tree_util.tree_map(mean, grads), e, s
 
   def step(state: DistillState, traj):
     k = jax.random.fold_in(rng.wrap(state.key), state.step)
     kseg, kb, kx = (rng.stream(k, s) for s in ("segment", "batches", "blend"))
-    theta0, theta_star, e, s = sample_segment(kseg, traj, cfg)
-    idxs = batch_indices(kb, cfg.n, cfg.syn_steps, cfg.mini_batch)
-    bkeys = jax.random.split(kx, cfg.syn_steps)
-    loss, (g_syn, g_lr, g_sim) = loss_and_grads(theta0, theta_star, state.syn, state.log_lr,
-                                                state.sim, idxs, bkeys)
+    fn = one_segment if num == 1 else segments   # 1: the paper's iteration, unchanged
+    loss, (g_syn, g_lr, g_sim), e, s = fn(kseg, kb, kx, traj, state.syn, state.log_lr,
+                                         state.sim)
     params = learnables(state)
     grads = {"syn": g_syn, "log_lr": g_lr, "sim": g_sim}
     u, opt = tx.update(grads, state.opt, params)
@@ -442,6 +471,10 @@ def distill(state: DistillState, traj, cfg: DistillConfig, *, ckpt_dir: str | No
   num_snapshots = jax.tree_util.tree_leaves(traj)[0].shape[1]
   cfg.validate(num_snapshots)
   step_fn = make_distill_step(cfg)
+  if distributed.process_count() > 1 or cfg.trajectories_per_iter > 1:
+    # one program over the global mesh: the state and the trajectories replicated (the
+    # segments are split inside the step); one process and K = 1 keep today's placement
+    state, traj = sharding.replicate(state), sharding.replicate(traj)
 
   def advance(state, start, num):
     del start

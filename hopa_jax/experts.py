@@ -9,6 +9,10 @@ resumed trajectories are identical to uninterrupted ones.
 
 Trajectories are returned as the heads' params pytree with leaves
 ``[E, epochs + 1, ...]`` (expert, snapshot).
+
+With several processes (:mod:`mmdd_jax.distributed`) the expert axis is split over the
+global mesh (every process trains its own experts), each snapshot is one Orbax
+multi-process checkpoint, and the record files are the writer's.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import optax
 from embed.store import atomic_write_json
 from hopa_jax import objectives as obj_lib
 from mmdd_jax import data, heads as heads_lib
-from mmdd_jax import loop, results, rng, sharding
+from mmdd_jax import distributed, loop, results, rng, sharding
 from mmdd_jax import workdir as workdir_lib
 from mmdd_jax import train as train_lib
 
@@ -295,13 +299,20 @@ def _bind_config(directory: str, ident: Mapping) -> None:
   :func:`identity` that made it, and another stops with one line."""
   if check_experts(directory, ident):
     return
-  os.makedirs(directory, exist_ok=True)
-  atomic_write_json(os.path.join(directory, RECORD), dict(ident))
+
+  def write():
+    os.makedirs(directory, exist_ok=True)
+    atomic_write_json(os.path.join(directory, RECORD), dict(ident))
+  distributed.on_writer(write, f"writing {os.path.join(directory, RECORD)}")
 
 
 def load_trajectories(directory: str, like, epochs: int):
   """Stacks the saved snapshots ``0..epochs`` into leaves ``[E, epochs + 1, ...]``."""
   mngr = loop.checkpoint_manager(directory, None)
+  if distributed.process_count() > 1:   # every process reads the whole snapshot
+    rep = sharding.replicated_sharding()
+    like = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
+                                  like)
   snaps = [mngr.restore(t, args=ocp.args.StandardRestore({"params": like}))["params"]
            for t in range(epochs + 1)]
   # Snapshots may come back with different placements (saved before/after sharding,

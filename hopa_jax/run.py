@@ -32,7 +32,7 @@ from hopa_jax import evaluate as ev
 from hopa_jax import experts as ex
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
-from mmdd_jax import data, heads as heads_lib, reference, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, reference, results, rng
 from mmdd_jax import workdir as workdir_lib
 
 
@@ -115,8 +115,10 @@ def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) 
 def write_teacher_lr(edir: str, sel: dict) -> None:
   """Caches a new lr selection in the experts directory (after it accepted the run)."""
   if sel.pop("new", False):
-    os.makedirs(edir, exist_ok=True)
-    store_lib.atomic_write_json(os.path.join(edir, "teacher_lr.json"), results.jsonable(sel))
+    def write():
+      os.makedirs(edir, exist_ok=True)
+      store_lib.atomic_write_json(os.path.join(edir, "teacher_lr.json"), results.jsonable(sel))
+    distributed.on_writer(write, f"writing {edir}/teacher_lr.json")
 
 
 def prepare_experts(c, key, p0, train_xs, val_xs, edir: str, *, progress: bool = False,
@@ -287,10 +289,10 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
                   val_r1=(out["val_r1"] or [None] * len(runs))[r])
 
   if spec["rows"] == "subset":
-    write_distilled(os.path.join(workdir, "distilled"), st, p0, syn, test_xs, lr=lr,
-                    sim_full=sim_full, method=method, objective=method_objective(c),
-                    source_ids=source_ids, config=c, val_xs=val_xs,
-                    val_ids=[ids[i] for i in val_idx])
+    distributed.on_writer(lambda: write_distilled(
+        os.path.join(workdir, "distilled"), st, p0, syn, test_xs, lr=lr, sim_full=sim_full,
+        method=method, objective=method_objective(c), source_ids=source_ids, config=c,
+        val_xs=val_xs, val_ids=[ids[i] for i in val_idx]), "writing the distilled store")
   n_syn = n if spec["rows"] == "subset" else None
   res = results.make_results(dataset=c.dataset, method=method, n_syn=n_syn, config=c,
                              retrieval_runs=runs, time_s=time_s)

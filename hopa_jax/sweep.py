@@ -47,7 +47,7 @@ import numpy as np
 
 from hopa_jax import distill as dl
 from hopa_jax import table
-from mmdd_jax import results, workdir as workdir_lib
+from mmdd_jax import distributed, results, workdir as workdir_lib
 
 REFERENCE_N = 100        # the config n of the n-independent rows (Full, Zero-shot)
 PROVENANCE = "sweep_provenance.json"
@@ -390,7 +390,7 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
       log(f"[{i + 1}/{len(todo)}] {'done ' if done else 'todo '}{r.kind:6s} {r.describe()} -> "
           f"{(r.source.path if r.kind == 'alias' else r.path)}")
     return cells(sc, workdir, rows)
-  os.makedirs(workdir, exist_ok=True)
+  distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
   commit = git_commit()
   t_start = time.time()
   computed = 0
@@ -424,7 +424,7 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
       continue
     computed += 1
     minutes = (time.time() - t0) / 60
-    if os.path.isdir(wd):
+    if os.path.isdir(wd) and distributed.is_writer():
       results.atomic_write_json(os.path.join(wd, PROVENANCE), {
           "commit": commit, "date": _now(), "wall_minutes": minutes, "status": status,
           "row": r.describe()})
@@ -434,7 +434,7 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
         f"{(time.time() - t_start) / 60:.1f} min)")
     write_outputs(sc, workdir, rows)
     if sc.prune_experts:
-      prune_experts(sc, workdir, rows, log)
+      distributed.on_writer(lambda: prune_experts(sc, workdir, rows, log), "pruning experts")
   return write_outputs(sc, workdir, rows)
 
 
@@ -516,9 +516,11 @@ def add_seed_spread(cs: list[dict]) -> list[dict]:
 
 def write_outputs(sc, workdir: str, rows: Sequence[Row]) -> list[dict]:
   """``<workdir>/results_cells.json`` and per dataset ``table.md`` / ``table.json`` /
-  ``avg_r1.png``; returns the cells."""
+  ``avg_r1.png`` (the writer's, with several processes); returns the cells."""
   from hopa_jax import report
   cs = cells(sc, workdir, rows)
+  if not distributed.is_writer():
+    return cs
   results.atomic_write_json(os.path.join(workdir, CELLS_FILE), cs)
   for d in dict.fromkeys(r.dataset for r in rows):
     mine = [c for c in cs if c["dataset"] == d]

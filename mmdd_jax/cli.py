@@ -13,7 +13,10 @@
   command resumes — and exits 130;
 * while a run fails that way, what Orbax's background threads print about it is
   held back (it is printed when a run ends any other way);
-* set ``MMDD_DEBUG=1`` for tracebacks (and nothing held back).
+* set ``MMDD_DEBUG=1`` for tracebacks (and nothing held back);
+* ``--coordinator_address``, ``--num_processes``, ``--process_id`` (or the
+  environment, or a detected SLURM / Open MPI launch) make it one process of a
+  multi-process run (:func:`mmdd_jax.distributed.initialize`, before any JAX work).
 """
 
 from __future__ import annotations
@@ -25,7 +28,18 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from mmdd_jax import faults, workdir
+from mmdd_jax import distributed, faults, workdir
+
+# The process topology: flags of every binary, never config keys (a workdir's
+# fingerprint does not depend on how many processes made it).
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "multi-process run: host:port of process 0's coordinator "
+    f"(default ${distributed.ENV_ADDRESS}; none and no SLURM/Open MPI launch: one process)")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, f"multi-process run: number of processes (default ${distributed.ENV_NUM})")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, f"multi-process run: this process's id 0..num_processes-1 (default "
+    f"${distributed.ENV_ID}); process 0 writes the workdir")
 
 # The project's errors: a user acts on their one-line message alone ("<file or key>:
 # expected …, found …"). ValueError covers StoreError and every config/input check;
@@ -92,6 +106,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
+def _initialize() -> None:
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+
 def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None = None) -> None:
   """``absl.app.run(main)`` with ``--help`` exiting 0 and one-line errors (exit 2)."""
   argv = list(sys.argv if argv is None else argv)
@@ -105,10 +123,12 @@ def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None
     if len(args) > 1:
       raise app.UsageError(f"unexpected arguments: {args[1:]}")
     if os.environ.get("MMDD_DEBUG"):
+      _initialize()
       main(args)
       return
     quiet = faults.QuietBackground().install()
     try:
+      _initialize()
       main(args)
     except KeyboardInterrupt:
       quiet.drop()

@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from embed import simulate, store as store_lib
+from mmdd_jax import distributed
 
 DEFAULT_DATA_DIR = os.environ.get("MMDD_DATA_DIR", os.path.join("runs", "data"))
 
@@ -26,8 +27,11 @@ def resolve_store(dataset: str, *, scale: float = 1.0, seed: int = 0,
   finite values, unit-norm embeddings, the ``splits`` present and non-empty, and — with
   ``check_hashes`` — every file's sha256); a problem stops with one line."""
   root = store_root(dataset, scale=scale, seed=seed, data_dir=data_dir)
-  if dataset in simulate.DATASETS and not os.path.exists(os.path.join(root, store_lib.MANIFEST)):
-    simulate.simulate(dataset, root, scale=scale, seed=seed)
+  if dataset in simulate.DATASETS:
+    # written once, by the writer (several processes: the others wait for it)
+    distributed.on_writer(
+        lambda: None if os.path.exists(os.path.join(root, store_lib.MANIFEST))
+        else simulate.simulate(dataset, root, scale=scale, seed=seed), f"simulating {root}")
   if check:
     return store_lib.validate(root, modalities, check_hashes=check_hashes,
                               require_splits=splits, nonempty=splits)

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mmdd_jax import faults, results
+from mmdd_jax import distributed, faults, results
 
 Advance = Callable[[Any, int, int], tuple[Any, Mapping[str, Any]]]
 
@@ -76,7 +76,7 @@ def boundaries(start: int, end: int, *everies: int | None) -> list[int]:
 def check_finite(metrics: Mapping[str, Any], *, desc: str, step: int) -> dict:
   """Host copies of ``metrics``; :class:`FloatingPointError` naming the first
   non-finite quantity."""
-  host = {k: np.asarray(v) for k, v in jax.device_get(dict(metrics)).items()}
+  host = {k: np.asarray(v) for k, v in distributed.to_host(dict(metrics)).items()}
   for k, v in host.items():
     if np.issubdtype(v.dtype, np.number) and not np.all(np.isfinite(v)):
       raise FloatingPointError(f"{desc}: non-finite {k} at step {step}: {v.tolist()}")
@@ -120,7 +120,7 @@ def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None
     metrics.truncate(tags, after_step=start)
   end = total if stop_at is None else min(stop_at, total)
   bar = None
-  if progress:
+  if progress and distributed.is_writer():
     from tqdm.auto import tqdm
     bar = tqdm(total=total, initial=start, desc=desc, leave=False)
   pos = start

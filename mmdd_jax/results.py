@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from embed.store import atomic_write_json, atomic_write_text, named_os_errors
+from mmdd_jax import distributed
 
 
 def device_string() -> str:
@@ -46,13 +47,19 @@ def jsonable(obj: Any) -> Any:
 
 
 class MetricsWriter:
-  """Appends one JSON object per line to ``<workdir>/metrics.jsonl`` (flushed)."""
+  """Appends one JSON object per line to ``<workdir>/metrics.jsonl`` (flushed). With
+  several processes only the writer (process 0) writes; elsewhere writes and
+  truncations are no-ops (:mod:`mmdd_jax.distributed`)."""
 
   def __init__(self, workdir: str, name: str = "metrics.jsonl"):
-    os.makedirs(workdir, exist_ok=True)
+    self.enabled = distributed.is_writer()
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, name)
 
   def write(self, **record) -> None:
+    if not self.enabled:
+      return
     record.setdefault("time", time.time())
     with named_os_errors(self.path), open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(jsonable(record)) + "\n")
@@ -76,6 +83,8 @@ class MetricsWriter:
     ``after_step`` (every matching record when ``after_step`` is None): what a
     resumed stage is about to write again. The file is rewritten atomically; returns
     the number of records dropped."""
+    if not self.enabled:
+      return 0
     recs = self.records()
 
     def drop(r):
@@ -167,10 +176,12 @@ def write_results(workdir: str, results: Mapping | Sequence[Mapping], title: str
   never leaves a finished run without its table (and :func:`read_results` derives a
   missing ``results.md`` anyway). ``table``: the markdown body under the title, for
   rows that :func:`results_table` does not fit (e.g. the bound study's); default
-  :func:`results_table` of the rows."""
+  :func:`results_table` of the rows. With several processes only the writer writes."""
   rows = [results] if isinstance(results, Mapping) else list(results)
   body = results_table(rows) if table is None else table.rstrip("\n")
   md = (f"# {title}\n\n" if title else "") + body + "\n"
+  if not distributed.is_writer():
+    return md
   atomic_write_text(os.path.join(workdir, "results.md"), md)
   atomic_write_json(os.path.join(workdir, "results.json"), jsonable(rows))
   return md
@@ -182,7 +193,7 @@ def read_results(workdir: str, title: str = "") -> list[dict]:
   with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
     rows = json.load(f)
   md = os.path.join(workdir, "results.md")
-  if not os.path.exists(md) and isinstance(rows, list):
+  if not os.path.exists(md) and isinstance(rows, list) and distributed.is_writer():
     try:
       body = results_table(rows)
     except (KeyError, TypeError, IndexError):   # rows of another shape (the bound study's)

@@ -18,6 +18,10 @@
   process, so a killed run never leaves a stale lock). Directories shared between
   runs (experts) use :func:`shared_lock`, which *waits* for the holder instead.
 * Files are written atomically with the usual umask modes (:mod:`embed.store`).
+* **Several processes** (:mod:`mmdd_jax.distributed`): every process checks the
+  binding; only the writer (process 0) takes the lock, moves old contents aside and
+  writes ``config.json``, the others wait for it (a refusal there reaches every process
+  as the same one line). Locks of shared directories are likewise the writer's.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 import time
 from typing import Any, Iterator, Mapping
 
-from mmdd_jax import results
+from mmdd_jax import distributed, results
 
 # Leaf names that never change a result (only how a run reports or saves itself).
 BOOKKEEPING = frozenset({"progress", "log_every", "ckpt_every", "check_hashes"})
@@ -55,9 +59,18 @@ def flatten(config: Any, prefix: str = "") -> dict:
   return out
 
 
+# Keys added after workdirs existed, at the value that reproduces the code before them
+# exactly: left out of the binding at that value, so older workdirs (and their
+# fingerprints) stay valid; any other value is bound as usual.
+IMPLICIT_DEFAULTS = {"distill.trajectories_per_iter": 1}
+
+
 def result_keys(config: Any) -> dict:
-  """The flattened keys of ``config`` that can change a result."""
-  return {k: v for k, v in flatten(config).items() if k.rsplit(".", 1)[-1] not in BOOKKEEPING}
+  """The flattened keys of ``config`` that can change a result (a key of
+  :data:`IMPLICIT_DEFAULTS` only away from its default)."""
+  return {k: v for k, v in flatten(config).items()
+          if k.rsplit(".", 1)[-1] not in BOOKKEEPING
+          and not (k in IMPLICIT_DEFAULTS and v == IMPLICIT_DEFAULTS[k])}
 
 
 def fingerprint(config: Any, data: Mapping | None = None) -> str:
@@ -219,7 +232,6 @@ def shared_lock(directory: str, what: str = "in use") -> Iterator[None]:
   such as an experts directory: the second run waits for the first to finish writing
   and then reads what it wrote. Re-entrant within a process. The lock dies with its
   process (a killed holder leaves nothing stale)."""
-  os.makedirs(directory, exist_ok=True)
   path = os.path.abspath(os.path.join(directory, LOCK_FILE))
   if _HELD.get(path):
     _HELD[path] += 1
@@ -235,7 +247,13 @@ def shared_lock(directory: str, what: str = "in use") -> Iterator[None]:
           file=sys.stderr, flush=True)
     return True   # then wait
 
-  with _flock(path, busy):
+  def take():
+    os.makedirs(directory, exist_ok=True)
+    stack.enter_context(_flock(path, busy))
+
+  with contextlib.ExitStack() as stack:
+    # several processes: the writer holds the lock, the others wait until it does
+    distributed.on_writer(take, f"locking {directory}")
     _HELD[path] = 1
     try:
       yield
@@ -284,12 +302,16 @@ def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
   Order: the binding check (nothing is created when it fails), the lock, ``fresh``'s
   move-aside (printed), then ``config.json`` (config, data, fingerprint) is written.
   Yields ``workdir``.
+
+  With several processes (:mod:`mmdd_jax.distributed`) the lock, the move-aside and
+  ``config.json`` are the writer's; every process leaves the block together.
   """
   if not workdir:
     raise RunError("--workdir: expected an output directory, found none")
   if not fresh:
     check_config(workdir, config, data)
-  with lock(workdir):
+
+  def prepare():
     if fresh:
       moved = move_aside(workdir)
       if moved:
@@ -297,8 +319,13 @@ def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
     else:
       check_config(workdir, config, data)   # again under the lock
     from embed.store import atomic_write_json
-    data = _with_numerics(data)
+    bound = _with_numerics(data)
     atomic_write_json(os.path.join(workdir, CONFIG_FILE),
-                      {"fingerprint": fingerprint(config, data), "config": results.jsonable(config),
-                       "data": data})
+                      {"fingerprint": fingerprint(config, bound),
+                       "config": results.jsonable(config), "data": bound})
+
+  with contextlib.ExitStack() as stack:
+    distributed.on_writer(lambda: stack.enter_context(lock(workdir)), f"locking {workdir}")
+    distributed.on_writer(prepare, f"binding {workdir}")
     yield workdir
+    distributed.barrier(f"leaving {workdir}")

@@ -84,6 +84,9 @@ HELP = {
     "distill.momentum": "SGD momentum (optimizer=sgd)",
     "distill.learn_lr": "learn the student step size η",
     "distill.iterations": "distillation iterations",
+    "distill.trajectories_per_iter": "expert segments matched per iteration, losses averaged "
+                                     "(vmapped, split over the devices; 1 = the paper's "
+                                     "algorithm; at 1 the key is left out of the fingerprint)",
     "eval.protocol": "select: lr and epochs on validation | paper: SPEC §3.6 (fixed epochs "
                      "at the learned η)",
     "eval.objective": "None = the set's own inner objective (Random/Full rows set it per "
@@ -116,6 +119,7 @@ def ranges() -> dict:
        "distill.max_start_epoch": ">=1", "distill.grad_mode": distill.GRAD_MODES,
        "distill.optimizer": distill.OPTIMIZERS, "distill.lr_data": ">0", "distill.lr_lr": ">0",
        "distill.lr_sim": ">0", "distill.momentum": ">=0", "distill.iterations": ">=1",
+       "distill.trajectories_per_iter": ">=1",
        "eval.protocol": evaluate.PROTOCOLS, "eval.objective": objs, "eval.runs": ">=1",
        "eval.lrs": ">0", "eval.max_epochs": ">=1", "eval.patience": ">=1",
        "eval.val_every": ">=1", "eval.epochs": ">=1", "eval.batch_size": ">=1",
@@ -157,7 +161,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       sim_kind="lowrank", sim_rank=sim_rank, sim_alpha=sim_alpha, syn_steps=16, mini_batch=25,
       expert_epochs=2, max_start_epoch=max_start, grad_mode=common.placeholder(str),
       optimizer=optimizer, lr_data=0.01 if adam else 100.0, lr_lr=0.01 if adam else 1e-4,
-      lr_sim=0.01 if adam else lr_sim, momentum=0.5, learn_lr=True, iterations=iterations))
+      lr_sim=0.01 if adam else lr_sim, momentum=0.5, learn_lr=True, iterations=iterations,
+      trajectories_per_iter=1))
   c.eval = ml_collections.ConfigDict(dict(
       protocol="select", objective=common.placeholder(str), runs=5,
       lrs=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3), max_epochs=100, patience=10, val_every=1,
