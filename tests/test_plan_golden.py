@@ -247,3 +247,10 @@ def test_fixed_seed_runs_unchanged(name, tiny_store, tiny_cls_store, tmp_path):
   exact = machine() == golden["machine"]
   for k, want in golden["runs"].items():
     _close(got[k], want, k, exact)
+
+
+def test_configs_share_no_state():
+  """A placeholder default is a FieldReference: each config gets its own."""
+  hopa_config.get_config("experts.lr=0.1")
+  evaluate_config.get_config("lr=0.3")
+  assert hopa_config.get_config().experts.lr is None and evaluate_config.get_config().lr is None

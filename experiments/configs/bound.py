@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from experiments.configs import common
 from experiments.configs import hopa
-from hopa_jax import objectives
 
 _DISTILL = {**hopa.DISTILL, "distill.iterations": (200, ">=0", "distillation iterations per "
             "objective (0 = no distilled rows unless study.distilled_store); a short "
@@ -33,7 +32,7 @@ KEYS = {
                                     "experts.lr": 0.01}),
     **common.variant(_DISTILL, {"distill.syn_steps": 8, "distill.max_start_epoch": 2}),
     "study.objectives": (("hopa", "3pair", "tbind", "vbind", "infonce"),
-                         tuple(sorted(objectives.OBJECTIVES)), "inner objectives, "
+                         hopa.objective_names, "inner objectives, "
                          "'+'-separated (hopa_jax.objectives.OBJECTIVES)"),
     "study.T": (16, ">=1", "SGD steps of both rollouts"),
     "study.eta": (0.01, ">0", "step size η shared by both rollouts"),

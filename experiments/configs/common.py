@@ -4,8 +4,9 @@ A config module declares each key once, in ``KEYS``: dotted key → ``(default, 
 meaning)``. :func:`build` makes the nested ``ConfigDict`` of the defaults; ``HELP``
 (:func:`helps`) and ``ranges()`` (:func:`rules`) are read off the same table, so
 ``--help`` (:func:`config_help`) and :func:`check` cannot drift from the keys. A rule is
-None (any value), ``">0"``, ``">=0"``, ``">=1"``, ``"(0,1)"``, ``"(0,1]"`` or a tuple of
-allowed values; a tuple value (a grid) is checked item by item; None (a placeholder)
+None (any value), ``">0"``, ``">=0"``, ``">=1"``, ``"(0,1)"``, ``"(0,1]"``, a tuple of
+allowed values, or a function returning them (read at check time: registries such as
+``hopa_jax.objectives.OBJECTIVES`` grow at run time); a tuple value (a grid) is checked item by item; None (a placeholder)
 always passes.
 
 ``get_config(arg)``, big_vision style: ``arg`` is a comma-separated ``key=value`` list:
@@ -34,7 +35,10 @@ def build(keys: dict) -> ml_collections.ConfigDict:
       if p not in node:
         node[p] = ml_collections.ConfigDict()
       node = node[p]
-    node[leaf] = default
+    # A placeholder is a FieldReference: a fresh one per config, or setting one
+    # config's key would set it in every config built from the table.
+    node[leaf] = (placeholder(default.get_type()) if isinstance(default, config_dict.FieldReference)
+                  else default)
   return c
 
 
@@ -134,6 +138,7 @@ def check(c: ml_collections.ConfigDict, ranges: dict) -> ml_collections.ConfigDi
     v = parent[leaf]
     if v is None:
       continue
+    rule = rule() if callable(rule) else rule
     ok, desc = ((lambda x: x in rule), f"one of {list(rule)}") if isinstance(rule, (tuple, list)) \
         else _TESTS[rule]
     items = v if isinstance(v, tuple) else (v,)

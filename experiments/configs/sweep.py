@@ -25,7 +25,7 @@ distilled) are computed once and shared by both.
 from __future__ import annotations
 
 from experiments.configs import common
-from hopa_jax import objectives
+from experiments.configs import hopa
 
 DATASETS = ("msrvtt_sim", "vggsound_s_sim", "didemo_sim")
 
@@ -59,7 +59,7 @@ KEYS = {
                          "methods, hopa_jax.table.plan)"),
     "method_sets.ablations": (("no_lmod", "no_linst", "no_mining", "rank2"), None,
                               "Figure 2 / Table 10 and Table 6 (issue 20)"),
-    "common_objective": ("infonce", tuple(sorted(objectives.OBJECTIVES)), "the one evaluation "
+    "common_objective": ("infonce", hopa.objective_names, "the one evaluation "
                          "objective of the common-evaluation view (every distilled set, Random "
                          "and Full; docs/results.md says why infonce)"),
     **{f"budgets.{b}.{k}": (v, rule, f"{b} budget: {meaning}")
