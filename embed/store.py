@@ -42,7 +42,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 HEADS = "heads.npz"
 MODALITY_LETTERS = {"vision": "V", "audio": "A", "text": "T", "depth": "D"}
-LETTER_MODALITIES = {v: k for k, v in MODALITY_LETTERS.items()}
 NORM_TOL = 1e-2  # |‖e‖ - 1| allowed for stored embeddings (float16 rounding)
 
 

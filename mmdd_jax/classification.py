@@ -96,11 +96,6 @@ def ce_loss(params, batch, idx):
   return sum(optax.softmax_cross_entropy_with_integer_labels(l, y).mean() for l in lg.values())
 
 
-def make_train_linear(n: int, *, epochs: int = 30, lr: float = 1e-3, batch_size: int = 256):
-  """Jitted ``fit(params, (xs, y), key)`` with Adam; vmap it over keys for runs."""
-  return train.make_fit(ce_loss, optax.adam(lr), epochs=epochs, batch_size=batch_size, n=n)
-
-
 def _as_f32(xs: Mapping) -> dict[str, jax.Array]:
   return {m: jnp.asarray(v, jnp.float32) for m, v in xs.items()}
 

@@ -3,137 +3,65 @@ r"""Trajectory-bound study (SPEC §5; HoPA Lemma 1 and Theorem 1): ``hopa_jax.st
   python -m experiments.bound_study --config=experiments/configs/bound.py:dataset=msrvtt_sim,scale=0.05 \
       --workdir=runs/bound
 
-``arg`` is a comma-separated ``key=value`` list (big_vision style; a key is a dotted
-path or a unique leaf name, tuples take ``+``: ``objectives=hopa+3pair``). ``local=1``
-shrinks everything to a short CPU run (smoke tests, the notebook's small switch).
-
-Sections: ``objective`` is the inner objective shared with HoPA and the experts
-(``common.objective()``, the same defaults); ``experts`` and ``distill`` mirror
-:class:`hopa_jax.experts.ExpertConfig` and :class:`hopa_jax.distill.DistillConfig`
-(built as ``Cls(**section, objective=…, obj=…)``); ``study`` holds the study's own keys.
+``objective``, ``experts`` and ``distill`` are HoPA's keys (``experiments/configs/hopa.py``)
+with the study's defaults: one real expert per objective gives the start points θ₀
+(snapshot ``study.start_epoch``; ``experts.lr`` explicit: the study selects nothing on
+validation, and it is the distillation's initial η); ``distill`` is the short
+distillation of the 'distilled' rows (HoPA's adam rule; ``distill.mini_batch`` capped at
+``study.n``). ``local=1`` shrinks everything to a short CPU run.
 """
 
 from __future__ import annotations
 
-import ml_collections
-
 from experiments.configs import common
+from experiments.configs import hopa
 
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the study config; see the module docstring and :data:`HELP`."""
-  kv = common.parse_arg(arg)
-  local = common.convert("local", kv.get("local", "0"), False)
-
-  c = ml_collections.ConfigDict()
-  c.dataset = "msrvtt_sim"
-  c.scale = 0.1
-  c.data_dir = ""
-  c.seed = 0
-  c.local = local
-  c.check_hashes = True
-  c.progress = True
-
-  c.objective = common.objective()
-
-  # Start points θ₀: one real expert trajectory per objective; snapshot study.start_epoch.
-  c.experts = ml_collections.ConfigDict(dict(
-      num_experts=1, epochs=4, lr=0.01, lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0), batch_size=128,
-      init_noise=1e-3))
-
-  # The short distillation of the 'distilled' rows (when study.distilled_store is empty).
-  # The HoPA binary's default rule (adam, lr_data relative to the features' spread).
-  c.distill = ml_collections.ConfigDict(dict(
-      sim_kind="lowrank", sim_rank=10, sim_alpha=1.0, syn_steps=8, mini_batch=25,
-      expert_epochs=2, max_start_epoch=2, grad_mode=common.placeholder(str), optimizer="adam",
-      lr_data=0.01, lr_lr=0.01, lr_sim=0.01, momentum=0.5, learn_lr=True, iterations=200))
-
-  c.study = ml_collections.ConfigDict(dict(
-      objectives=("hopa", "3pair", "tbind", "vbind", "infonce"),
-      T=16, eta=0.01, n=100, real_batch=512, power_iters=50, power_tol=1e-4, start_epoch=2,
-      distilled_store=""))
-
-  if local:
-    c.scale = 0.02
-    c.study.objectives = ("hopa", "3pair")
-    c.study.T = 4
-    c.study.n = 10
-    c.study.real_batch = 48
-    c.study.power_iters = 15
-    c.study.power_tol = 1e-3
-    c.study.start_epoch = 1
-    c.experts.epochs = 2
-    c.experts.batch_size = 32
-    c.distill.iterations = 3
-    c.distill.syn_steps = 2
-    c.distill.mini_batch = 5
-    c.distill.expert_epochs = 1
-    c.distill.max_start_epoch = 1
-    c.distill.sim_rank = 2
-
-  return common.check(common.apply_overrides(c, kv, skip=("local",)), ranges())
+_DISTILL = {**hopa.DISTILL, "distill.iterations": (200, ">=0", "distillation iterations per "
+            "objective (0 = no distilled rows unless study.distilled_store); a short "
+            "distillation, not a converged one")}
+KEYS = {
+    "dataset": ("msrvtt_sim", None, "a store directory, or a simulator name "
+                "(embed.simulate.DATASETS)"),
+    **common.variant(common.STORE, {"scale": 0.1}),
+    "seed": (0, ">=0", "simulator seed and root key (mmdd_jax.rng streams: real_batch, "
+             "random_set, experts/<objective>, distill/<objective>, power/<objective>)"),
+    "local": (False, None, "1: a seconds-long CPU run (scale 0.02, hopa+3pair, T=4, n=10, …)"),
+    "progress": (True, None, "progress bars (bookkeeping: not part of the config fingerprint)"),
+    **hopa.OBJECTIVE,
+    **common.variant(hopa.EXPERTS, {"experts.num_experts": 1, "experts.epochs": 4,
+                                    "experts.lr": 0.01}),
+    **common.variant(_DISTILL, {"distill.syn_steps": 8, "distill.max_start_epoch": 2}),
+    "study.objectives": (("hopa", "3pair", "tbind", "vbind", "infonce"),
+                         hopa.objective_names, "inner objectives, "
+                         "'+'-separated (hopa_jax.objectives.OBJECTIVES)"),
+    "study.T": (16, ">=1", "SGD steps of both rollouts"),
+    "study.eta": (0.01, ">0", "step size η shared by both rollouts"),
+    "study.n": (100, ">=1", "synthetic instances (Random: n random real train instances)"),
+    "study.real_batch": (512, ">=0", "fixed real subset for the deterministic real gradient "
+                         "(0 = all)"),
+    "study.power_iters": (50, ">=1", "power iterations (HVPs) per step for L_t"),
+    "study.power_tol": (1e-4, ">0", "power iteration stops at this relative change"),
+    "study.start_epoch": (2, ">=0", "θ₀ = expert 0 after this many epochs"),
+    "study.distilled_store": ("", None, "a distilled store (train split = the synthetic set, "
+                              "similarity.npy = Ŝ) used with every objective; '' = distill"),
+}
+HELP = common.helps(KEYS)
 
 
 def ranges() -> dict:
-  """Every numeric key's range and every enumerated key's values (checked at parse time)."""
-  from hopa_jax import distill, objectives
-  return {
-      "scale": "(0,1]", "seed": ">=0", **common.OBJECTIVE_RANGES,
-      "experts.num_experts": ">=1", "experts.epochs": ">=1", "experts.lr": ">0",
-      "experts.lr_grid": ">0", "experts.batch_size": ">=1", "experts.init_noise": ">=0",
-      "distill.sim_kind": ("lowrank", "full"), "distill.sim_rank": ">=1",
-      "distill.sim_alpha": ">0", "distill.syn_steps": ">=1", "distill.mini_batch": ">=1",
-      "distill.expert_epochs": ">=1", "distill.max_start_epoch": ">=1",
-      "distill.grad_mode": distill.GRAD_MODES, "distill.optimizer": distill.OPTIMIZERS,
-      "distill.lr_data": ">0", "distill.lr_lr": ">0", "distill.lr_sim": ">0",
-      "distill.momentum": ">=0", "distill.iterations": ">=0",
-      "study.objectives": tuple(sorted(objectives.OBJECTIVES)), "study.T": ">=1",
-      "study.eta": ">0", "study.n": ">=1", "study.real_batch": ">=0",
-      "study.power_iters": ">=1", "study.power_tol": ">0", "study.start_epoch": ">=0"}
+  return common.rules(KEYS)
 
 
-HELP = {
-    **common.STORE_HELP,
-    "dataset": "a store directory, or a simulator name (embed.simulate.DATASETS)",
-    "seed": "simulator seed and root key (mmdd_jax.rng streams: real_batch, random_set, "
-            "experts/<objective>, distill/<objective>, power/<objective>)",
-    "local": "1: a seconds-long CPU run (scale 0.02, hopa+3pair, T=4, n=10, …)",
-    "progress": "progress bars (bookkeeping: not part of the config fingerprint)",
-    **common.OBJECTIVE_HELP,
-    "experts.num_experts": "expert runs per objective (the study uses expert 0)",
-    "experts.epochs": "SGD epochs per expert (≥ study.start_epoch; also the distillation's "
-                      "expert range)",
-    "experts.lr": "experts' SGD lr (explicit: the study selects nothing on validation); also "
-                  "the distillation's initial η",
-    "experts.lr_grid": "unused by the study (the experts section mirrors ExpertConfig; "
-                       "HoPA's probe grid when experts.lr is None)",
-    "experts.batch_size": "experts' real mini-batch size",
-    "experts.init_noise": "std of the per-expert noise on the pretrained heads [R]",
-    "distill.sim_kind": "similarity mining (lowrank | full) for every objective but infonce "
-                        "(fixed)",
-    "distill.sim_rank": "rank r of the low-rank Ŝ",
-    "distill.sim_alpha": "scale α of the low-rank Ŝ",
-    "distill.syn_steps": "student steps per distillation iteration",
-    "distill.mini_batch": "synthetic mini-batch per student step (capped at study.n)",
-    "distill.expert_epochs": "target offset in expert epochs",
-    "distill.max_start_epoch": "start epochs s ~ U{0..max_start_epoch−1}",
-    "distill.grad_mode": "full | tesla (None = full)",
-    "distill.optimizer": "adam (lr_data relative to the features' spread) | sgd (SPEC §3.5)",
-    "distill.lr_data": "lr of the synthetic features",
-    "distill.lr_lr": "lr of log η",
-    "distill.lr_sim": "lr of the Ŝ params",
-    "distill.momentum": "sgd momentum",
-    "distill.learn_lr": "learn η (else it stays at experts.lr)",
-    "distill.iterations": "distillation iterations per objective (0 = no distilled rows unless "
-                          "study.distilled_store); a short distillation, not a converged one",
-    "study.objectives": "inner objectives, '+'-separated (hopa_jax.objectives.OBJECTIVES)",
-    "study.T": "SGD steps of both rollouts",
-    "study.eta": "step size η shared by both rollouts",
-    "study.n": "synthetic instances (Random: n random real train instances)",
-    "study.real_batch": "fixed real subset for the deterministic real gradient (0 = all)",
-    "study.power_iters": "power iterations (HVPs) per step for L_t",
-    "study.power_tol": "power iteration stops at this relative change",
-    "study.start_epoch": "θ₀ = expert 0 after this many epochs",
-    "study.distilled_store": "a distilled store (train split = the synthetic set, "
-                             "similarity.npy = Ŝ) used with every objective; '' = distill",
-}
+def get_config(arg: str | None = None):
+  """The study config; see the module docstring and :data:`HELP`."""
+  kv = common.parse_arg(arg)
+  c = common.build(KEYS)
+  c.local = common.convert("local", kv.get("local", "0"), False)
+  if c.local:
+    c.update_from_flattened_dict({
+        "scale": 0.02, "study.objectives": ("hopa", "3pair"), "study.T": 4, "study.n": 10,
+        "study.real_batch": 48, "study.power_iters": 15, "study.power_tol": 1e-3,
+        "study.start_epoch": 1, "experts.epochs": 2, "experts.batch_size": 32,
+        "distill.iterations": 3, "distill.syn_steps": 2, "distill.mini_batch": 5,
+        "distill.expert_epochs": 1, "distill.max_start_epoch": 1, "distill.sim_rank": 2})
+  return common.check(common.apply_overrides(c, kv, skip=("local",)), ranges())

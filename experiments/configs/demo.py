@@ -26,62 +26,50 @@ once.
 
 from __future__ import annotations
 
-import ml_collections
-
+from bindc_jax import distill as bindc_distill
 from experiments.configs import common
+from hopa_jax import distill as hopa_distill
 
-HELP = {
-    "seed": "simulator seed and every key",
-    "data_dir": "where simulated stores are cached ('' = runs/data)",
-    "local": "seconds-long run at a tiny size (tests; breaks the resolution rule)",
-    "min_test_rows": "the resolution rule: the demo stops before any work if a task's test "
-                     "split has fewer rows (one hit ≤ 100/min_test_rows points)",
-    "scale": "msrvtt_sim scale of the retrieval test split (1,000 · scale rows)",
-    "train_scale": "msrvtt_sim scale of the retrieval train split (9,000 · train_scale rows, "
-                   "10% of them validation; = scale: the standard simulator store)",
-    "n": "synthetic instances of Random / HoPA (/ LoRS)",
-    "methods": "rows of the retrieval table (hopa_jax.table plans Random/Full per objective)",
-    "hopa": "overrides of experiments/configs/hopa.py for every retrieval row",
-    "cls_scale": "vggs10k_sim scale of the classification table (test split 2,000 · "
-                 "cls_scale rows)",
-    "cls_methods": "rows of the classification table ('+'-joined bindc methods and full)",
-    "bindc": "overrides of experiments/configs/bindc.py for every classification row",
+KEYS = {
+    "seed": (0, ">=0", "simulator seed and every key"),
+    "data_dir": common.STORE["data_dir"],
+    "local": (False, None, "seconds-long run at a tiny size (tests; breaks the resolution "
+              "rule)"),
+    "min_test_rows": (1000, ">=1", "the resolution rule: the demo stops before any work if a "
+                      "task's test split has fewer rows (one hit ≤ 100/min_test_rows points)"),
+    "scale": (1.0, "(0,1]", "msrvtt_sim scale of the retrieval test split (1,000 · scale "
+              "rows)"),
+    "train_scale": (0.4, "(0,1]", "msrvtt_sim scale of the retrieval train split (9,000 · "
+                    "train_scale rows, 10% of them validation; = scale: the standard store)"),
+    "n": (100, ">=1", "synthetic instances of Random / HoPA (/ LoRS)"),
+    "methods": (("zero_shot", "random", "hopa", "full"), tuple(hopa_distill.METHODS), "rows "
+                "of the retrieval table (hopa_jax.table plans Random/Full per objective)"),
+    "hopa": ("num_experts=4,experts.epochs=6,max_start_epoch=3,expert_epochs=2,iterations=300,"
+             "syn_steps=8,experts.lr_grid=0.03+0.1+0.3,eval.runs=3,eval.lrs=0.003+0.01+0.03+"
+             "0.1,eval.max_epochs=40,eval.patience=6,log_every=25,progress=0", None,
+             "overrides of experiments/configs/hopa.py for every retrieval row"),
+    "cls_scale": (0.5, "(0,1]", "vggs10k_sim scale of the classification table (test split "
+                  "2,000 · cls_scale rows)"),
+    "cls_methods": (("random", "herding", "dm", "bindc", "full"),
+                    tuple(bindc_distill.METHODS) + ("full",), "rows of the classification "
+                    "table ('+'-joined bindc methods and full)"),
+    "bindc": ("ipc=1,distill.iterations=200,num_freqs=512,select.iterations=50,log_every=25,"
+              "progress=0", None, "overrides of experiments/configs/bindc.py for every "
+              "classification row"),
 }
-
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  kv = common.parse_arg(arg)
-  local = common.convert("local", kv.get("local", "0"), False)
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data_dir = ""
-  c.local = local
-  c.min_test_rows = 1000
-  c.scale = 1.0
-  c.train_scale = 0.4
-  c.n = 100
-  c.methods = ("zero_shot", "random", "hopa", "full")
-  c.hopa = ("num_experts=4,experts.epochs=6,max_start_epoch=3,expert_epochs=2,iterations=300,"
-            "syn_steps=8,experts.lr_grid=0.03+0.1+0.3,"
-            "eval.runs=3,eval.lrs=0.003+0.01+0.03+0.1,eval.max_epochs=40,eval.patience=6,"
-            "log_every=25,progress=0")
-  c.cls_scale = 0.5
-  c.cls_methods = ("random", "herding", "dm", "bindc", "full")
-  c.bindc = ("ipc=1,distill.iterations=200,num_freqs=512,select.iterations=50,log_every=25,"
-             "progress=0")
-  if local:
-    c.scale = 0.05
-    c.train_scale = 0.05
-    c.n = 10
-    c.hopa = "local=1,progress=0,eval.lrs=0.01+0.1"
-    c.cls_scale = 0.05
-    c.bindc = "local=1,progress=0"
-  return common.check(common.apply_overrides(c, kv, skip=("local",)), ranges())
+HELP = common.helps(KEYS)
 
 
 def ranges() -> dict:
-  from bindc_jax import distill
-  from hopa_jax import distill as hopa_distill
-  return {"seed": ">=0", "min_test_rows": ">=1", "scale": "(0,1]", "train_scale": "(0,1]",
-          "n": ">=1", "methods": tuple(hopa_distill.METHODS), "cls_scale": "(0,1]",
-          "cls_methods": tuple(distill.METHODS) + ("full",)}
+  return common.rules(KEYS)
+
+
+def get_config(arg: str | None = None):
+  kv = common.parse_arg(arg)
+  c = common.build(KEYS)
+  c.local = common.convert("local", kv.get("local", "0"), False)
+  if c.local:
+    c.update_from_flattened_dict({
+        "scale": 0.05, "train_scale": 0.05, "n": 10, "cls_scale": 0.05,
+        "hopa": "local=1,progress=0,eval.lrs=0.01+0.1", "bindc": "local=1,progress=0"})
+  return common.check(common.apply_overrides(c, kv, skip=("local",)), ranges())

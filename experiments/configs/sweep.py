@@ -24,9 +24,8 @@ distilled) are computed once and shared by both.
 
 from __future__ import annotations
 
-import ml_collections
-
 from experiments.configs import common
+from experiments.configs import hopa
 
 DATASETS = ("msrvtt_sim", "vggsound_s_sim", "didemo_sim")
 
@@ -44,77 +43,53 @@ PHASES = (
     "all/200|500/ablations/cpu/0",
 )
 
-HELP = {
-    "base": "overrides of experiments/configs/hopa.py applied to every row (e.g. "
-            "'scale=1,data_dir=runs/data'; dataset, n, method, seed and the budget's keys "
-            "are the sweep's)",
-    "datasets": "what 'all' in a phase means",
-    "phases": "the priority order: DATASETS/NS/SETS/BUDGET/SEEDS per phase, items joined by "
-              "'|' (module docstring); rows already planned by an earlier phase are not "
-              "repeated",
-    "method_sets.main": "Tables 1–3 and 5: the reference rows, the baselines and the "
-                        "pairwise variants (Random / Full are evaluated once per inner "
-                        "objective of the distilled methods, hopa_jax.table.plan)",
-    "method_sets.ablations": "Figure 2 / Table 10 and Table 6 (issue 20)",
-    "common_objective": "the one evaluation objective of the common-evaluation view (every "
-                        "distilled set, Random and Full; docs/results.md says why infonce)",
-    "budgets.cpu.num_experts": "cpu budget: expert trajectories",
-    "budgets.cpu.expert_epochs": "cpu budget: epochs per expert",
-    "budgets.cpu.iterations": "cpu budget: fraction of the config's distillation iterations "
-                              "(SPEC §3.7: 2000 / 2000 / 3000 at n = 100 / 200 / 500)",
-    "budgets.cpu.syn_steps": "cpu budget: student steps per iteration",
-    "budgets.cpu.eval_runs": "cpu budget: evaluation runs (must equal every budget's)",
-    "budgets.spec.num_experts": "spec budget (SPEC §3.7): expert trajectories",
-    "budgets.spec.expert_epochs": "spec budget: epochs per expert",
-    "budgets.spec.iterations": "spec budget: fraction of the config's iterations (1 = SPEC)",
-    "budgets.spec.syn_steps": "spec budget: student steps per iteration",
-    "budgets.spec.eval_runs": "spec budget: evaluation runs",
-    "only": "'' = every row; 'k/N' = the k-th of N interleaved parts of the row list (run N "
-            "jobs against one workdir; rows are locked, experts shared)",
-    "max_rows": "stop after computing this many rows (0 = no limit; finished rows read do "
-                "not count)",
-    "time_limit_min": "start no row after this many minutes of the sweep (0 = no limit; a row "
-                      "started runs to its end: benchmarks/gpu_session.sh's time box)",
-    "prune_experts": "delete an experts directory's trajectories once every row of the plan "
-                     "that uses it has finished (≈ 1.2 GB per cpu group at scale 1; the "
-                     "config and lr_teacher choice stay)",
-    "dry_run": "print the planned rows (order, workdir, finished or not) and stop",
+BUDGETS = {"cpu": (10, 10, 0.5, 16, 5), "spec": (20, 10, 1.0, 16, 5)}
+KEYS = {
+    "base": ("progress=0", None, "overrides of experiments/configs/hopa.py applied to every "
+             "row (e.g. 'scale=1,data_dir=runs/data'; dataset, n, method, seed and the "
+             "budget's keys are the sweep's)"),
+    "datasets": (DATASETS, None, "what 'all' in a phase means"),
+    "phases": (PHASES, None, "the priority order: DATASETS/NS/SETS/BUDGET/SEEDS per phase, "
+               "items joined by '|' (module docstring); rows already planned by an earlier "
+               "phase are not repeated"),
+    "method_sets.main": (("zero_shot", "full", "random", "mtt_vl", "tesla", "lors", "repblend",
+                          "hopa", "3pair", "tbind", "vbind"), None, "Tables 1–3 and 5: the "
+                         "reference rows, the baselines and the pairwise variants (Random / "
+                         "Full are evaluated once per inner objective of the distilled "
+                         "methods, hopa_jax.table.plan)"),
+    "method_sets.ablations": (("no_lmod", "no_linst", "no_mining", "rank2"), None,
+                              "Figure 2 / Table 10 and Table 6 (issue 20)"),
+    "common_objective": ("infonce", hopa.objective_names, "the one evaluation "
+                         "objective of the common-evaluation view (every distilled set, Random "
+                         "and Full; docs/results.md says why infonce)"),
+    **{f"budgets.{b}.{k}": (v, rule, f"{b} budget: {meaning}")
+       for b, values in BUDGETS.items()
+       for k, v, rule, meaning in zip(
+           ("num_experts", "expert_epochs", "iterations", "syn_steps", "eval_runs"), values,
+           (">=1", ">=1", "(0,1]", ">=1", ">=1"),
+           ("expert trajectories", "epochs per expert", "fraction of the config's "
+            "distillation iterations (SPEC §3.7: 2000 / 2000 / 3000 at n = 100 / 200 / 500)",
+            "student steps per iteration", "evaluation runs (must equal every budget's)"))},
+    "only": ("", None, "'' = every row; 'k/N' = the k-th of N interleaved parts of the row list "
+             "(run N jobs against one workdir; rows are locked, experts shared)"),
+    "max_rows": (0, ">=0", "stop after computing this many rows (0 = no limit; finished rows "
+                 "read do not count)"),
+    "time_limit_min": (0.0, ">=0", "start no row after this many minutes of the sweep (0 = no "
+                       "limit; a row started runs to its end: benchmarks/gpu_session.sh's time "
+                       "box)"),
+    "prune_experts": (True, None, "delete an experts directory's trajectories once every row "
+                      "of the plan that uses it has finished (≈ 1.2 GB per cpu group at scale "
+                      "1; the config and lr_teacher choice stay)"),
+    "dry_run": (False, None, "print the planned rows (order, workdir, finished or not) and "
+                "stop"),
 }
-
-
-def _budget(num_experts: int, expert_epochs: int, iterations: float, syn_steps: int,
-            eval_runs: int) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(num_experts=num_experts, expert_epochs=expert_epochs,
-                                        iterations=iterations, syn_steps=syn_steps,
-                                        eval_runs=eval_runs))
-
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.base = "progress=0"
-  c.datasets = DATASETS
-  c.phases = PHASES
-  c.method_sets = ml_collections.ConfigDict(dict(
-      main=("zero_shot", "full", "random", "mtt_vl", "tesla", "lors", "repblend", "hopa",
-            "3pair", "tbind", "vbind"),
-      ablations=("no_lmod", "no_linst", "no_mining", "rank2")))
-  c.common_objective = "infonce"
-  c.budgets = ml_collections.ConfigDict(dict(
-      cpu=_budget(10, 10, 0.5, 16, 5),
-      spec=_budget(20, 10, 1.0, 16, 5)))
-  c.only = ""
-  c.max_rows = 0
-  c.time_limit_min = 0.0
-  c.prune_experts = True
-  c.dry_run = False
-  return common.check(common.apply_overrides(c, common.parse_arg(arg)), ranges())
+HELP = common.helps(KEYS)
 
 
 def ranges() -> dict:
-  from hopa_jax import objectives
-  r = {"common_objective": tuple(sorted(objectives.OBJECTIVES)), "max_rows": ">=0", "time_limit_min": ">=0"}
-  for b in ("cpu", "spec"):
-    r.update({f"budgets.{b}.num_experts": ">=1", f"budgets.{b}.expert_epochs": ">=1",
-              f"budgets.{b}.iterations": "(0,1]", f"budgets.{b}.syn_steps": ">=1",
-              f"budgets.{b}.eval_runs": ">=1"})
-  return r
+  return common.rules(KEYS)
+
+
+def get_config(arg: str | None = None):
+  return common.check(common.apply_overrides(common.build(KEYS), common.parse_arg(arg)),
+                      ranges())
