@@ -41,6 +41,7 @@ from absl import logging
 
 from embed import store as store_lib
 from hopa_jax import evaluate as ev
+from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
 from mmdd_jax import data, reference, results, rng
 from mmdd_jax import workdir as workdir_lib
@@ -78,15 +79,9 @@ def load_sets(store_dir: str, *, check_hashes: bool = True,
   st = store_lib.validate(root, check_hashes=check_hashes, require_splits=("train", "val", "test"),
                           nonempty=("train", "val", "test"))
   mpath = os.path.join(root, store_lib.MANIFEST)
-  extra = (st.manifest.get("extra") or {}).get("hopa") or {}
-  for field in ("source_store", "init_ids"):
-    if not extra.get(field):
-      raise store_lib.StoreError(f"{mpath}: field 'extra.hopa.{field}': expected a distilled "
-                                 "store written by experiments.hopa (with its source store "
-                                 "and initial rows), found none")
+  src = inspect_distilled.source_store(st, check_hashes=check_hashes)
+  extra = st.manifest["extra"]["hopa"]
   mods = st.modalities
-  src = store_lib.validate(extra["source_store"], mods, check_hashes=check_hashes,
-                           require_splits=("train",), nonempty=("train",))
   src_ids = src.ids("train")
   pos = {i: r for r, i in enumerate(src_ids)}
   init_ids, val_ids = list(extra["init_ids"]), st.ids("val")

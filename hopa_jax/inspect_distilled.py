@@ -36,6 +36,33 @@ from mmdd_jax import data, reference, results
 DEFAULT_DIR = "inspect_distilled"
 
 
+def source_store(st: store_lib.Store, *, check_hashes: bool = True,
+                 require_splits=("train",)) -> store_lib.Store:
+  """The real store a distilled store ``st`` (written by ``experiments.hopa``) came from:
+  ``extra.hopa.source_store`` resolved against ``st``'s root (absolute in stores written
+  before 2026-12-01), checked against ``extra.hopa.source_manifest_sha256`` where
+  recorded; bad input stops with one line naming the file and field."""
+  mpath = os.path.join(st.root, store_lib.MANIFEST)
+  extra = (st.manifest.get("extra") or {}).get("hopa") or {}
+  for field in ("source_store", "init_ids"):
+    if not extra.get(field):
+      raise store_lib.StoreError(f"{mpath}: field 'extra.hopa.{field}': expected a distilled "
+                                 "store written by experiments.hopa (with its source store "
+                                 "and initial rows), found none")
+  src_root = os.path.normpath(os.path.join(st.root, extra["source_store"]))
+  if not os.path.isfile(os.path.join(src_root, store_lib.MANIFEST)):
+    raise store_lib.StoreError(f"{mpath}: field 'extra.hopa.source_store': expected the source "
+                               f"store (relative to this store), found no store at {src_root}")
+  want = extra.get("source_manifest_sha256")
+  found = store_lib.sha256_file(os.path.join(src_root, store_lib.MANIFEST))
+  if want and found != want:
+    raise store_lib.StoreError(f"{mpath}: field 'extra.hopa.source_manifest_sha256': expected "
+                               f"{want} (the store distilled from), found {found} at {src_root} "
+                               "(the source store changed since)")
+  return store_lib.validate(src_root, st.modalities, check_hashes=check_hashes,
+                            require_splits=tuple(require_splits), nonempty=tuple(require_splits))
+
+
 def cosines(query: np.ndarray, bank: np.ndarray) -> np.ndarray:
   """``[Q, B]`` cosine similarities of the rows of ``query`` and ``bank``."""
   q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
@@ -83,15 +110,9 @@ def inspect_store(store_dir: str, *, out_dir: str | None = None, k: int = 5,
   st = store_lib.validate(root, check_hashes=check_hashes, require_splits=("train",),
                           nonempty=("train",))
   mpath = os.path.join(root, store_lib.MANIFEST)
-  extra = (st.manifest.get("extra") or {}).get("hopa") or {}
-  for field in ("source_store", "init_ids"):
-    if not extra.get(field):
-      raise store_lib.StoreError(f"{mpath}: field 'extra.hopa.{field}': expected a distilled "
-                                 "store written by experiments.hopa (with its source store "
-                                 "and initial rows), found none")
+  src = source_store(st, check_hashes=check_hashes)
+  extra = st.manifest["extra"]["hopa"]
   mods = st.modalities
-  src = store_lib.validate(extra["source_store"], mods, check_hashes=check_hashes,
-                           require_splits=("train",), nonempty=("train",))
   n = st.count("train")
   init_ids = list(extra["init_ids"])
   src_ids = src.ids("train")

@@ -167,7 +167,13 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
   extra = {"hopa": {"method": method, "objective": objective,
                     "lr": float(lr) if lr is not None else None,
                     "similarity": "similarity.npy" if sim_full is not None else None,
-                    "source_store": os.path.abspath(st.root), "init_ids": source_ids,
+                    # Relative to the distilled store (a moved or copied tree still
+                    # finds it), bound to the source's content by its manifest digest.
+                    "source_store": os.path.relpath(os.path.abspath(st.root),
+                                                    os.path.abspath(path)),
+                    "source_manifest_sha256": store_lib.sha256_file(
+                        os.path.join(st.root, store_lib.MANIFEST)),
+                    "init_ids": source_ids,
                     "config": results.jsonable(config)}}
   arrays = {"similarity.npy": sim_full.astype(np.float32)} if sim_full is not None else None
   store_lib.write_store(path, specs, splits, heads=heads_lib.heads_to_npz(params0), arrays=arrays,

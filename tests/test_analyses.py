@@ -25,6 +25,7 @@ from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
 from hopa_jax import proxy_variants
 from hopa_jax import run as hopa_run
+from embed import store as store_lib
 from mmdd_jax import heads as heads_lib
 
 DIMS = {"vision": 12, "audio": 10, "text": 8}
@@ -231,6 +232,34 @@ def test_inspect_distilled_writes_neighbours_and_projection(distilled, tmp_path)
   assert not val & {nb["id"] for m in rec["modalities"].values() for i in m for nb in i["neighbours"]}
   assert os.path.getsize(out["png"]) > 1000
   assert "## text" in open(out["md"]).read()
+
+
+def test_distilled_store_finds_its_source_after_a_move_and_refuses_a_changed_one(
+    distilled, tiny_store, tmp_path):
+  """``extra.hopa.source_store`` is relative to the distilled store and bound to the
+  source's manifest digest: a tree moved whole still resolves; a changed source stops
+  with one line naming the digest field."""
+  import shutil
+  wd, _ = distilled
+  st = store_lib.Store(os.path.join(wd, "distilled"))
+  extra = st.manifest["extra"]["hopa"]
+  assert not os.path.isabs(extra["source_store"]) and extra["source_manifest_sha256"]
+  assert (os.path.realpath(inspect_distilled.source_store(st).root) ==
+          os.path.realpath(tiny_store.root))
+  # Move source and distilled store together, keeping their relative layout.
+  common = os.path.commonpath([os.path.realpath(tiny_store.root), os.path.realpath(st.root)])
+  moved = str(tmp_path / "moved")
+  for d in (os.path.realpath(tiny_store.root), os.path.realpath(st.root)):
+    shutil.copytree(d, os.path.join(moved, os.path.relpath(d, common)))
+  st2 = store_lib.Store(os.path.join(moved, os.path.relpath(os.path.realpath(st.root), common)))
+  src2 = inspect_distilled.source_store(st2, check_hashes=False)
+  assert os.path.realpath(src2.root).startswith(os.path.realpath(moved))
+  # A changed source (its manifest rewritten) is refused by the digest.
+  mpath = os.path.join(src2.root, store_lib.MANIFEST)
+  with open(mpath, "a") as f:
+    f.write("\n")
+  with pytest.raises(store_lib.StoreError, match="source_manifest_sha256"):
+    inspect_distilled.source_store(st2, check_hashes=False)
 
 
 def test_inspect_distilled_binary_help_and_run(distilled, tiny_store, tmp_path):
