@@ -31,8 +31,10 @@ embed: $(VENV)/.embed
 demo: $(VENV)/.core
 	$(PY) -m experiments.demo --workdir $(DEMO_DIR)
 
+# --dist loadscope: a module's tests share one worker, so a module-scoped fixture (a
+# tiny run, a 2-process launch) is built once, not once per worker.
 test: $(VENV)/.embed
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist loadscope tests
 
 bench-hopa: $(VENV)/.core
 	$(PY) benchmarks/hopa_bench.py --quick
