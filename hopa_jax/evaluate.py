@@ -65,7 +65,7 @@ import optax
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import data, reference, rng
+from mmdd_jax import data, rng
 from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
@@ -284,7 +284,7 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
     params = paper_runs(keys, params0, xs, lr, cfg, loss_fn)
     out["epochs"] = [cfg.epochs] * cfg.runs
   out["lr"] = lr
-  out["runs"] = [reference.evaluate_heads_retrieval(
+  out["runs"] = [heads_lib.evaluate_heads_retrieval(
       jax.tree_util.tree_map(lambda a: a[r], params), test_xs)[0] for r in range(cfg.runs)]
   return out
 

@@ -319,9 +319,3 @@ def load_trajectories(directory: str, like, epochs: int):
   # or on another device count): stack on the host.
   return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack([np.asarray(x) for x in a], 1)),
                                 *snaps)
-
-
-def saved_epochs(directory: str) -> list[int]:
-  if not os.path.isdir(directory):
-    return []
-  return sorted(loop.checkpoint_manager(directory, None).all_steps())
