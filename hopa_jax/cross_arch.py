@@ -43,7 +43,7 @@ from embed import store as store_lib
 from hopa_jax import evaluate as ev
 from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
-from mmdd_jax import data, reference, results, rng
+from mmdd_jax import data, heads as heads_lib, results, rng
 from mmdd_jax import workdir as workdir_lib
 
 ROWS = ("distilled", "random", "full")
@@ -118,7 +118,7 @@ def load_sets(store_dir: str, *, check_hashes: bool = True,
                    label=f"{name}-{_sha(root)[:6]}", train=train, sim=sim,
                    val_xs=data.load_split(st, "val", "features", mods),
                    test_xs=data.load_split(st, "test", "features", mods),
-                   params0=reference.pretrained_heads(st, mods),
+                   params0=heads_lib.pretrained_heads(st, mods),
                    init_ids=init_ids, val_ids=val_ids, test_ids=st.ids("test"))
 
 

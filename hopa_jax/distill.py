@@ -319,16 +319,6 @@ def student_rollout(inner: Callable, theta0, syn, log_lr, sim, idxs, bkeys, *,
   return theta
 
 
-def student_rollout_loop(inner: Callable, theta0, syn, log_lr, sim, idxs, bkeys):
-  """Python-loop reference of :func:`student_rollout` (for equivalence tests)."""
-  eta = jnp.exp(log_lr)
-  theta = theta0
-  for i in range(idxs.shape[0]):
-    g = jax.grad(inner)(theta, syn, sim, idxs[i], bkeys[i])
-    theta = jax.tree_util.tree_map(lambda p, q: p - eta * q, theta, g)
-  return theta
-
-
 def full_loss_and_grads(inner, theta0, theta_star, syn, log_lr, sim, idxs, bkeys):
   """Matching loss and its exact gradient wrt ``(syn, log_lr, sim)``."""
   def f(syn, log_lr, sim):

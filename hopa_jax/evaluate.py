@@ -65,7 +65,7 @@ import optax
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import data, reference, rng
+from mmdd_jax import data, rng
 from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
@@ -203,7 +203,10 @@ def make_loss(cfg: EvalConfig, sim_params: Mapping | None) -> Callable:
 def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_fn, *,
                          progress: bool = False, desc: str = "eval"):
   """Runs ``len(keys)`` runs (run ``r`` at ``lrs[r]``) with early stopping on the
-  validation avg R@1. Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``."""
+  validation avg R@1: each run keeps the heads of its checkpoint chosen by
+  :func:`mmdd_jax.data.first_best` over its checks so far (exact ties, ``tol=0``: the
+  earliest best) and stops after ``patience`` checks that do not become it.
+  Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``."""
   n = int(next(iter(xs.values())).shape[0])
   init, epoch = make_trainer(loss_fn, n, cfg)
   score = make_val_scorer(val_xs)
@@ -215,6 +218,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   best_val = np.full(r, -np.inf)
   best_epoch = np.zeros(r, np.int64)
   waited = np.zeros(r, np.int64)
+  history = [[] for _ in range(r)]   # per run: the validation scores of its checks so far
   bar = None
   if progress:
     from tqdm.auto import tqdm
@@ -230,7 +234,9 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
       raise FloatingPointError(f"evaluate: non-finite training loss at epoch {e + 1} "
                                f"(lrs {np.asarray(lrs).tolist()}): {losses.tolist()}")
     s = np.asarray(score(params))
-    improved = s > best_val
+    for h, v in zip(history, s):
+      h.append(v)
+    improved = np.array([data.first_best(h, tol=0.0) == len(h) - 1 for h in history])
     best_val = np.where(improved, s, best_val)
     best_epoch = np.where(improved, e + 1, best_epoch)
     waited = np.where(improved, 0, waited + 1)
@@ -284,7 +290,7 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
     params = paper_runs(keys, params0, xs, lr, cfg, loss_fn)
     out["epochs"] = [cfg.epochs] * cfg.runs
   out["lr"] = lr
-  out["runs"] = [reference.evaluate_heads_retrieval(
+  out["runs"] = [heads_lib.evaluate_heads_retrieval(
       jax.tree_util.tree_map(lambda a: a[r], params), test_xs)[0] for r in range(cfg.runs)]
   return out
 

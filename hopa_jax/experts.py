@@ -102,7 +102,9 @@ def select_teacher_lr(key: jax.Array, params0, train_xs: Mapping[str, np.ndarray
   rows; each is scored on the *validation* rows (avg R@1 over ordered modality pairs)
   after every epoch. The selected lr is the one whose probe ends (after
   ``cfg.epochs`` epochs, where the experts end) with the best validation avg R@1;
-  a probe with a non-finite loss is excluded; ties go to the smaller lr.
+  a probe with a non-finite loss is excluded; ties go to the smaller lr
+  (:func:`mmdd_jax.data.choose`, the project's one rule :func:`mmdd_jax.data.first_best`).
+  The epochs are not selected: every probe is scored where the experts will end.
 
   Returns ``{"lr", "grid", "val_r1": {lr: [epoch 0..T]}, "rule"}``.
   """
@@ -319,9 +321,3 @@ def load_trajectories(directory: str, like, epochs: int):
   # or on another device count): stack on the host.
   return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack([np.asarray(x) for x in a], 1)),
                                 *snaps)
-
-
-def saved_epochs(directory: str) -> list[int]:
-  if not os.path.isdir(directory):
-    return []
-  return sorted(loop.checkpoint_manager(directory, None).all_steps())

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from embed import store as store_lib
-from mmdd_jax import data, reference, results
+from mmdd_jax import data, heads as heads_lib, results
 
 DEFAULT_DIR = "inspect_distilled"
 
@@ -128,9 +128,9 @@ def inspect_store(store_dir: str, *, out_dir: str | None = None, k: int = 5,
   if np.any(np.isin(init_rows, np.asarray([pos[i] for i in val if i in pos], np.int64))):
     raise store_lib.StoreError(f"{mpath}: field 'extra.hopa.init_ids': expected train rows "
                                "outside the validation split, found some inside it")
-  p0 = reference.pretrained_heads(st, mods)
-  syn = reference.embed_split(p0, data.load_split(st, "train", "features", mods))
-  real_all = reference.embed_split(p0, data.load_split(src, "train", "features", mods))
+  p0 = heads_lib.pretrained_heads(st, mods)
+  syn = heads_lib.embed_split(p0, data.load_split(st, "train", "features", mods))
+  real_all = heads_lib.embed_split(p0, data.load_split(src, "train", "features", mods))
   real = {m: v[real_rows] for m, v in real_all.items()}
   init = {m: v[init_rows] for m, v in real_all.items()}
   captions = src.captions("train")

@@ -32,7 +32,7 @@ from hopa_jax import evaluate as ev
 from hopa_jax import experts as ex
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
-from mmdd_jax import data, distributed, heads as heads_lib, reference, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, results, rng
 from mmdd_jax import workdir as workdir_lib
 
 
@@ -150,7 +150,7 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
   """The distilled set as a v1 store (train = synthetic, val = the real validation
   rows it was selected on, test = the real test split)."""
   mods = st.modalities
-  emb = reference.embed_split(params0, syn)
+  emb = heads_lib.embed_split(params0, syn)
   test_emb = {m: np.asarray(st.embeddings("test", m), np.float32) for m in mods}
   n = len(next(iter(syn.values())))
   specs = {m: store_lib.ModalitySpec(syn[m].shape[1], emb[m].shape[1], "float32") for m in mods}
@@ -163,7 +163,7 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
   }
   if val_xs is not None:
     splits["val"] = dict(ids=list(val_ids), features={m: np.asarray(val_xs[m]) for m in mods},
-                         embeddings=reference.embed_split(params0, val_xs))
+                         embeddings=heads_lib.embed_split(params0, val_xs))
   extra = {"hopa": {"method": method, "objective": objective,
                     "lr": float(lr) if lr is not None else None,
                     "similarity": "similarity.npy" if sim_full is not None else None,
@@ -238,7 +238,7 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   train_xs, val_xs = data.take_rows(all_train, tr_idx), data.take_rows(all_train, val_idx)
   del all_train
   n = c.n if spec["rows"] == "subset" else len(tr_idx)
-  p0 = reference.pretrained_heads(st, mods)
+  p0 = heads_lib.pretrained_heads(st, mods)
   key = rng.root(c.seed)
   time_s = {"experts": 0.0, "distill": 0.0, "eval": 0.0}
 
@@ -281,8 +281,8 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   if ecfg.protocol == "paper" and lr is None:
     lr = c.experts.lr or 0.01  # Random: the paper's lr_teacher (SPEC §3.7)
   if spec["rows"] == "none":   # zero-shot: the pretrained heads, untrained
-    out = {"runs": [reference.evaluate_heads_retrieval(p0, test_xs)[0]], "lr": None,
-           "epochs": [0], "val_r1": [float(ev.val_avg_r1(reference.embed_split(p0, val_xs)))],
+    out = {"runs": [heads_lib.evaluate_heads_retrieval(p0, test_xs)[0]], "lr": None,
+           "epochs": [0], "val_r1": [float(ev.val_avg_r1(heads_lib.embed_split(p0, val_xs)))],
            "lr_grid": None}
   else:
     out = ev.evaluate_set(rng.stream(key, "eval"), p0, syn, test_xs, ecfg, val_xs=val_xs,
@@ -351,7 +351,7 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     xs = data.load_split(st, "train", "features", mods)
     test_xs = data.load_split(test_st, "test", "features", mods)
     val_xs = data.load_split(st, "val", "features", mods) if select else None
-    p0 = reference.pretrained_heads(st, mods)
+    p0 = heads_lib.pretrained_heads(st, mods)
     cfg = ev.EvalConfig(**section(c, "eval"), obj=obj_lib.ObjectiveConfig(**section(c, "objective")),
                         sim_kind="full" if sim is not None else "fixed")
     t0 = time.time()

@@ -47,7 +47,7 @@ from hopa_jax import experts as ex
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from hopa_jax.run import section
-from mmdd_jax import data, reference, results, rng
+from mmdd_jax import data, heads as heads_lib, results, rng
 from mmdd_jax import workdir as wd
 
 # ------------------------------------------------------------------ config → dataclasses
@@ -246,7 +246,7 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
   mods = st.modalities
   train_xs = data.load_split(st, "train", "features", mods)
   n_real = st.count("train")
-  p0 = reference.pretrained_heads(st, mods)
+  p0 = heads_lib.pretrained_heads(st, mods)
   ocfg = objective_config(c)
   lr0 = float(c["experts"]["lr"])
   root = rng.root(c["seed"])

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmdd_jax import retrieval, train
+from mmdd_jax import data, retrieval, train
 
 
 def init_linear(key: jax.Array, dims: Mapping[str, int], num_classes: int) -> dict:
@@ -142,11 +142,11 @@ def evaluate_runs(key: jax.Array, train_xs: Mapping, train_y, test_xs: Mapping, 
 
 
 def select_epochs(curve: np.ndarray) -> int:
-  """The selection rule: the epoch count (1-based) with the best mean validation
-  accuracy over runs; the earliest on ties. ``curve`` is ``[runs, epochs]`` (``-inf`` at
+  """The selection rule (:func:`mmdd_jax.data.first_best`): the epoch count (1-based)
+  with the best mean validation accuracy over runs; the earliest on ties. ``curve`` is ``[runs, epochs]`` (``-inf`` at
   epochs without a validation checkpoint, which are never chosen)."""
   mean = np.asarray(curve, np.float64).mean(0)
-  return int(np.flatnonzero(mean >= mean.max() - 1e-9)[0]) + 1
+  return data.first_best(mean) + 1
 
 
 def evaluate_with_validation(key: jax.Array, train_xs: Mapping, train_y, val_xs: Mapping,

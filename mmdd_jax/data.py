@@ -135,12 +135,29 @@ def validation_split(num_rows: int, *, frac: float = VAL_FRACTION, seed: int = 0
   return np.flatnonzero(mask), val
 
 
+TIE = 1e-9   # scores within this of the best tie (the rule of :func:`first_best`)
+
+
+def first_best(scores: Sequence[float], *, tol: float = TIE) -> int:
+  """The project's one selection rule, for every selection on validation (the lr grids,
+  the classification epochs, HoPA's early stopping): the index of the best score, the
+  first among ties (scores within ``tol`` of the best). A score of ``-inf`` or NaN is
+  excluded: never chosen unless all are (then index 0).
+
+  ``tol=0`` is exact ties: the form a running selection needs (HoPA's early stopping,
+  which keeps only the heads of its best checkpoint so far); with ``tol > 0`` a later
+  score could move the first tie to an earlier checkpoint whose heads are gone."""
+  vals = [s if s == s else -math.inf for s in scores]
+  best = max(vals)
+  return next(i for i, s in enumerate(vals) if s >= best - tol)
+
+
 def choose(candidates: Sequence[float], scores: Sequence[float]) -> float:
-  """The project's tie rule for every grid selection: the candidate with the best
-  score, the smallest candidate among ties (scores within 1e-9). Candidates scored
-  ``-inf`` (excluded) are never chosen unless all are."""
-  best = max(scores)
-  return min(c for c, s in zip(candidates, scores) if s >= best - 1e-9)
+  """:func:`first_best` over a grid: the candidate with the best score, the smallest
+  candidate among ties (scores within :data:`TIE`). Candidates scored ``-inf``
+  (excluded) are never chosen unless all are."""
+  order = sorted(range(len(candidates)), key=lambda i: candidates[i])
+  return candidates[order[first_best([scores[i] for i in order])]]
 
 
 def take_rows(xs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,9 +1,11 @@
-"""ImageBind-shaped projection heads (Flax Linen, ``apply(params, x)`` style).
+"""ImageBind-shaped projection heads as pure functions, Linen style: ``apply_head(params,
+x)`` on plain parameter pytrees named as Flax Linen names them.
 
 Each modality's head is ``LayerNorm → Linear (no bias) → L2
 normalise``, as ImageBind's (SPEC §2). Parameters are plain pytrees,
 ``{modality: {"LayerNorm_0": {"scale", "bias"}, "Dense_0": {"kernel"[, "bias"]}}}``,
-so that rollouts differentiate through them explicitly.
+so that rollouts differentiate through them explicitly (``tests/test_heads.py`` checks
+them against the equivalent Linen module).
 
 Two more head architectures, for evaluating a set with heads its distillation never
 used (the cross-architecture analysis, ``docs/analyses.md``):
@@ -16,16 +18,23 @@ used (the cross-architecture analysis, ``docs/analyses.md``):
   (:func:`add_residual_mlp`; with ``R₁ = 0, b₁ = 0`` it equals the linear head).
 
 The params' structure says which head a subtree is: :func:`apply_head` applies any.
+
+A store's heads (:func:`pretrained_heads`), applied in blocks (:func:`embed_split`) and
+scored by retrieval (:func:`evaluate_heads_retrieval`), serve every method and the
+reference rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from embed import store as store_lib
+from mmdd_jax import retrieval
 
 LN_EPS = 1e-6
 NORM_EPS = 1e-12
@@ -35,31 +44,6 @@ def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
   """``x / ‖x‖`` with a safe gradient at 0."""
   sq = jnp.sum(x * x, axis=axis, keepdims=True)
   return x * jax.lax.rsqrt(jnp.maximum(sq, NORM_EPS))
-
-
-class ImageBindHead(nn.Module):
-  """LayerNorm → Dense(out_dim) → L2 normalise. ``normalize=False`` returns the
-  pre-normalisation projection."""
-  out_dim: int = 1024
-  use_bias: bool = False
-  normalize: bool = True
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    # Explicit broadcasting (the tests run with jax_numpy_rank_promotion='raise',
-    # which flax.linen.LayerNorm/Dense trip over); parameter names match Linen's.
-    d = x.shape[-1]
-    scale = self.param("LayerNorm_0", lambda k: {"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))})
-    dense_init = nn.initializers.lecun_normal()
-
-    def init_dense(k):
-      p = {"kernel": dense_init(k, (d, self.out_dim))}
-      if self.use_bias:
-        p["bias"] = jnp.zeros((self.out_dim,))
-      return p
-
-    dense = self.param("Dense_0", init_dense)
-    return _head(scale, dense, x, self.normalize)
 
 
 def _lead(v: jax.Array, ndim: int) -> jax.Array:
@@ -76,13 +60,6 @@ def _head(ln: Mapping, dense: Mapping, x: jax.Array, normalize: bool) -> jax.Arr
   if "bias" in dense:
     y = y + _lead(dense["bias"], y.ndim)
   return l2_normalize(y) if normalize else y
-
-
-def head_module(out_dim: int = 1024) -> ImageBindHead:
-  """ImageBind's heads, the same for every modality: all bias-free (checked against its
-  model code; SPEC §2's depth bias is not in the released model). A ``<m>/bias`` in
-  heads.npz is still honoured."""
-  return ImageBindHead(out_dim=out_dim, use_bias=False)
 
 
 def _mlp_head(params: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
@@ -110,7 +87,8 @@ def _residual_head(params: Mapping, x: jax.Array, normalize: bool) -> jax.Array:
 def apply_head(params: Mapping, x: jax.Array, *, normalize: bool = True) -> jax.Array:
   """Pure function: one modality's head on ``x`` ([N, d] or [d]); ``params`` is that
   modality's subtree (its structure, bias or not, ``Dense_1`` or not, says which
-  head). For ImageBind's head equal to ``ImageBindHead(...).apply({"params": params}, x)``."""
+  head). For ImageBind's head equal to the Linen module ``LayerNorm → Dense → L2
+  normalise`` applied with these params (``tests/test_heads.py``)."""
   if "Dense_1" in params:
     return _mlp_head(params, x, normalize)
   if "Residual_0" in params:
@@ -124,12 +102,23 @@ def apply_heads(params: Mapping, xs: Mapping[str, jax.Array], *,
   return {m: apply_head(params[m], xs[m], normalize=normalize) for m in params}
 
 
+# The key of a random head's kernel, ``fold_in(key_m, KERNEL_STREAM)``: what Flax Linen's
+# ``Module.init`` derived for a module's second parameter (the first 4 bytes of the
+# sha1 of its counter, 2) when these heads were initialised through a Linen module;
+# kept so that every random head drawn before stays the same (tests/test_heads.py).
+KERNEL_STREAM = int.from_bytes(hashlib.sha1(bytes([2])).digest()[:4], "big")
+
+
 def init_heads(key: jax.Array, feature_dims: Mapping[str, int], out_dim: int = 1024) -> dict:
-  """Random heads (LayerNorm identity, lecun-normal kernels)."""
+  """Random ImageBind heads, bias-free as ImageBind's (checked against its model code;
+  SPEC §2's depth bias is not in the released model): LayerNorm identity, lecun-normal
+  kernels; modality ``i`` (in name order) draws from ``fold_in(key, i)``."""
+  init = jax.nn.initializers.lecun_normal()
   params = {}
   for i, (m, d) in enumerate(sorted(feature_dims.items())):
-    v = head_module(out_dim).init(jax.random.fold_in(key, i), jnp.zeros((1, d), jnp.float32))
-    params[m] = v["params"]
+    k = jax.random.fold_in(jax.random.fold_in(key, i), KERNEL_STREAM)
+    params[m] = {"LayerNorm_0": {"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))},
+                 "Dense_0": {"kernel": init(k, (d, out_dim))}}
   return params
 
 
@@ -210,3 +199,29 @@ def perturb(key: jax.Array, params, scale: float):
   keys = jax.random.split(key, len(leaves))
   return jax.tree_util.tree_unflatten(
       tree, [l + scale * jax.random.normal(k, l.shape, l.dtype) for l, k in zip(leaves, keys)])
+
+
+# ------------------------------------------------------------------ a store's heads
+
+
+def pretrained_heads(st: store_lib.Store, modalities=None) -> dict:
+  """The store's ``heads.npz`` as a params pytree (``modalities``: default the store's);
+  a store without one stops with one line."""
+  arrays = st.heads()
+  if arrays is None:
+    raise store_lib.StoreError(f"{st.root}/heads.npz: field 'heads': expected the encoder's "
+                               "projection heads, found no file")
+  return heads_from_npz(arrays, modalities or st.modalities)
+
+
+def embed_split(params: Mapping, xs: Mapping[str, np.ndarray], batch: int = 4096) -> dict:
+  """Applies heads in blocks; returns NumPy embeddings."""
+  f = jax.jit(apply_heads)
+  n = len(next(iter(xs.values())))
+  outs = [f(params, {m: jnp.asarray(v[s:s + batch]) for m, v in xs.items()}) for s in range(0, n, batch)]
+  return {m: np.concatenate([np.asarray(o[m]) for o in outs]) for m in params}
+
+
+def evaluate_heads_retrieval(params: Mapping, test_xs: Mapping[str, np.ndarray]):
+  """:func:`mmdd_jax.retrieval.retrieval_metrics` of the heads' embeddings of ``test_xs``."""
+  return retrieval.retrieval_metrics(embed_split(params, test_xs))

@@ -18,30 +18,10 @@ import numpy as np
 import optax
 
 from embed import store as store_lib
-from mmdd_jax import classification, data, heads, losses, results, retrieval, rng, train
+from mmdd_jax import classification, data, heads, losses, results, rng, train
 from mmdd_jax import workdir as workdir_lib
 
 FULL_TAU = 0.07  # CLIP's initial temperature; the Full protocol's InfoNCE
-
-
-def pretrained_heads(st: store_lib.Store, modalities=None) -> dict:
-  arrays = st.heads()
-  if arrays is None:
-    raise store_lib.StoreError(f"{st.root}/heads.npz: field 'heads': expected the encoder's "
-                               "projection heads, found no file")
-  return heads.heads_from_npz(arrays, modalities or st.modalities)
-
-
-def embed_split(params: Mapping, xs: Mapping[str, np.ndarray], batch: int = 4096) -> dict:
-  """Applies heads in blocks; returns NumPy embeddings."""
-  f = jax.jit(heads.apply_heads)
-  n = len(next(iter(xs.values())))
-  outs = [f(params, {m: jnp.asarray(v[s:s + batch]) for m, v in xs.items()}) for s in range(0, n, batch)]
-  return {m: np.concatenate([np.asarray(o[m]) for o in outs]) for m in params}
-
-
-def evaluate_heads_retrieval(params: Mapping, test_xs: Mapping[str, np.ndarray]):
-  return retrieval.retrieval_metrics(embed_split(params, test_xs))
 
 
 def full_loss(tau: float):
@@ -65,14 +45,14 @@ def train_full_retrieval(key: jax.Array, params0: Mapping, train_xs: Mapping[str
 def reference_retrieval(st: store_lib.Store, key: jax.Array, *, runs: int = 1, **full_kw):
   """Returns ``{"zero_shot": [per-direction], "full": [per-direction per run]}``."""
   mods = st.modalities
-  p0 = pretrained_heads(st, mods)
+  p0 = heads.pretrained_heads(st, mods)
   test_xs = data.load_split(st, "test", "features", mods)
   train_xs = data.load_split(st, "train", "features", mods)
-  zs, _ = evaluate_heads_retrieval(p0, test_xs)
+  zs, _ = heads.evaluate_heads_retrieval(p0, test_xs)
   full = []
   for r in range(runs):
     p, _ = train_full_retrieval(jax.random.fold_in(key, r), p0, train_xs, **full_kw)
-    full.append(evaluate_heads_retrieval(p, test_xs)[0])
+    full.append(heads.evaluate_heads_retrieval(p, test_xs)[0])
   return {"zero_shot": [zs], "full": full}
 
 
@@ -135,9 +115,9 @@ def _reference_rows(c: dict, st: store_lib.Store, t_data: float, workdir: str) -
   rows = []
   if task == "retrieval":
     t0 = time.time()
-    p0 = pretrained_heads(st)
+    p0 = heads.pretrained_heads(st)
     test_xs = data.load_split(st, "test", "features")
-    zs, _ = evaluate_heads_retrieval(p0, test_xs)
+    zs, _ = heads.evaluate_heads_retrieval(p0, test_xs)
     rows.append(results.make_results(dataset=c["dataset"], method="zero_shot", n_syn=0,
                                      config=c, retrieval_runs=[zs],
                                      time_s={"data": t_data, "eval": time.time() - t0}))
@@ -154,7 +134,7 @@ def _reference_rows(c: dict, st: store_lib.Store, t_data: float, workdir: str) -
         raise FloatingPointError(f"Full training run {r}: non-finite loss at epoch {bad[0] + 1}")
       for e, l in enumerate(losses):
         metrics.write(stage="full", run=r, epoch=e + 1, loss=float(l))
-      full_runs.append(evaluate_heads_retrieval(p, test_xs)[0])
+      full_runs.append(heads.evaluate_heads_retrieval(p, test_xs)[0])
     rows.append(results.make_results(dataset=c["dataset"], method="full", n_syn=None,
                                      config=c, retrieval_runs=full_runs,
                                      time_s={"data": t_data, "train_eval": time.time() - t0}))

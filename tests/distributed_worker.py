@@ -132,7 +132,7 @@ def _hopa(workdir, store):
   # the trajectories every process reads back, and the distilled store (the writer's)
   from mmdd_jax import data
   st = store_lib.Store(store)
-  p0 = __import__("mmdd_jax.reference", fromlist=["x"]).pretrained_heads(st, st.modalities)
+  p0 = __import__("mmdd_jax.heads", fromlist=["x"]).pretrained_heads(st, st.modalities)
   cfg = run.experts_config(c, 0.1)
   p_init, _ = ex.init_experts(jax.random.key(0), p0, cfg)
   like = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), p_init)

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import bindc_jax as B
+from bindc_jax import augment as A
+from bindc_jax import distances
+from bindc_jax import init as init_lib
 from bindc_jax import distill as D
 from bindc_jax import losses as L
 from mmdd_jax import results
@@ -19,27 +21,27 @@ def _data(seed=0, C=3, mods=("audio", "vision"), d=8, n=12):
   labels = np.concatenate([np.arange(C), r.integers(0, C, n * C - C)])
   xs = {m: r.standard_normal((len(labels), d)).astype(np.float32) for m in mods}
   xs = {m: v / np.linalg.norm(v, axis=-1, keepdims=True) for m, v in xs.items()}
-  xs_c, mask, _ = B.group_by_class(xs, labels, C)
+  xs_c, mask, _ = init_lib.group_by_class(xs, labels, C)
   return xs_c, mask
 
 
 def _cfg(**kw):
-  lc = L.LossConfig(dist=B.DistanceConfig(num_freqs=16), **kw.pop("loss", {}))
-  return B.DistillConfig(loss=lc, iterations=kw.pop("iterations", 6),
+  lc = L.LossConfig(dist=distances.DistanceConfig(num_freqs=16), **kw.pop("loss", {}))
+  return D.DistillConfig(loss=lc, iterations=kw.pop("iterations", 6),
                          real_batch=kw.pop("real_batch", 8),
                          syn_batch=kw.pop("syn_batch", 32), **kw)
 
 
 def test_vmapped_loss_equals_per_class_loop(key):
   xs_c, mask = _data(mods=("audio", "text", "vision"))
-  syn = B.initialize("random", key, xs_c, mask, 2)
+  syn = init_lib.initialize("random", key, xs_c, mask, 2)
   cfg = _cfg()
   loss_fn = D.make_loss(cfg, 8)
   k = jax.random.key(3)
   total, aux = loss_fn(syn, (xs_c, jnp.asarray(mask)), k)
   # the same draws, class by class
   k_t, k_c = jax.random.split(k)
-  t = B.sample_frequencies(k_t, 16, 8)
+  t = distances.sample_frequencies(k_t, 16, 8)
   keys = jax.random.split(k_c, mask.shape[0])
   ref = 0.0
   for c in range(mask.shape[0]):
@@ -53,9 +55,9 @@ def test_vmapped_loss_equals_per_class_loop(key):
 @pytest.mark.parametrize("method", ["bindc", "dm", "avdd", "mmd", "bindc_no_uni"])
 def test_steps_keep_sphere_and_finite(key, method):
   xs_c, mask = _data()
-  syn0 = B.initialize("herding", key, xs_c, mask, 3)
-  cfg = dataclasses.replace(_cfg(syn_batch=2), loss=B.method_loss_config(
-      method, L.LossConfig(dist=B.DistanceConfig(num_freqs=16))))
+  syn0 = init_lib.initialize("herding", key, xs_c, mask, 3)
+  cfg = dataclasses.replace(_cfg(syn_batch=2), loss=D.method_loss_config(
+      method, L.LossConfig(dist=distances.DistanceConfig(num_freqs=16))))
   syn, state = D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
   assert int(state.step) == 6
   for m, v in syn.items():
@@ -67,9 +69,9 @@ def test_steps_keep_sphere_and_finite(key, method):
 @pytest.mark.parametrize("cfd_real", ["sampled", "pooled"])
 def test_resume_is_bit_identical(key, tmp_path, cfd_real):
   xs_c, mask = _data(1)
-  syn0 = B.initialize("herding", key, xs_c, mask, 2)
+  syn0 = init_lib.initialize("herding", key, xs_c, mask, 2)
   if cfd_real == "sampled":
-    cfg = _cfg(iterations=8, augment=B.AugmentConfig(dropout=0.2, jitter=0.05, mixup=0.3))
+    cfg = _cfg(iterations=8, augment=A.AugmentConfig(dropout=0.2, jitter=0.05, mixup=0.3))
   else:   # pool period 3 straddles the checkpoint at step 4
     cfg = _cfg(iterations=8, cfd_real="pooled", cfd_pool_every=3)
   straight, s1 = D.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
@@ -92,27 +94,27 @@ def test_resume_is_bit_identical(key, tmp_path, cfd_real):
 
 def test_nan_is_a_hard_error(key):
   xs_c, mask = _data()
-  syn0 = B.initialize("herding", key, xs_c, mask, 1)
+  syn0 = init_lib.initialize("herding", key, xs_c, mask, 1)
   cfg = _cfg(lr=float("nan"), loss=dict(kind="dm"))
   with pytest.raises(FloatingPointError, match="non-finite"):
     D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
 
 
 def test_methods_registry():
-  assert B.method_loss_config("random") is None
-  assert B.method_loss_config("cfd_only").use_cross is False
-  assert B.method_loss_config("mmd").distance == "mmd"
+  assert D.method_loss_config("random") is None
+  assert D.method_loss_config("cfd_only").use_cross is False
+  assert D.method_loss_config("mmd").distance == "mmd"
   with pytest.raises(ValueError, match="method"):
-    B.method_loss_config("nope")
+    D.method_loss_config("nope")
 
 
 def test_three_modalities_on_msrvtt(tiny_store, key):
   from mmdd_jax import data
   tr = data.load_split(tiny_store, "train", "embeddings")
   assert len(tr) == 3
-  xs_c, mask, _ = B.group_by_class(tr, np.asarray(tiny_store.labels("train")),
-                                   tiny_store.num_classes)
-  syn0 = B.initialize("herding", key, xs_c, mask, 1)
+  xs_c, mask, _ = init_lib.group_by_class(tr, np.asarray(tiny_store.labels("train")),
+                                          tiny_store.num_classes)
+  syn0 = init_lib.initialize("herding", key, xs_c, mask, 1)
   cfg = _cfg(iterations=2)
   syn, _ = D.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
   assert set(syn) == {"audio", "text", "vision"} and np.isfinite(syn["text"]).all()
@@ -124,7 +126,7 @@ def _equal_classes(C=3, n=10, d=8, mods=("audio", "vision")):
   labels = np.repeat(np.arange(C), n)
   xs = {m: r.standard_normal((C * n, d)).astype(np.float32) for m in mods}
   xs = {m: v / np.linalg.norm(v, axis=-1, keepdims=True) for m, v in xs.items()}
-  xs_c, mask, _ = B.group_by_class(xs, labels, C)
+  xs_c, mask, _ = init_lib.group_by_class(xs, labels, C)
   return xs_c, jnp.asarray(mask)
 
 
@@ -132,14 +134,14 @@ def test_pooled_loss_equals_sampled_on_the_full_class(key):
   """Pool = the step's sampled frequencies and real batch = the whole class: the pooled
   loss and its gradient w.r.t. the synthetic set equal the per-step (sampled) ones."""
   xs_c, mask = _equal_classes()
-  syn = B.initialize("random", key, xs_c, np.asarray(mask), 2)
+  syn = init_lib.initialize("random", key, xs_c, np.asarray(mask), 2)
   data = (xs_c, mask)
   k = jax.random.key(5)
   sampled = D.make_loss(_cfg(real_batch=10), 10)
   pooled_cfg = _cfg(real_batch=10, cfd_real="pooled", cfd_pool_every=1)
   pooled = D.make_loss(pooled_cfg, 10)
-  t = B.sample_frequencies(jax.random.split(k)[0], 16, 8)     # the sampled mode's draw
-  cf = {m: B.class_characteristic_functions(v, mask, t) for m, v in xs_c.items()}
+  t = distances.sample_frequencies(jax.random.split(k)[0], 16, 8)     # the sampled mode's draw
+  cf = {m: distances.class_characteristic_functions(v, mask, t) for m, v in xs_c.items()}
   pool = {"index": jnp.asarray(0, jnp.int32), "t": t, "cf": cf}
   (ls, auxs), gs = jax.value_and_grad(sampled, has_aux=True)(syn, data, k)
   (lp, auxp), gp = jax.value_and_grad(pooled, has_aux=True)(syn, data, k, pool)
@@ -153,10 +155,10 @@ def test_pooled_loss_equals_sampled_on_the_full_class(key):
   p1 = D.refresh_pool(D.init_state(syn, pooled_cfg).cfd_pool, jnp.asarray(3), data, k,
                       dataclasses.replace(pooled_cfg, cfd_pool_every=2))
   assert int(p1["index"]) == 1
-  t1 = B.sample_frequencies(D.pool_key(k, 1), 16, 8)
+  t1 = distances.sample_frequencies(D.pool_key(k, 1), 16, 8)
   np.testing.assert_array_equal(p1["t"], t1)
   for m, v in xs_c.items():
-    ref = B.characteristic_function(jnp.asarray(v).reshape(-1, 8)[:10], t1)
+    ref = distances.characteristic_function(jnp.asarray(v).reshape(-1, 8)[:10], t1)
     np.testing.assert_allclose(p1["cf"][m][0][0], ref[0], atol=1e-6)
   # same index: the pool is kept as it is (no real-side evaluation)
   p2 = D.refresh_pool(p1, jnp.asarray(2), data, jax.random.key(9),
@@ -166,7 +168,7 @@ def test_pooled_loss_equals_sampled_on_the_full_class(key):
 
 def test_pooled_distill_smoke_and_options(key):
   xs_c, mask = _data()
-  syn0 = B.initialize("herding", key, xs_c, mask, 3)
+  syn0 = init_lib.initialize("herding", key, xs_c, mask, 3)
   cfg = _cfg(syn_batch=2, iterations=7, cfd_real="pooled", cfd_pool_every=3)
   syn, state = D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
   assert int(state.step) == 7 and int(state.cfd_pool["index"]) == 2   # steps 6 // 3
@@ -178,7 +180,7 @@ def test_pooled_distill_smoke_and_options(key):
   dm = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, kind="dm"))
   assert D.distill(syn0, xs_c, mask, dm, key, progress=False)[1].cfd_pool is None
   with pytest.raises(ValueError, match="aug_dropout"):
-    D.make_step(dataclasses.replace(cfg, augment=B.AugmentConfig(jitter=0.1)), 8)
+    D.make_step(dataclasses.replace(cfg, augment=A.AugmentConfig(jitter=0.1)), 8)
   with pytest.raises(ValueError, match="cfd_real"):
     D.make_step(dataclasses.replace(cfg, cfd_real="cached"), 8)
   with pytest.raises(ValueError, match="cfd_pool_every"):

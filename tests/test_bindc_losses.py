@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import bindc_jax as B
+from bindc_jax import distances
+from bindc_jax import init as init_lib
 from bindc_jax import augment as A
 from bindc_jax import losses as L
 
@@ -59,7 +60,7 @@ def np_avdd(real, syn, li=10.0, lc=10.0):
 @pytest.mark.parametrize("mods", [("audio", "vision"), ("audio", "text", "vision")])
 def test_bindc_loss_matches_numpy(key, mods):
   real, syn = _batch(0, mods, 20), _batch(1, mods, 4)
-  t = B.sample_frequencies(key, 32, 6)
+  t = distances.sample_frequencies(key, 32, 6)
   cfg = L.LossConfig()
   total, comps = jax.jit(L.bindc_loss, static_argnums=3)(real, syn, t, cfg)
   ref, uni, cross, joint = np_bindc(real, syn, np.asarray(t, np.float64))
@@ -85,7 +86,7 @@ def test_dm_and_avdd_match_numpy(mods):
 def test_switches_and_scale(key):
   mods = ("audio", "vision")
   real, syn = _batch(4, mods, 10), _batch(5, mods, 2)
-  t = B.sample_frequencies(key, 16, 6)
+  t = distances.sample_frequencies(key, 16, 6)
   base = L.LossConfig()
   _, c = L.bindc_loss(real, syn, t, base)
   for flag, keep in (("use_uni", ("cross", "joint")), ("use_cross", ("uni", "joint")),
@@ -105,7 +106,7 @@ def test_switches_and_scale(key):
 def test_identical_sets_give_small_loss(key):
   mods = ("audio", "text", "vision")
   real = _batch(6, mods, 8)
-  t = B.sample_frequencies(key, 16, 6)
+  t = distances.sample_frequencies(key, 16, 6)
   tot, c = L.bindc_loss(real, real, t, L.LossConfig())
   assert float(c["joint"]) < 1e-5 and float(c["uni"]) < 1e-3
   assert float(L.avdd_loss(real, real)[0]) < 1e-10
@@ -131,7 +132,7 @@ def test_herding_hand_made_case():
   # that best cancels it, never the outlier.
   x = jnp.asarray([[0.1, 0.0], [5.0, 5.0], [-0.3, 0.0], [0.25, 0.0], [-5.05, -5.0]])
   mask = jnp.asarray([True] * 5)
-  idx = np.asarray(B.herding_indices(x, mask, 3))
+  idx = np.asarray(init_lib.herding_indices(x, mask, 3))
   mu = np.asarray(x).mean(0)
   # brute-force greedy reference
   ref, tot = [], np.zeros(2)
@@ -149,22 +150,22 @@ def test_herding_per_class_concat_and_padding():
   labels = np.asarray([0, 1, 0, 1, 1, 0, 2])
   xs = {"audio": r.standard_normal((7, 3)).astype(np.float32),
         "vision": r.standard_normal((7, 2)).astype(np.float32)}
-  xs_c, mask, rows = B.group_by_class(xs, labels, 3)
+  xs_c, mask, rows = init_lib.group_by_class(xs, labels, 3)
   assert mask.sum(1).tolist() == [3, 3, 1]
-  idx = np.asarray(B.herding(xs_c, mask, 2))
+  idx = np.asarray(init_lib.herding(xs_c, mask, 2))
   for c in range(3):
     cat = np.concatenate([xs_c["audio"][c], xs_c["vision"][c]], -1)
-    ref = np.asarray(B.herding_indices(jnp.asarray(cat), jnp.asarray(mask[c]), 2))
+    ref = np.asarray(init_lib.herding_indices(jnp.asarray(cat), jnp.asarray(mask[c]), 2))
     assert idx[c].tolist() == ref.tolist()
     assert mask[c][idx[c]].all()                    # never a padding row (class 2 repeats)
-  syn = B.initialize("herding", jax.random.key(0), xs_c, mask, 2)
+  syn = init_lib.initialize("herding", jax.random.key(0), xs_c, mask, 2)
   np.testing.assert_array_equal(syn["audio"][0, 0], xs["audio"][rows[0, idx[0, 0]]])
-  rnd = np.asarray(B.random_indices(jax.random.key(1), mask, 3))
+  rnd = np.asarray(init_lib.random_indices(jax.random.key(1), mask, 3))
   assert sorted(rnd[0].tolist()) == [0, 1, 2] and mask[2][rnd[2]].all()
-  nz = B.initialize("noise", jax.random.key(2), xs_c, mask, 4)
+  nz = init_lib.initialize("noise", jax.random.key(2), xs_c, mask, 4)
   np.testing.assert_allclose(np.linalg.norm(nz["vision"], axis=-1), 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match="empty classes"):
-    B.group_by_class(xs, labels, 4)
+    init_lib.group_by_class(xs, labels, 4)
 
 
 def test_siamese_augmentation_shares_the_draw(key):

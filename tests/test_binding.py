@@ -166,10 +166,10 @@ import sys
 import numpy as np
 from embed import store as store_lib
 from hopa_jax import experts as ex
-from mmdd_jax import data, reference, rng
+from mmdd_jax import data, heads, rng
 st = store_lib.Store(sys.argv[1])
 xs = data.load_split(st, "train", "features")
-p0 = reference.pretrained_heads(st, st.modalities)
+p0 = heads.pretrained_heads(st, st.modalities)
 cfg = ex.ExpertConfig(num_experts=2, epochs=3, lr=0.1, batch_size=16)
 traj = ex.train_experts(rng.stream(rng.root(0), "experts"), p0, xs, cfg, sys.argv[2])
 import jax

@@ -17,7 +17,6 @@ def test_leading_axis_sharded_over_fake_devices():
 def test_bindc_distill_sharded_over_classes_matches_unsharded(key):
   """4 classes over 4 fake devices (class axis sharded) give the same synthetic set as
   the same run placed on one device."""
-  import bindc_jax as B
   from bindc_jax import distill as D
   from mmdd_jax import sharding as sh
   rng = np.random.default_rng(0)
@@ -25,7 +24,7 @@ def test_bindc_distill_sharded_over_classes_matches_unsharded(key):
   xs = {m: v / np.linalg.norm(v, axis=-1, keepdims=True) for m, v in xs.items()}
   mask = np.ones((4, 12), bool)
   syn0 = {m: jnp.asarray(v[:, :2]) for m, v in xs.items()}
-  cfg = B.DistillConfig(iterations=3, real_batch=8, syn_batch=2, loss=B.method_loss_config("dm"))
+  cfg = D.DistillConfig(iterations=3, real_batch=8, syn_batch=2, loss=D.method_loss_config("dm"))
   a, state = D.distill(syn0, xs, mask, cfg, key, progress=False)
   assert len(state.syn["audio"].sharding.device_set) == 4  # really sharded
   one = sh.mesh(jax.devices()[:1])
