@@ -263,7 +263,8 @@ def _placed(keys, params0, xs, lrs, cfg: EvalConfig, init):
   global mesh (replicated when it does not divide evenly), and the features replicated
   (module docstring)."""
   params = sharding.shard_leading(_init_params(keys, params0, cfg))
-  opt = init(params)
+  # (placed like the epoch program's outputs, so its second call does not recompile)
+  opt = sharding.shard_leading(init(params))
   lrs = sharding.shard_leading(jnp.asarray(lrs, jnp.float32))
   return params, opt, lrs, sharding.replicate(xs)
 
