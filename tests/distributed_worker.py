@@ -114,7 +114,9 @@ def main(argv):
 def _compilation_cache(jax):
   """``$MMDD_TEST_COMPILATION_CACHE``: a persistent compilation cache shared by the
   test's processes (programs this process compiles more than once, e.g. a jit rebuilt per
-  call, and those another process compiled before, come from it: same executables)."""
+  call, and those another process compiled before, come from it: same executables).
+  (``jax_share_binary_between_hosts``, process 0 handing its executables to the others,
+  hung a 2-process run here on 2026-12-01: not used.)"""
   d = os.environ.get("MMDD_TEST_COMPILATION_CACHE")
   if d:
     jax.config.update("jax_compilation_cache_dir", d)

@@ -137,6 +137,10 @@ def launch(tmp_path_factory):
     g.start(f"kill{i}", cmd, log(f"kill{i}"))
   try:
     codes = {"kill1": g.wait("kill1")}
+    if codes["kill1"] != distributed_worker.KILLED_EXIT:
+      pytest.fail(f"kill1: expected exit {distributed_worker.KILLED_EXIT} (killed as the "
+                  f"distillation starts), found {codes['kill1']}:\n{_tail(log('kill1'))}\n"
+                  f"kill0:\n{_tail(log('kill0'))}")
     t = time.monotonic()
     while g.procs["kill0"][0].poll() is None and time.monotonic() - t < GRACE_S:
       time.sleep(0.2)
