@@ -55,12 +55,15 @@ Sharded evaluation (:mod:`mmdd_jax.sharding`): the run axis of every vmapped pro
 the ``len(lrs)`` probes of the lr grid, then the ``runs`` runs — is split over the
 global mesh (every device of every process, :mod:`mmdd_jax.distributed`) when it
 divides the device count evenly, and replicated otherwise; the training and
-validation features are replicated. Each device trains its own runs with the same
-arithmetic (vmapped runs never mix), so results do not depend on the number of devices
-or processes (tests/test_distributed.py); the ``[runs]`` losses and validation scores
-come back to every process (:func:`mmdd_jax.distributed.to_host`), which then takes
-the same early-stopping decisions, and the selected heads are gathered to the host
-before the test split is scored. One device: a no-op placement.
+validation features are replicated. Each device trains its own runs (vmapped runs
+never mix): two processes give bit-identical results to one process on the same mesh
+(tests/test_distributed.py), and a 4-device mesh gave the 1-device results bit for bit
+in the case measured (docs/runs.md) — not guaranteed for every shape, since XLA may
+compile a run's reductions differently for another number of runs per device. The
+``[runs]`` losses and validation scores come back to every process
+(:func:`mmdd_jax.distributed.to_host`), which then takes the same early-stopping
+decisions, and the selected heads are gathered to the host before the test split is
+scored. One device: a no-op placement.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ Random and every distilled set alike.
 
 The run axis of :func:`fit_runs` is split over the global mesh (every device of every
 process) when it divides the device count evenly, replicated otherwise
-(:mod:`mmdd_jax.sharding`); runs never mix, so the accuracies do not depend on the
-device or process count.
+(:mod:`mmdd_jax.sharding`). Runs never mix, so two processes give the accuracies of one
+process on the same mesh bit for bit; on another device count the heads can differ in
+the last bits (XLA compiles the bias gradients' batch reduction differently for another
+number of runs per device; measured in docs/runs.md).
 """
 
 from __future__ import annotations
@@ -126,8 +128,7 @@ def fit_runs(key: jax.Array, train_xs: Mapping, train_y, num_classes: int, *, ru
   dims = {m: v.shape[1] for m, v in train_xs.items()}
   keys = jax.random.split(key, runs)
   p0 = jax.vmap(lambda k: init_head(head, k, dims, num_classes, hidden))(keys)
-  # the run axis split over the global mesh when it divides evenly (mmdd_jax.sharding;
-  # vmapped runs never mix, so the results do not depend on the device count)
+  # the run axis split over the global mesh when it divides evenly (module docstring)
   p0, data = sharding.shard_leading(p0), sharding.replicate((train_xs, ty))
   out = jax.vmap(fit, in_axes=(0, None, 0))(p0, data, keys)
   return out[0], (distributed.to_host(out[2]) if track is not None else None)

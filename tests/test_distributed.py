@@ -19,7 +19,10 @@ The resumed run must give **bit-identical** results and outputs to the uninterru
 reference (same arithmetic on the same mesh; the cross-process all-reduce sums two
 values in the same order), and only process 0 may write the workdir, in the killed run
 and in the resumed one. Every subprocess runs under a timeout, so a hung collective
-fails the test instead of hanging CI.
+fails the test instead of hanging CI. Cost: the subprocesses spend most of their time
+compiling; they share one persistent compilation cache (a program compiled twice comes
+from it the second time — the same executable), and the killed run's experts are the
+resumed run's, so the kill and resume add one short launch.
 """
 
 import json
