@@ -28,7 +28,7 @@ import ml_collections
 
 from bindc_jax import run
 from embed.store import atomic_write_text
-from mmdd_jax import data as data_lib
+from mmdd_jax import data as data_lib, distributed
 from mmdd_jax import results as results_lib
 from mmdd_jax import workdir as workdir_lib
 
@@ -110,7 +110,7 @@ def run_tables(config: ml_collections.ConfigDict, workdir: str, *, budget: str =
     raise ValueError(f"only: expected group names from {[g for g, _ in GROUPS]}, "
                      f"found {unknown}")
   cfgs = {g: group_config(config, g, budget) for g, _ in GROUPS if not only or g in only}
-  os.makedirs(workdir, exist_ok=True)
+  distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
   for group, cfg in cfgs.items():
     t0 = time.time()
     run.train_and_evaluate(cfg, os.path.join(workdir, group), fresh=fresh)
@@ -210,6 +210,9 @@ def write_tables(workdir: str, budget: str, scale: float = 1.0,
                    f"{_lr(a10, m).strip('–')} |")
     lines.append("")
   md = "\n".join(lines)
-  os.makedirs(workdir, exist_ok=True)
-  atomic_write_text(os.path.join(workdir, "tables.md"), md + "\n")
+
+  def write():   # several processes: the writer's file, the others wait
+    os.makedirs(workdir, exist_ok=True)
+    atomic_write_text(os.path.join(workdir, "tables.md"), md + "\n")
+  distributed.on_writer(write, f"writing {os.path.join(workdir, 'tables.md')}")
   return md

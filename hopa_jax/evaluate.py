@@ -50,6 +50,20 @@ rule (lr grid, early stopping on validation) is the same for every head.
 
 All runs of one lr are one vmapped, jitted epoch program; the host loop over epochs
 only syncs the ``[runs]`` validation scores.
+
+Sharded evaluation (:mod:`mmdd_jax.sharding`): the run axis of every vmapped program —
+the ``len(lrs)`` probes of the lr grid, then the ``runs`` runs — is split over the
+global mesh (every device of every process, :mod:`mmdd_jax.distributed`) when it
+divides the device count evenly, and replicated otherwise; the training and
+validation features are replicated. Each device trains its own runs (vmapped runs
+never mix): two processes give bit-identical results to one process on the same mesh
+(tests/test_distributed.py), and a 4-device mesh gave the 1-device results bit for bit
+in the case measured (docs/runs.md) — not guaranteed for every shape, since XLA may
+compile a run's reductions differently for another number of runs per device. The
+``[runs]`` losses and validation scores come back to every process
+(:func:`mmdd_jax.distributed.to_host`), which then takes the same early-stopping
+decisions, and the selected heads are gathered to the host before the test split is
+scored. One device: a no-op placement.
 """
 
 from __future__ import annotations
@@ -65,7 +79,7 @@ import optax
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import data, rng
+from mmdd_jax import data, distributed, rng, sharding
 from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
@@ -210,9 +224,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   n = int(next(iter(xs.values())).shape[0])
   init, epoch = make_trainer(loss_fn, n, cfg)
   score = make_val_scorer(val_xs)
-  params = _init_params(keys, params0, cfg)
-  opt = init(params)
-  lrs = jnp.asarray(lrs, jnp.float32)
+  params, opt, lrs, xs = _placed(keys, params0, xs, lrs, cfg, init)
   r = len(keys)
   best = jax.tree_util.tree_map(jnp.copy, params)
   best_val = np.full(r, -np.inf)
@@ -220,7 +232,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   waited = np.zeros(r, np.int64)
   history = [[] for _ in range(r)]   # per run: the validation scores of its checks so far
   bar = None
-  if progress:
+  if progress and distributed.is_writer():
     from tqdm.auto import tqdm
     bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", leave=False)
   for e in range(cfg.max_epochs):
@@ -229,25 +241,41 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
       bar.update(1)
     if (e + 1) % cfg.val_every and e + 1 != cfg.max_epochs:
       continue
-    losses = np.asarray(losses)
+    losses = distributed.to_host(losses)
     if not np.all(np.isfinite(losses)):
       raise FloatingPointError(f"evaluate: non-finite training loss at epoch {e + 1} "
-                               f"(lrs {np.asarray(lrs).tolist()}): {losses.tolist()}")
-    s = np.asarray(score(params))
+                               f"(lrs {distributed.to_host(lrs).tolist()}): {losses.tolist()}")
+    s = distributed.to_host(score(params))
     for h, v in zip(history, s):
       h.append(v)
     improved = np.array([data.first_best(h, tol=0.0) == len(h) - 1 for h in history])
     best_val = np.where(improved, s, best_val)
     best_epoch = np.where(improved, e + 1, best_epoch)
     waited = np.where(improved, 0, waited + 1)
-    imp = jnp.asarray(improved)
-    best = jax.tree_util.tree_map(
-        lambda b, p: jnp.where(imp.reshape((-1,) + (1,) * (p.ndim - 1)), p, b), best, params)
+    best = _keep_improved(sharding.shard_leading(improved), best, params)
     if np.all(waited >= cfg.patience):
       break
   if bar is not None:
     bar.close()
   return best, best_val, best_epoch
+
+
+@jax.jit
+def _keep_improved(imp, best, params):
+  """``best`` with the runs where ``imp`` holds replaced by ``params``."""
+  return jax.tree_util.tree_map(
+      lambda b, p: jnp.where(imp.reshape((-1,) + (1,) * (p.ndim - 1)), p, b), best, params)
+
+
+def _placed(keys, params0, xs, lrs, cfg: EvalConfig, init):
+  """The runs' initial heads, optimizer state and lrs with the run axis split over the
+  global mesh (replicated when it does not divide evenly), and the features replicated
+  (module docstring)."""
+  params = sharding.shard_leading(_init_params(keys, params0, cfg))
+  # (placed like the epoch program's outputs, so its second call does not recompile)
+  opt = sharding.shard_leading(init(params))
+  lrs = sharding.shard_leading(jnp.asarray(lrs, jnp.float32))
+  return params, opt, lrs, sharding.replicate(xs)
 
 
 def select_lr(key, params0, xs, val_xs, cfg: EvalConfig, loss_fn, *, progress=False):
@@ -290,6 +318,7 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
     params = paper_runs(keys, params0, xs, lr, cfg, loss_fn)
     out["epochs"] = [cfg.epochs] * cfg.runs
   out["lr"] = lr
+  params = distributed.to_host(params)   # the runs' heads on every process
   out["runs"] = [heads_lib.evaluate_heads_retrieval(
       jax.tree_util.tree_map(lambda a: a[r], params), test_xs)[0] for r in range(cfg.runs)]
   return out
@@ -299,13 +328,12 @@ def paper_runs(keys, params0, xs, lr: float, cfg: EvalConfig, loss_fn):
   """SPEC §3.6's fixed protocol: ``epochs`` epochs, ×0.1 at the halfway epoch."""
   n = int(next(iter(xs.values())).shape[0])
   init, epoch = make_trainer(loss_fn, n, cfg)
-  params = _init_params(keys, params0, cfg)
-  opt = init(params)
+  params, opt, _, xs = _placed(keys, params0, xs, [lr] * len(keys), cfg, init)
   for e in range(cfg.epochs):
     lr_e = lr * (0.1 if e >= cfg.epochs // 2 and cfg.epochs > 1 else 1.0)
-    params, opt, losses = epoch(params, opt, keys, jnp.asarray(e, jnp.int32),
-                                jnp.full((len(keys),), lr_e, jnp.float32), xs)
-  losses = np.asarray(losses)
+    lrs = sharding.shard_leading(jnp.full((len(keys),), lr_e, jnp.float32))
+    params, opt, losses = epoch(params, opt, keys, jnp.asarray(e, jnp.int32), lrs, xs)
+  losses = distributed.to_host(losses)
   if not np.all(np.isfinite(losses)):
     raise FloatingPointError(f"evaluate: non-finite training loss (lr={lr}): {losses}")
   return params

@@ -18,7 +18,7 @@ from absl import logging
 from hopa_jax import distill as dl
 from embed import store as store_lib
 from mmdd_jax import data as data_lib
-from mmdd_jax import results
+from mmdd_jax import distributed, results
 from mmdd_jax import workdir as workdir_lib
 
 PAPER_METHODS = ("zero_shot", "full", "random", "mtt_vl", "tesla", "lors", "repblend", "hopa")
@@ -157,10 +157,13 @@ def write_table(workdir: str, rows, title: str) -> str:
                  f"{'' if eta is None else f'{eta:.4g}'} | "
                  f"{sum(r['time_s'].values()) / 60:.1f} |")
   md += "\n".join(lines) + "\n"
-  results.atomic_write_text(os.path.join(workdir, "table.md"), md)
-  results.atomic_write_json(os.path.join(workdir, "table.json"), results.jsonable(rows))
-  if rows:
-    plot(rows, os.path.join(workdir, "avg_r1.png"))
+
+  def write():   # several processes: the writer's files, the others wait
+    results.atomic_write_text(os.path.join(workdir, "table.md"), md)
+    results.atomic_write_json(os.path.join(workdir, "table.json"), results.jsonable(rows))
+    if rows:
+      plot(rows, os.path.join(workdir, "avg_r1.png"))
+  distributed.on_writer(write, f"writing {os.path.join(workdir, 'table.md')}")
   return md
 
 
@@ -168,7 +171,7 @@ def run_table(config, workdir: str, methods: str = "paper", ns=(100,), *,
               tables_only: bool = False) -> str:
   """Every row of ``methods`` (:func:`methods_of`) at every ``n``; returns the table."""
   from hopa_jax import run
-  os.makedirs(workdir, exist_ok=True)
+  distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
   rows = rows_for(config, workdir, methods_of(methods), list(ns),
                   None if tables_only else run.train_and_evaluate)
   return write_table(workdir, rows, f"{config.dataset}: retrieval (%)")

@@ -16,6 +16,13 @@ is chosen, and the same heads
 (same keys, so the same first epochs) are retrained for exactly that many epochs and
 evaluated once on the test rows. The rule names no method: it is applied to Full,
 Random and every distilled set alike.
+
+The run axis of :func:`fit_runs` is split over the global mesh (every device of every
+process) when it divides the device count evenly, replicated otherwise
+(:mod:`mmdd_jax.sharding`). Runs never mix, so two processes give the accuracies of one
+process on the same mesh bit for bit; on another device count the heads can differ in
+the last bits (XLA compiles the bias gradients' batch reduction differently for another
+number of runs per device; measured in docs/runs.md).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmdd_jax import data, retrieval, train
+from mmdd_jax import data, distributed, retrieval, sharding, train
 
 
 def init_linear(key: jax.Array, dims: Mapping[str, int], num_classes: int) -> dict:
@@ -121,14 +128,16 @@ def fit_runs(key: jax.Array, train_xs: Mapping, train_y, num_classes: int, *, ru
   dims = {m: v.shape[1] for m, v in train_xs.items()}
   keys = jax.random.split(key, runs)
   p0 = jax.vmap(lambda k: init_head(head, k, dims, num_classes, hidden))(keys)
-  out = jax.vmap(fit, in_axes=(0, None, 0))(p0, (train_xs, ty), keys)
-  return out[0], (np.asarray(out[2]) if track is not None else None)
+  # the run axis split over the global mesh when it divides evenly (module docstring)
+  p0, data = sharding.shard_leading(p0), sharding.replicate((train_xs, ty))
+  out = jax.vmap(fit, in_axes=(0, None, 0))(p0, data, keys)
+  return out[0], (distributed.to_host(out[2]) if track is not None else None)
 
 
 def test_accuracies(params, test_xs: Mapping, test_y) -> list[float]:
   """Accuracies (%) of vmapped ``params`` (leading axis = runs) on the test rows."""
-  proba = jax.vmap(predict_proba, in_axes=(0, None))(params, _as_f32(test_xs))
-  return [accuracy(np.asarray(p), np.asarray(test_y)) for p in proba]
+  proba = distributed.to_host(jax.vmap(predict_proba, in_axes=(0, None))(params, _as_f32(test_xs)))
+  return [accuracy(p, np.asarray(test_y)) for p in proba]
 
 
 def evaluate_runs(key: jax.Array, train_xs: Mapping, train_y, test_xs: Mapping, test_y,

@@ -1,21 +1,37 @@
 """Multi-process runs (mmdd_jax.distributed) and the row-per-job sweep.
 
-The 2-process tests launch ``tests/distributed_worker.py`` on this machine: two
-processes of one CPU device each (loopback coordinator on a free port, gloo collectives)
-and, beside them, the reference — one process on two fake CPU devices, the same 2-device
-mesh. HoPA (experts sharded over the processes, distillation with
-``trajectories_per_iter=2``: the two segments split over the processes, evaluation) and
-ImageBindDC (classes sharded over the processes) must give **bit-identical** results
-and outputs (same arithmetic on the same mesh; the cross-process all-reduce sums two
-values in the same order), and only process 0 may write the workdir. Every subprocess
-runs under a timeout, so a hung collective fails the test instead of hanging CI.
+One shared launch (:func:`launch`) runs every subprocess these tests read, at once where
+they are independent, on small stores (the simulator's shapes with feature and embedding
+dimensions cut to tens: the checks are equalities between topologies, not numbers):
+
+* the **reference**: ``tests/distributed_worker.py`` alone on two fake CPU devices (the
+  same 2-device mesh as two processes of one device each), uninterrupted;
+* a **killed** 2-process run (loopback coordinator on a free port, gloo collectives):
+  HoPA's experts are trained sharded over the two processes and saved, then process 1
+  dies as the distillation starts and the test kills process 0, as a launcher would;
+* the **resumed** 2-process run in the same workdir: HoPA resumes (the experts are read,
+  not retrained; distillation with ``trajectories_per_iter=2``: the two segments split
+  over the processes; the evaluation's lr grid and runs sharded), then ImageBindDC
+  (classes and evaluation runs sharded) and a ``paper``-protocol evaluation;
+* two independent single-process **sweep jobs** (``only=1/2``, ``only=2/2``).
+
+The resumed run must give **bit-identical** results and outputs to the uninterrupted
+reference (same arithmetic on the same mesh; the cross-process all-reduce sums two
+values in the same order), and only process 0 may write the workdir, in the killed run
+and in the resumed one. Every subprocess runs under a timeout, so a hung collective
+fails the test instead of hanging CI. Cost: the subprocesses spend most of their time
+compiling; they share one persistent compilation cache (a program compiled twice comes
+from it the second time — the same executable), and the killed run's experts are the
+resumed run's, so the kill and resume add one short launch.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +42,11 @@ from mmdd_jax import distributed, workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
-TIMEOUT_S = 420   # the whole group; a healthy run takes well under a minute on 2 idle cores
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import distributed_worker  # noqa: E402
+
+TIMEOUT_S = 480   # the whole launch; a healthy one takes about a minute on 2 idle cores
+GRACE_S = 5       # how long process 0 may outlive the killed process 1 before it is killed
 
 
 def _free_port() -> int:
@@ -35,38 +55,53 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _env():
+def _env(cache=None):
   env = {k: v for k, v in os.environ.items()
          if k not in ("XLA_FLAGS", distributed.ENV_ADDRESS, distributed.ENV_NUM, distributed.ENV_ID)
          and not k.startswith(("SLURM_", "OMPI_"))}
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   env["JAX_PLATFORMS"] = "cpu"
+  env.pop("MMDD_TEST_COMPILATION_CACHE", None)
+  if cache:
+    env["MMDD_TEST_COMPILATION_CACHE"] = str(cache)
   return env
 
 
-def _run_all(cmds, logs, timeout=TIMEOUT_S):
-  """Starts every command, waits for all within ``timeout`` (killing all on expiry);
-  returns the exit codes."""
-  procs = []
-  for cmd, log in zip(cmds, logs):
+class _Group:
+  """Subprocesses started together, each logging to its own file, under one deadline."""
+
+  def __init__(self, deadline, cache=None):
+    self.deadline, self.procs, self.cache = deadline, {}, cache
+
+  def start(self, name, cmd, log):
     f = open(log, "w")
-    procs.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(),
-                                   cwd=ROOT, start_new_session=True), f))
-  codes = []
-  try:
-    for p, _ in procs:
-      codes.append(p.wait(timeout=timeout))
-  except subprocess.TimeoutExpired:
-    for p, _ in procs:
-      if p.poll() is None:
-        p.kill()
-    pytest.fail(f"a process did not finish within {timeout} s (hung collective?); logs: {logs}")
-  finally:
-    for p, f in procs:
-      if p.poll() is None:
-        p.kill()
-      f.close()
-  return codes
+    self.procs[name] = (subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                         env=_env(self.cache),
+                                         cwd=ROOT, start_new_session=True), f, log)
+
+  def wait(self, name):
+    p, f, log = self.procs[name]
+    try:
+      return p.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      self.kill_all()
+      pytest.fail(f"{name} did not finish within {TIMEOUT_S} s (hung collective?); "
+                  f"log {log}:\n{_tail(log)}")
+    finally:
+      if p.poll() is not None:
+        f.close()
+
+  def kill(self, name):
+    p, f, _ = self.procs[name]
+    if p.poll() is None:
+      os.killpg(p.pid, signal.SIGKILL)
+    code = p.wait()
+    f.close()
+    return code
+
+  def kill_all(self):
+    for name in self.procs:
+      self.kill(name)
 
 
 def _tail(path, n=25):
@@ -74,73 +109,133 @@ def _tail(path, n=25):
     return "".join(f.readlines()[-n:])
 
 
+def _small_store(dataset, out):
+  """The simulator's store at scale 0.02 with feature/embedding dims cut to tens."""
+  from embed import simulate
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(simulate, "EMBED_DIM", 64)
+    mp.setattr(simulate, "FEATURE_DIMS", {"vision": 40, "audio": 24, "text": 32, "depth": 16})
+    return simulate.simulate(dataset, str(out), scale=0.02, seed=0)
+
+
 @pytest.fixture(scope="module")
-def two_process_runs(tiny_store, tiny_cls_store, tmp_path_factory):
+def launch(tmp_path_factory):
   d = tmp_path_factory.mktemp("dist")
+  hopa_store = _small_store("msrvtt_sim", d / "stores" / "msrvtt")
+  cls_store = _small_store("vggs10k_sim", d / "stores" / "vggs10k")
+  stores = [hopa_store.root, cls_store.root]
+  w = [sys.executable, WORKER]
+  pair = lambda args, port: [w + args + [f"127.0.0.1:{port}", "2", str(i)] for i in (0, 1)]
+  # One persistent compilation cache for the launch: most of a worker's time is XLA
+  # compiling, and a program compiled twice (a jit rebuilt per call, the same program in
+  # another process) comes from it the second time — the same executable, so the same
+  # numbers; it only saves time.
+  g = _Group(time.monotonic() + TIMEOUT_S, cache=d / "compilation_cache")
+  log = lambda n: str(d / f"{n}.log")
+  g.start("one", w + [str(d / "one"), *stores, str(d / "out1")], log("one"))
+  for k in (1, 2):
+    g.start(f"job{k}", w + ["--sweep", str(d / "sweep"), hopa_store.root, f"{k}/2"], log(f"job{k}"))
   port = _free_port()
-  addr = f"127.0.0.1:{port}"
-  common = [sys.executable, WORKER]
-  stores = [tiny_store.root, tiny_cls_store.root]
-  cmds = [common + [str(d / "one"), *stores, str(d / "out1")],
-          common + [str(d / "two"), *stores, str(d / "out2"), addr, "2", "0"],
-          common + [str(d / "two"), *stores, str(d / "out2"), addr, "2", "1"]]
-  logs = [str(d / f"{n}.log") for n in ("one", "p0", "p1")]
-  codes = _run_all(cmds, logs)
-  for code, log in zip(codes, logs):
-    assert code == 0, f"{log} (exit {code}):\n{_tail(log)}"
+  for i, cmd in enumerate(pair(["--kill", str(d / "two"), *stores, str(d / "killed")], port)):
+    g.start(f"kill{i}", cmd, log(f"kill{i}"))
+  try:
+    codes = {"kill1": g.wait("kill1")}
+    if codes["kill1"] != distributed_worker.KILLED_EXIT:
+      pytest.fail(f"kill1: expected exit {distributed_worker.KILLED_EXIT} (killed as the "
+                  f"distillation starts), found {codes['kill1']}:\n{_tail(log('kill1'))}\n"
+                  f"kill0:\n{_tail(log('kill0'))}")
+    t = time.monotonic()
+    while g.procs["kill0"][0].poll() is None and time.monotonic() - t < GRACE_S:
+      time.sleep(0.2)
+    codes["kill0"] = g.kill("kill0")
+    killed = {"hopa": sorted(os.listdir(d / "two" / "hopa")),
+              "experts": sorted(os.listdir(d / "two" / "hopa" / "experts"))}
+    port = _free_port()
+    for i, cmd in enumerate(pair([str(d / "two"), *stores, str(d / "out2")], port)):
+      g.start(f"p{i}", cmd, log(f"p{i}"))
+    for name in ("one", "p0", "p1", "job1", "job2"):
+      codes[name] = g.wait(name)
+  finally:
+    g.kill_all()
+  for name in ("one", "p0", "p1", "job1", "job2"):
+    assert codes[name] == 0, f"{name} (exit {codes[name]}):\n{_tail(log(name))}"
   read = lambda p: json.load(open(p))
   return {"one": read(d / "out1" / "0.json"), "p0": read(d / "out2" / "0.json"),
-          "p1": read(d / "out2" / "1.json"), "dir": d}
+          "p1": read(d / "out2" / "1.json"), "killed_p1": read(d / "killed" / "1.json"),
+          "codes": codes, "killed": killed, "dir": d, "store": hopa_store.root,
+          "logs": {k: log(k) for k in ("job1", "job2", "p0", "p1")}}
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process(two_process_runs):
-  one, p0, p1 = (two_process_runs[k] for k in ("one", "p0", "p1"))
+def test_two_processes_equal_one_process(launch):
+  one, p0, p1 = (launch[k] for k in ("one", "p0", "p1"))
   assert one["process_count"] == 1 and p0["process_count"] == p1["process_count"] == 2
   assert (p0["process_index"], p1["process_index"]) == (0, 1)
-  for task in ("hopa", "bindc"):
+  for task in ("hopa", "bindc", "paper_eval"):
     assert p0[task] == p1[task], task                # every process holds the same result
     assert p0[task] == one[task], task               # bit-identical to one process
   # the experts really were sharded and the run really used two segments per iteration
-  hopa = two_process_runs["dir"] / "two" / "hopa"
+  hopa = launch["dir"] / "two" / "hopa"
   recs = [json.loads(l) for l in open(hopa / "metrics.jsonl")]
   dist = [r for r in recs if r.get("stage") == "distill"]
   assert dist and all(len(r["expert"]) == 2 and len(r["start"]) == 2 for r in dist)
   assert [len(r["loss"]) for r in recs if r.get("stage") == "experts"] == [2, 2]
+  # the evaluations ran (and were sharded: two runs, a two-lr grid, over two devices)
+  res = json.load(open(hopa / "results.json"))[0]
+  assert res["runs"] == 2 and len(res["eval"]["lr_grid"]) == 2
+  assert len(p0["paper_eval"]["runs"]) == 2 and p0["paper_eval"]["runs"][0] != p0["paper_eval"]["runs"][1]
+  bindc = json.load(open(launch["dir"] / "two" / "bindc" / "results.json"))
+  assert all(r["runs"] == 2 for r in bindc)
 
 
 @pytest.mark.slow
-def test_only_process_0_writes(two_process_runs):
-  # Process 1's only writes are its part of Orbax's multi-process checkpoint protocol.
-  others = [w for w in two_process_runs["p1"]["writes"]
-            if not w.endswith("/array_metadatas/process_1")]
-  assert others == []
-  assert two_process_runs["p1"]["writes"]          # (the recorder did see them)
+def test_killed_process_leaves_the_workdir_resumable(launch):
+  """Process 1 died after the experts were saved (process 0 then killed): no result, the
+  experts complete; the rerun with two processes resumed without retraining the experts
+  and gave the uninterrupted run's results (:func:`test_two_processes_equal_one_process`
+  compares the rows and digests)."""
+  assert launch["codes"]["kill1"] == distributed_worker.KILLED_EXIT
+  assert launch["codes"]["kill0"] != 0
+  assert "results.json" not in launch["killed"]["hopa"] and "distilled" not in launch["killed"]["hopa"]
+  assert "expert_config.json" in launch["killed"]["experts"]
+  assert {"0", "1", "2"} <= set(launch["killed"]["experts"])      # epochs 0 (initial), 1, 2
+  hopa = launch["dir"] / "two" / "hopa"
+  recs = [json.loads(l) for l in open(hopa / "metrics.jsonl")]
+  assert [r["step"] for r in recs if r.get("stage") == "experts"] == [1, 2]  # once each
+  assert [r["step"] for r in recs if r.get("stage") == "distill"] == [2]   # log_every ≥ 2
+  assert sum(r.get("stage") == "result" for r in recs) == 1
+  # the experts were read, not retrained: the resumed run wrote no experts checkpoint
+  assert not any(w.startswith("hopa/experts/") for w in launch["p0"]["writes"])
+  assert launch["p0"]["hopa"] == launch["one"]["hopa"]
+
+
+def _not_orbax(writes):
+  """Writes other than a process's part of Orbax's multi-process checkpoint protocol."""
+  return [w for w in writes if not w.endswith("/array_metadatas/process_1")]
+
+
+@pytest.mark.slow
+def test_only_process_0_writes(launch):
+  for rec in (launch["killed_p1"], launch["p1"]):
+    assert rec["writes"] and _not_orbax(rec["writes"]) == []    # (the recorder did see them)
   for task in ("hopa", "bindc"):
-    assert any(w.startswith(f"{task}/results.json") or w == f"{task}/results.json"
-               for w in two_process_runs["p0"]["writes"])
-  # and the workdir is the same as a one-process run's (a rerun reads it: finished)
-  one, two = two_process_runs["dir"] / "one", two_process_runs["dir"] / "two"
+    assert f"{task}/results.json" in launch["p0"]["writes"]
+  # and the workdir is bound as a one-process run's (a rerun reads it: finished)
+  one, two = launch["dir"] / "one", launch["dir"] / "two"
   for task in ("hopa", "bindc"):
     a, b = json.load(open(one / task / "config.json")), json.load(open(two / task / "config.json"))
     assert a["fingerprint"] == b["fingerprint"]  # the topology is not part of the binding
 
 
 @pytest.mark.slow
-def test_row_per_job_sweep_shares_experts(tiny_store, tmp_path):
-  """Two independent sweep jobs (only=1/2, only=2/2) run disjoint rows at the same time
-  against one shared experts directory: one trains the experts, the other waits on its
-  lock and reads them; the merge step (sweep.cells) sees every row."""
-  sys.path.insert(0, os.path.join(ROOT, "tests"))
-  import distributed_worker
+def test_row_per_job_sweep_shares_experts(launch):
+  """Two independent sweep jobs (only=1/2, only=2/2) ran disjoint rows at the same time
+  against one shared experts directory: one trained the experts, the other waited on its
+  lock and read them; the merge step (sweep.cells) sees every row."""
   from hopa_jax import sweep
-  wd = str(tmp_path / "sweep")
-  cmds = [[sys.executable, WORKER, "--sweep", wd, tiny_store.root, f"{k}/2"] for k in (1, 2)]
-  logs = [str(tmp_path / f"job{k}.log") for k in (1, 2)]
-  codes = _run_all(cmds, logs)
-  for code, log in zip(codes, logs):
-    assert code == 0, f"{log} (exit {code}):\n{_tail(log)}"
-  c = distributed_worker.sweep_config(tiny_store.root)
+  wd = str(launch["dir"] / "sweep")
+  logs = [launch["logs"][k] for k in ("job1", "job2")]
+  c = distributed_worker.sweep_config(launch["store"])
   rows = [r for r in sweep.plan(c) if r.kind == "train"]
   ran = [[r.path for r in rows if f"running in {os.path.join(wd, r.path)}" in open(log).read()]
          for log in logs]
@@ -241,3 +336,32 @@ def test_trajectories_per_iter_averages_segments(key):
   np.testing.assert_allclose(float(m["grad_syn"]),
                              float(jnp.sqrt(sum(jnp.sum(v ** 2) for v in g_mean[0].values()))),
                              rtol=1e-5)
+
+
+def test_table_writers_write_on_the_writer_only(tmp_path, monkeypatch):
+  """hopa_jax.table, bindc_jax.tables and the sweep's merge step, run as process 1 of 2
+  (the distributed runtime simulated: process 0 reported no error), write nothing; as
+  the writer they write their files."""
+  from bindc_jax import tables as bindc_tables
+  from hopa_jax import sweep, table
+  from mmdd_jax import results
+  run = {"a→b": {"R@1": 10.0, "R@5": 30.0, "R@10": 50.0}}
+  rows = [results.make_results(dataset="d", method="hopa", n_syn=8, config={},
+                               retrieval_runs=[run], time_s={"eval": 1.0})]
+  sc = distributed_worker.sweep_config("unused")
+
+  def write_all(d):
+    table.write_table(str(d / "hopa"), rows, "t")
+    bindc_tables.write_tables(str(d / "bindc"), "reduced")
+    sweep.write_outputs(sc, str(d / "sweep"), sweep.plan(sc))
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+  (tmp_path / "writer" / "hopa").mkdir(parents=True)
+  wrote = write_all(tmp_path / "writer")
+  assert {"hopa/table.md", "hopa/table.json", "hopa/avg_r1.png", "bindc/tables.md",
+          "sweep/results_cells.json"} <= set(wrote)
+  monkeypatch.setattr(distributed, "process_count", lambda: 2)
+  monkeypatch.setattr(distributed, "process_index", lambda: 1)
+  monkeypatch.setattr(distributed, "broadcast", lambda v: np.zeros_like(np.asarray(v)))
+  (tmp_path / "other" / "hopa").mkdir(parents=True)
+  assert write_all(tmp_path / "other") == []
