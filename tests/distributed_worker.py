@@ -214,9 +214,9 @@ def _paper_eval(store):
   import jax
   from embed import store as store_lib
   from hopa_jax import evaluate as ev
-  from mmdd_jax import data, reference
+  from mmdd_jax import data, heads
   st = store_lib.Store(store)
-  p0 = reference.pretrained_heads(st, st.modalities)
+  p0 = heads.pretrained_heads(st, st.modalities)
   xs = {m: v[:8] for m, v in data.load_split(st, "train", "features", st.modalities).items()}
   test = data.load_split(st, "test", "features", st.modalities)
   cfg = ev.EvalConfig(protocol="paper", runs=2, epochs=2, batch_size=4)
