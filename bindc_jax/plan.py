@@ -23,6 +23,7 @@ from bindc_jax import losses as loss_lib
 from hopa_jax.plan import as_dict
 from mmdd_jax import classification
 from mmdd_jax import keys
+from mmdd_jax import workdir as workdir_lib
 
 KEYS = {
     "dataset": ("vggs10k_sim", None, "store directory or simulator name with class labels "
@@ -40,7 +41,7 @@ KEYS = {
              "evaluation)"),
     "init": ("herding", ("herding", "random", "noise"), "initialisation of the optimised "
              "methods: herding | random | noise"),
-    "val_frac": (0.1, ">=0", "stratified validation split carved from train; every selection "
+    "val_fraction": (0.1, ">=0", "stratified validation split carved from train; every selection "
                  "reads only it (0: none, SPEC's fixed epochs and rates; needs "
                  "select.enabled=False)"),
     "distill.iterations": (2000, ">=1", "distillation steps (SPEC: 2000)"),
@@ -87,7 +88,7 @@ KEYS = {
     "eval.epochs": (30, ">=1", "epochs (with a validation split: the upper bound of the "
                     "choice)"),
     "eval.lr": (1e-3, ">0", "Adam rate of the heads"),
-    "eval.batch": (256, ">=1", "evaluation batch size"),
+    "eval.batch_size": (256, ">=1", "evaluation batch size"),
     "eval.min_steps": (300, ">=0", "raise the epochs so every set gets at least this many "
                        "steps"),
     "log_every": (100, ">=1", "steps between metrics records and NaN checks"),
@@ -148,16 +149,17 @@ def check_config(c) -> None:
   if not d["select"]["grid"] or min(d["select"]["grid"]) <= 0:
     raise ValueError("config key 'select.grid': expected positive learning rates, found "
                      f"{list(d['select']['grid'])}")
-  if d["select"]["enabled"] and d["val_frac"] <= 0:
+  if d["select"]["enabled"] and d["val_fraction"] <= 0:
     raise ValueError("config key 'select.enabled': the selection rule needs a validation "
-                     f"split (val_frac > 0), found val_frac={d['val_frac']}")
+                     f"split (val_fraction > 0), found val_fraction={d['val_fraction']}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """An ImageBindDC run, resolved and checked: ``distill`` maps each method to its loop
   config (None: a selection method or ``full``); ``config`` is the config as data
-  (what the workdir is bound to and results.json records)."""
+  (what the workdir is bound to and results.json records, under the key names of
+  :data:`mmdd_jax.workdir.RENAMED`)."""
   config: dict
   store: dict                  # mmdd_jax.data.resolve_store's keyword arguments
   dataset: str
@@ -166,7 +168,7 @@ class Plan:
   modalities: tuple
   ipc: int
   init: str
-  val_frac: float
+  val_fraction: float
   distill: dict
   iterations: int              # distill.iterations (the selection's cap, the manifest)
   select: bool
@@ -187,15 +189,15 @@ def resolve(config: Any) -> Plan:
   names = tuple(methods(d))
   e, s = d["eval"], d["select"]
   return Plan(
-      config=d, store=dict(dataset=d["dataset"], scale=d["scale"], seed=d["seed"],
+      config=workdir_lib.recorded(d), store=dict(dataset=d["dataset"], scale=d["scale"], seed=d["seed"],
                            data_dir=d["data_dir"] or None,
                            check_hashes=d.get("check_hashes", True)),
       dataset=d["dataset"], seed=d["seed"], methods=names, modalities=tuple(d["modalities"]),
-      ipc=d["ipc"], init=d["init"], val_frac=d["val_frac"],
+      ipc=d["ipc"], init=d["init"], val_fraction=d["val_fraction"],
       distill={m: None if m == "full" else distill_config(d, m) for m in names},
       iterations=int(d["distill"]["iterations"]), select=bool(s["enabled"]),
       select_grid=tuple(s["grid"]), select_iterations=s["iterations"], select_runs=s["runs"],
       heads=tuple(e["heads"]),
-      eval=dict(runs=e["runs"], epochs=e["epochs"], lr=e["lr"], batch_size=e["batch"],
+      eval=dict(runs=e["runs"], epochs=e["epochs"], lr=e["lr"], batch_size=e["batch_size"],
                 min_steps=e["min_steps"], hidden=e["hidden"]),
       log_every=d["log_every"], ckpt_every=d["ckpt_every"], progress=d["progress"])

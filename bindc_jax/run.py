@@ -146,9 +146,9 @@ def split_rows(plan: plan_lib.Plan, st) -> tuple[np.ndarray, np.ndarray]:
   rows; distillation, Random, Herding and Full use only the rest; test is read once.
   Computed before the workdir exists (a too-small split stops with one line)."""
   y_all = np.asarray(st.labels("train"))
-  if plan.val_frac > 0:
-    return data_lib.validation_split(len(y_all), frac=plan.val_frac, seed=plan.seed, labels=y_all,
-                                     key="val_frac")
+  if plan.val_fraction > 0:
+    return data_lib.validation_split(len(y_all), frac=plan.val_fraction, seed=plan.seed,
+                                     labels=y_all, key="val_fraction")
   return np.arange(len(y_all)), np.zeros(0, np.int64)
 
 
@@ -171,7 +171,7 @@ def _run(plan: plan_lib.Plan, st, mods, split, workdir: str) -> list[dict]:
 
   def evaluate(xs, y, head):
     """Test accuracies; epochs chosen on validation when there is a validation split."""
-    if plan.val_frac > 0:
+    if plan.val_fraction > 0:
       return eval_lib.evaluate_selected(k_eval, xs, y, va, yva, te, yte, st.num_classes,
                                         head=head, **ev_kw)
     return {"epochs": None, "val_accuracy": None,

@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import ml_collections
-
 from hopa_jax import distill as dl
 from hopa_jax import evaluate as ev
 from hopa_jax import experts as ex

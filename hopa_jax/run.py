@@ -12,6 +12,9 @@ killed run resumes where it stopped; a finished one returns its results.
 
 :func:`evaluate_store` re-evaluates any store as a distilled set
 (``python -m experiments.evaluate``).
+
+Both first resolve their config into a frozen plan (:mod:`hopa_jax.plan`: the one check,
+the method table applied once, the dataclasses built once) and read only the plan.
 """
 
 from __future__ import annotations

@@ -44,7 +44,6 @@ from embed import store as store_lib
 from hopa_jax import bound
 from hopa_jax import distill as dl
 from hopa_jax import experts as ex
-from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from hopa_jax import plan as plan_lib
 from mmdd_jax import data, reference, results, rng

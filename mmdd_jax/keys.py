@@ -103,6 +103,11 @@ def override(c: ml_collections.ConfigDict, flat: Mapping[str, Any]) -> ml_collec
     if k not in paths:
       raise ValueError(f"config key '{k}': unknown (see --help for the keys)")
     parent, leaf = _get(c, k)
+    # A placeholder (a None-default key, a FieldReference) takes "none" back to None.
+    if (isinstance(v, str) and v.lower() == "none"
+        and isinstance(getattr(parent, "_fields", {}).get(leaf), config_dict.FieldReference)):
+      parent[leaf] = None
+      continue
     if isinstance(v, str) and not isinstance(parent[leaf], str):
       default = parent[leaf]
       typ = parent.get_ref(leaf).get_type() if default is None else None

@@ -136,14 +136,14 @@ def test_config_keys_types_and_help():
   with pytest.raises(ValueError, match="eval.heads"):
     run.check_config(keys.override(cfg_lib.get_config(), {"eval.heads": ("cnn",)}))
   with pytest.raises(ValueError, match="select.enabled"):
-    run.check_config(keys.override(cfg_lib.get_config(), {"val_frac": 0.0}))
+    run.check_config(keys.override(cfg_lib.get_config(), {"val_fraction": 0.0}))
 
 
 def test_modality_subset(tmp_path, tiny_cls_store):
   """The paper's "Audio only" ablation: a modality subset; an absent one is a clear error."""
   from embed.store import Store, StoreError
   base = dict(method=("dm",), eval__runs=2, distill__iterations=2, select__enabled=False,
-              val_frac=0.0)
+              val_fraction=0.0)
   rows = run.train_and_evaluate(_cfg(tiny_cls_store, **base, modalities=("audio",)),
                                 str(tmp_path / "a"))
   assert rows[0]["accuracy"] is not None and rows[0]["selection"]["lr_rule"] == "fixed"
@@ -152,3 +152,23 @@ def test_modality_subset(tmp_path, tiny_cls_store):
     run.train_and_evaluate(_cfg(tiny_cls_store, **base, modalities=("depth",)),
                            str(tmp_path / "b"))
   assert np.isfinite(rows[0]["accuracy"])
+
+
+def test_renamed_keys_keep_the_old_workdirs_bound():
+  """val_frac → val_fraction and eval.batch → eval.batch_size (HoPA's names): workdirs
+  record and fingerprint the old names (mmdd_jax.workdir.RENAMED), so a finished
+  workdir made before the rename stays bound to its config."""
+  c = cfg_lib.get_config()
+  old = c.to_dict()
+  old["val_frac"] = old.pop("val_fraction")
+  old["eval"]["batch"] = old["eval"].pop("batch_size")
+  assert wd_lib.fingerprint(c) == wd_lib.fingerprint(old)
+  assert wd_lib.differing_keys(old, c.to_dict()) == []
+  rec = wd_lib.recorded(c)
+  assert rec["val_frac"] == 0.1 and "val_fraction" not in rec and rec["eval"]["batch"] == 256
+  assert wd_lib.recorded(old) == rec                       # already recorded: unchanged
+  c.val_fraction = 0.2
+  assert wd_lib.differing_keys(old, c.to_dict()) == ["val_frac"]
+  from experiments.configs import hopa as hopa_config   # HoPA's own names are unchanged
+  h = hopa_config.get_config()
+  assert wd_lib.recorded(h) == results.jsonable(h.to_dict())

@@ -181,7 +181,7 @@ def test_tables_configs_and_markdown(tmp_path):
     for group, _ in T.GROUPS:
       c = T.group_config(base, group, budget)
       run.check_config(c)
-      assert c.eval.heads == ("linear", "mlp") and c.select.enabled and c.val_frac > 0
+      assert c.eval.heads == ("linear", "mlp") and c.select.enabled and c.val_fraction > 0
       assert c.scale == 0.5 and not c.progress
   assert T.group_config(base, "vggs10k_ipc1", "spec").distill.iterations == 2000
   assert T.group_config(base, "ave_audio_ipc1", "smoke").modalities == ("audio",)

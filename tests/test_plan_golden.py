@@ -196,7 +196,9 @@ def configs() -> dict:
   for mod, label, switches, flat in CONFIGS:
     c = config(mod, switches, flat)
     name = f"{mod.__name__.rsplit('.', 1)[-1]}:{label}"
-    out[name] = {"config": results.jsonable(c.to_dict()),
+    # What a workdir records (config.json, results.json): the config under the key
+    # names of workdir.RENAMED, so renamed keys keep the old workdirs' fingerprints.
+    out[name] = {"config": workdir_lib.recorded(c.to_dict()),
                  "fingerprint": workdir_lib.fingerprint(c.to_dict())}
   return out
 

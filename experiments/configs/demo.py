@@ -14,7 +14,7 @@ breaks it, unless ``local=1``). Never chosen by which method wins.
   Random at the same n under the same evaluation. ``hopa`` holds a CPU-sized
   trajectory-matching budget (the paper's: 20 experts × 10 epochs, 2000 iterations of
   16 student steps, docs/hopa.md) and the evaluation keys every row shares. LoRS with
-  its own Random and Full (``methods=...+lors``) adds ≈ 3 min and 9 output lines, so
+  its own Random and Full (``--config.methods="(..., 'lors')"``) adds ≈ 3 min and 9 output lines, so
   it is not in the default.
 * Classification: vggs10k_sim (v2 simulator) at ``cls_scale`` 0.5 (1,000 test rows),
   1 ipc: Random, Herding, DM, ImageBindDC, Full.
