@@ -20,9 +20,9 @@ from bindc_jax import augment as aug_lib
 from bindc_jax import distances as dist_lib
 from bindc_jax import distill as distill_lib
 from bindc_jax import losses as loss_lib
-from hopa_jax.plan import as_dict
 from mmdd_jax import classification
 from mmdd_jax import keys
+from mmdd_jax.keys import as_dict
 from mmdd_jax import workdir as workdir_lib
 
 KEYS = {

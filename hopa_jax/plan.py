@@ -194,15 +194,7 @@ CROSS_ARCH_KEYS = {
 # ------------------------------------------------------------------ config → dataclasses
 
 
-def as_dict(config: Any) -> dict:
-  """The config as plain nested data (lists back to tuples: the dataclasses are hashed)."""
-  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-
-  def fix(v):
-    if isinstance(v, dict):
-      return {k: fix(x) for k, x in v.items()}
-    return tuple(v) if isinstance(v, list) else v
-  return fix(d)
+as_dict = keys.as_dict
 
 
 def section(c, name: str) -> dict:

@@ -45,6 +45,17 @@ def build(keys: dict) -> ml_collections.ConfigDict:
   return c
 
 
+def as_dict(config: Any) -> dict:
+  """The config as plain nested data (lists back to tuples: the dataclasses are hashed)."""
+  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+  def fix(v):
+    if isinstance(v, dict):
+      return {k: fix(x) for k, x in v.items()}
+    return tuple(v) if isinstance(v, list) else v
+  return fix(d)
+
+
 def variant(keys: dict, defaults: dict) -> dict:
   """``keys`` with other defaults (``defaults``: dotted key → value); rules and meanings
   stay those of ``keys``."""
