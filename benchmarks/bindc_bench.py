@@ -120,14 +120,15 @@ def cfd_real_accuracy(a) -> None:
   print("|---|---|---|---|---|---|---|")
   for ipc in map(int, a.ipc.split(",")):
     for mode, k in modes:
-      over = (f"dataset=vggs10k_sim,scale={a.acc_scale},method=bindc,ipc={ipc},"
-              f"distill.iterations={a.acc_iterations},num_freqs={a.acc_freqs},"
-              f"eval.runs={a.acc_runs},cfd_real={mode},cfd_pool_every={k},progress=0,"
-              f"log_every=50,ckpt_every={a.acc_iterations}")
-      if a.data_dir:
-        over += f",data_dir={a.data_dir}"
+      cfg = cfg_lib.get_config("dataset=vggs10k_sim")
+      cfg.update_from_flattened_dict({
+          "scale": a.acc_scale, "method": ("bindc",), "ipc": ipc,
+          "distill.iterations": a.acc_iterations, "loss.dist.num_freqs": a.acc_freqs,
+          "eval.runs": a.acc_runs, "distill.cfd_real": mode, "distill.cfd_pool_every": k,
+          "progress": False, "log_every": 50, "ckpt_every": a.acc_iterations,
+          **({"data_dir": a.data_dir} if a.data_dir else {})})
       wd = os.path.join(a.workdir, f"ipc{ipc}-{mode}{k if mode == 'pooled' else ''}")
-      row = run.train_and_evaluate(cfg_lib.get_config(over), wd)[0]
+      row = run.train_and_evaluate(cfg, wd)[0]
       from embed import store as store_lib
       dst = store_lib.Store(os.path.join(wd, "distilled"))
       st = data_lib.resolve_store("vggs10k_sim", scale=a.acc_scale, seed=0,

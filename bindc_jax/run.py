@@ -33,15 +33,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bindc_jax import augment as aug_lib
-from bindc_jax import distances as dist_lib
 from bindc_jax import distill as distill_lib
 from bindc_jax import evaluate as eval_lib
 from bindc_jax import init as init_lib
-from bindc_jax import losses as loss_lib
+from bindc_jax import plan as plan_lib
 from bindc_jax import select as select_lib
 from embed import store as store_lib
-from mmdd_jax import classification
 from mmdd_jax import data as data_lib
 from mmdd_jax import distributed
 from mmdd_jax import results as results_lib
@@ -52,62 +49,15 @@ SELECTION_METHODS = ("random", "herding")
 ALL_MODALITIES = "all"
 
 
-# --- config → dataclasses ---
-
-def loss_config(c) -> loss_lib.LossConfig:
-  """``LossConfig(**config.loss)`` with ``dist = DistanceConfig(**config.loss.dist)``
-  (the method then fixes ``kind``, ``distance`` and the ``use_*`` switches)."""
-  weights = {k: v for k, v in c.loss.items() if k != "dist"}
-  return loss_lib.LossConfig(**weights, dist=dist_lib.DistanceConfig(**c.loss.dist))
-
-
-def distill_config(c, method: str) -> distill_lib.DistillConfig | None:
-  """The method's loop config (None for ``random`` / ``herding``): ``DistillConfig(
-  **config.distill)`` with the method's loss, ``augment`` and ``normalize =
-  select.enabled``. The rate is ``distill.lr`` (the CFD family: ``distill.bindc_lr``);
-  with ``select.enabled`` it is replaced by the selected one."""
-  lc = distill_lib.method_loss_config(method, loss_config(c))
-  if lc is None:
-    return None
-  fields = dict(c.distill)
-  bindc_lr = fields.pop("bindc_lr")
-  if lc.kind == "bindc":
-    fields["lr"] = bindc_lr
-  return distill_lib.DistillConfig(**fields, loss=lc,
-                                   augment=aug_lib.AugmentConfig(**c.augment),
-                                   normalize=bool(c.select.enabled))
-
-
-def methods(c) -> list[str]:
-  """``config.method``, validated (before any work)."""
-  out = list(c.method)
-  if not out:
-    raise ValueError("config key 'method': expected at least one method, found none")
-  for m in out:
-    if m != "full":
-      distill_lib.method_loss_config(m)
-  return out
-
-
-def check_config(c) -> None:
-  """The config errors that need no data (one line each)."""
-  methods(c)
-  for h in c.eval.heads:
-    if h not in classification.HEADS:
-      raise ValueError(f"config key 'eval.heads': expected heads from "
-                       f"{list(classification.HEADS)} joined by '+', found {list(c.eval.heads)}")
-  if not c.select.grid or min(c.select.grid) <= 0:
-    raise ValueError("config key 'select.grid': expected positive learning rates, found "
-                     f"{list(c.select.grid)}")
-  if c.select.enabled and c.val_frac <= 0:
-    raise ValueError("config key 'select.enabled': the selection rule needs a validation "
-                     f"split (val_frac > 0), found val_frac={c.val_frac}")
+# The config → dataclass builders and the one check live with the plan.
+loss_config, distill_config = plan_lib.loss_config, plan_lib.distill_config
+methods, check_config, resolve = plan_lib.methods, plan_lib.check_config, plan_lib.resolve
 
 
 # --- outputs ---
 
 def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray | None,
-                    train_ids: list, method: str, c) -> None:
+                    train_ids: list, method: str, plan: plan_lib.Plan) -> None:
   """The distilled set as a v1 store (split ``train``).
 
   Selection methods (random, herding) store the selected real rows (their features,
@@ -138,7 +88,7 @@ def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray 
       class_names=st.class_names, command=f"python -m experiments.bindc (method={method})",
       extra={"distilled": {"method": method, "ipc": int(ipc), "source": os.path.abspath(st.root),
                            "features": "real" if rows is not None else "embeddings",
-                           "init": c.init, "iterations": int(c.distill.iterations)}})
+                           "init": plan.init, "iterations": plan.iterations}})
 
 
 def _cached(path: str, fn: Callable[[], Any]):
@@ -177,36 +127,34 @@ def results_table(rows) -> str:
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Runs every method of ``config.method`` in ``workdir`` (module docstring); returns
   the results rows (one per method and evaluation head)."""
-  # Bad input stops before anything is written: the config, then the store.
-  check_config(config)
-  c = config
-  st = data_lib.resolve_store(c.dataset, scale=c.scale, seed=c.seed,
-                              data_dir=c.data_dir or None, check_hashes=c.get("check_hashes", True))
+  plan = plan_lib.resolve(config)   # bad config: one line, before anything is read
+  # Then the store (the workdir is not touched yet).
+  st = data_lib.resolve_store(**plan.store)
   if st.num_classes is None or st.labels("train") is None or st.labels("test") is None:
     raise store_lib.StoreError(f"{st.root}/train/labels.npy: field 'labels': expected class "
                                "labels (ImageBindDC is a classification method), found none")
-  mods = st.modalities if ALL_MODALITIES in c.modalities else list(c.modalities)
-  st.require_modalities(mods, where=f"config key 'modalities' ({'+'.join(c.modalities)})")
-  split = split_rows(c, st)
-  with workdir_lib.open_workdir(workdir, config, fresh=fresh,
+  mods = st.modalities if ALL_MODALITIES in plan.modalities else list(plan.modalities)
+  st.require_modalities(mods, where=f"config key 'modalities' ({'+'.join(plan.modalities)})")
+  split = split_rows(plan, st)
+  with workdir_lib.open_workdir(workdir, plan.config, fresh=fresh,
                                 data={"store": workdir_lib.store_digest(st)}):
-    return _run(config, st, mods, split, workdir)
+    return _run(plan, st, mods, split, workdir)
 
 
-def split_rows(c, st) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(plan: plan_lib.Plan, st) -> tuple[np.ndarray, np.ndarray]:
   """The validation split carved from train (stratified): every selection reads only its
   rows; distillation, Random, Herding and Full use only the rest; test is read once.
   Computed before the workdir exists (a too-small split stops with one line)."""
   y_all = np.asarray(st.labels("train"))
-  if c.val_frac > 0:
-    return data_lib.validation_split(len(y_all), frac=c.val_frac, seed=c.seed, labels=y_all,
-                                     key="val_frac")
+  if plan.val_fraction > 0:
+    return data_lib.validation_split(len(y_all), frac=plan.val_fraction, seed=plan.seed,
+                                     labels=y_all, key="val_fraction")
   return np.arange(len(y_all)), np.zeros(0, np.int64)
 
 
-def _run(c, st, mods, split, workdir: str) -> list[dict]:
+def _run(plan: plan_lib.Plan, st, mods, split, workdir: str) -> list[dict]:
   metrics = results_lib.MetricsWriter(workdir)
-  heads = list(c.eval.heads)
+  heads = list(plan.heads)
   t0 = time.time()
   tr_all = data_lib.load_split(st, "train", "embeddings", mods)
   te = data_lib.load_split(st, "test", "embeddings", mods)
@@ -216,15 +164,14 @@ def _run(c, st, mods, split, workdir: str) -> list[dict]:
   va, yva = data_lib.take_rows(tr_all, va_idx), y_all[va_idx]
   xs_c, mask, rows_c = init_lib.group_by_class(tr, ytr, st.num_classes)
   load_s = time.time() - t0
-  names = methods(c)
-  key = rng.root(c.seed)
+  names = list(plan.methods)
+  key = rng.root(plan.seed)
   k_init, k_dist, k_eval = (rng.stream(key, s) for s in ("init", "distill", "eval"))
-  ev_kw = dict(runs=c.eval.runs, epochs=c.eval.epochs, lr=c.eval.lr, batch_size=c.eval.batch,
-               min_steps=c.eval.min_steps, hidden=c.eval.hidden)
+  ev_kw = dict(plan.eval)
 
   def evaluate(xs, y, head):
     """Test accuracies; epochs chosen on validation when there is a validation split."""
-    if c.val_frac > 0:
+    if plan.val_fraction > 0:
       return eval_lib.evaluate_selected(k_eval, xs, y, va, yva, te, yte, st.num_classes,
                                         head=head, **ev_kw)
     return {"epochs": None, "val_accuracy": None,
@@ -235,7 +182,7 @@ def _run(c, st, mods, split, workdir: str) -> list[dict]:
     """Validation accuracy of a candidate set (no test rows)."""
     xs, y = eval_lib.flatten(syn)
     return eval_lib.evaluate_selected(k_eval, xs, y, va, yva, None, None, st.num_classes,
-                                      head=heads[0], **{**ev_kw, "runs": c.select.runs}
+                                      head=heads[0], **{**ev_kw, "runs": plan.select_runs}
                                       )["val_accuracy"]
 
   out = []
@@ -246,49 +193,49 @@ def _run(c, st, mods, split, workdir: str) -> list[dict]:
     if method == "full":
       xs_train, y_train = tr, ytr
     else:
-      dcfg = distill_config(c, method)
-      init_kind = method if method in SELECTION_METHODS else c.init
+      dcfg = plan.distill[method]
+      init_kind = method if method in SELECTION_METHODS else plan.init
       if init_kind == "herding":
-        idx = init_lib.herding(xs_c, mask, c.ipc)
+        idx = init_lib.herding(xs_c, mask, plan.ipc)
       elif init_kind == "random":
-        idx = init_lib.random_indices(k_init, mask, c.ipc)
+        idx = init_lib.random_indices(k_init, mask, plan.ipc)
       else:
         idx = None
-      syn = (init_lib.initialize(init_kind, k_init, xs_c, mask, c.ipc) if idx is None
+      syn = (init_lib.initialize(init_kind, k_init, xs_c, mask, plan.ipc) if idx is None
              else init_lib.gather(xs_c, idx))
       rows = None   # rows of the store's train split (selection methods only)
       if dcfg is None:
         rows = tr_idx[np.asarray(rows_c)[np.arange(st.num_classes)[:, None], np.asarray(idx)]]
       else:
-        if c.select.enabled:
+        if plan.select:
           syn0 = syn
 
           def select(method=method, syn0=syn0, dcfg=dcfg):
             metrics.truncate({"stage": "lr_select", "method": method})
             return select_lib.select_lr(
-                syn0, xs_c, mask, dcfg, k_dist, score, grid=c.select.grid,
-                iterations=min(c.select.iterations, c.distill.iterations),
+                syn0, xs_c, mask, dcfg, k_dist, score, grid=plan.select_grid,
+                iterations=min(plan.select_iterations, plan.iterations),
                 log_fn=lambda **m: metrics.write(stage="lr_select", method=method, **m))
           sel = _cached(os.path.join(workdir, "selection", f"{method}.json"), select)
           dcfg = dataclasses.replace(dcfg, lr=float(sel["lr"]))
         syn, _ = distill_lib.distill(
-            syn, xs_c, mask, dcfg, k_dist, log_every=c.log_every,
-            ckpt_dir=os.path.join(workdir, "ckpt", method), ckpt_every=c.ckpt_every,
+            syn, xs_c, mask, dcfg, k_dist, log_every=plan.log_every,
+            ckpt_dir=os.path.join(workdir, "ckpt", method), ckpt_every=plan.ckpt_every,
             metrics=metrics, tags={"stage": "distill", "method": method},
-            progress=c.progress, desc=method)
+            progress=plan.progress, desc=method)
       syn = {m: np.asarray(v) for m, v in syn.items()}
       xs_train, y_train = eval_lib.flatten(syn)
       distill_s = time.time() - t1
       path = os.path.join(workdir, "distilled" if len(names) == 1 else f"distilled-{method}")
       distributed.on_writer(lambda: write_distilled(path, st, syn, rows, st.ids("train"),
-                                                    method, c), f"writing {path}")
+                                                    method, plan), f"writing {path}")
     for head in heads:
       t2 = time.time()
       ev = _cached(os.path.join(workdir, "eval", f"{method}-{head}.json"),
                    lambda: evaluate(xs_train, y_train, head))
       res = results_lib.make_results(
-          dataset=c.dataset, method=method, n_syn=None if method == "full" else c.ipc,
-          config=c, accuracy_runs=ev["test"],
+          dataset=plan.dataset, method=method, n_syn=None if method == "full" else plan.ipc,
+          config=plan.config, accuracy_runs=ev["test"],
           time_s={"load": load_s, **({"distill": distill_s} if distill_s else {}),
                   "eval": time.time() - t2})
       res["head"] = head
@@ -304,6 +251,6 @@ def _run(c, st, mods, split, workdir: str) -> list[dict]:
                     accuracy_std=res["accuracy_std"], eval_epochs=ev["epochs"],
                     lr=res["selection"]["lr"])
       out.append(res)
-  title = f"ImageBindDC — {c.dataset}, {c.ipc} ipc"
+  title = f"ImageBindDC — {plan.dataset}, {plan.ipc} ipc"
   results_lib.write_results(workdir, out, title, table=results_table(out))
   return out

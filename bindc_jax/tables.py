@@ -29,6 +29,7 @@ import ml_collections
 from bindc_jax import run
 from embed.store import atomic_write_text
 from mmdd_jax import data as data_lib, distributed
+from mmdd_jax import keys
 from mmdd_jax import results as results_lib
 from mmdd_jax import workdir as workdir_lib
 
@@ -75,19 +76,10 @@ NAMES = {"random": "Random", "herding": "Herding", "dm": "DM", "mmd": "MMD", "av
          "bindc_no_cross": "uni + joint", "bindc_no_joint": "uni + cross"}
 
 
-def with_keys(config: ml_collections.ConfigDict, keys: Mapping[str, Any]
+def with_keys(config: ml_collections.ConfigDict, flat: Mapping[str, Any]
               ) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with the dotted ``keys`` set."""
-  c = config.copy_and_resolve_references()
-  for path, value in keys.items():
-    *parents, leaf = path.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise ValueError(f"config key '{path}': unknown (see --help for the keys)")
-    node[leaf] = value
-  return c
+  """A copy of ``config`` with the dotted keys of ``flat`` set (:func:`mmdd_jax.keys.override`)."""
+  return keys.override(config.copy_and_resolve_references(), flat)
 
 
 def group_config(config: ml_collections.ConfigDict, group: str, budget: str
@@ -110,6 +102,8 @@ def run_tables(config: ml_collections.ConfigDict, workdir: str, *, budget: str =
     raise ValueError(f"only: expected group names from {[g for g, _ in GROUPS]}, "
                      f"found {unknown}")
   cfgs = {g: group_config(config, g, budget) for g, _ in GROUPS if not only or g in only}
+  for cfg in cfgs.values():
+    run.resolve(cfg)   # every group's one check, before any directory exists
   distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
   for group, cfg in cfgs.items():
     t0 = time.time()
@@ -168,6 +162,8 @@ def write_tables(workdir: str, budget: str, scale: float = 1.0,
   """``tables.md`` from the finished groups (missing cells: —; with ``config``, only
   groups bound to it and to their store's current content, :func:`load_rows`);
   returns the markdown."""
+  if config is not None:
+    run.check_config(config)
   res = load_rows(workdir, config, budget)
   lines = [f"Budget `{budget}` ({_budget_text(budget)}), simulator scale {scale:g}; accuracy % "
            "(mean ± std over the evaluation runs); paper in brackets; lr = the synthetic "

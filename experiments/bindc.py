@@ -1,6 +1,6 @@
 r"""ImageBindDC: distil a labelled embedding store per class and evaluate it.
 
-  python -m experiments.bindc --config=experiments/configs/bindc.py:dataset=vggs10k_sim,ipc=1 \
+  python -m experiments.bindc --config=experiments/configs/bindc.py:dataset=vggs10k_sim --config.ipc=1 \
       --workdir=runs/bindc
 
 Writes config.json, metrics.jsonl, results.json (a list: one row per method and
@@ -15,11 +15,10 @@ from ml_collections import config_flags
 
 from bindc_jax import run
 from experiments.configs import bindc as bindc_config
-from experiments.configs import common
-from mmdd_jax import cli
+from mmdd_jax import cli, keys
 
 _CONFIG = config_flags.DEFINE_config_file("config", bindc_config.__file__,
-                                          common.config_help(bindc_config), lock_config=False)
+                                          keys.config_help(bindc_config), lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (created; the same config "
                                "resumes, another one is refused)")
 _FRESH = flags.DEFINE_bool("fresh", False, "move the workdir's old contents aside and start over")
@@ -27,7 +26,6 @@ _FRESH = flags.DEFINE_bool("fresh", False, "move the workdir's old contents asid
 
 def main(argv):
   del argv
-  common.check(_CONFIG.value, bindc_config.ranges())   # --config.x=… flags too
   rows = run.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   print(run.results_table(rows))
 

@@ -18,13 +18,12 @@ hopa_jax.cross_arch.run_table.
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.configs import common
 from experiments.configs import cross_arch as cross_arch_config
 from hopa_jax import cross_arch
-from mmdd_jax import cli
+from mmdd_jax import cli, keys
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", cross_arch_config.__file__, common.config_help(cross_arch_config))
+    "config", cross_arch_config.__file__, keys.config_help(cross_arch_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumable)")
 _STORES = flags.DEFINE_list("stores", [], "comma-separated distilled store directories "
                             "(<hopa workdir>/distilled)")
@@ -32,7 +31,6 @@ _STORES = flags.DEFINE_list("stores", [], "comma-separated distilled store direc
 
 def main(argv):
   del argv
-  common.check(_CONFIG.value, cross_arch_config.ranges())   # --config.x=… flags too
   print(cross_arch.run_table(_CONFIG.value, _WORKDIR.value, _STORES.value))
 
 

@@ -31,16 +31,17 @@ from ml_collections import config_flags
 from bindc_jax import run as bindc_run
 from embed import simulate
 from experiments.configs import bindc as bindc_config
-from experiments.configs import common
 from experiments.configs import demo as demo_config
 from experiments.configs import hopa as hopa_config
 from hopa_jax import distill as hopa_distill
+from bindc_jax import plan as bindc_plan
+from hopa_jax import plan as hopa_plan
 from hopa_jax import run as hopa_run
 from hopa_jax import table
-from mmdd_jax import cli, data, results, summary, workdir
+from mmdd_jax import cli, data, keys, results, summary, workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", demo_config.__file__, common.config_help(demo_config))
+    "config", demo_config.__file__, keys.config_help(demo_config))
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory (one workdir per row)")
 _FRESH = flags.DEFINE_bool("fresh", False, "start over: the workdir's old contents (rows and "
                            "shared experts) are moved to <workdir>.old-<time>/")
@@ -72,11 +73,14 @@ def retrieval_dataset(c) -> str:
 
 def configs(c):
   """``(hopa config, bindc config)`` of every row; bad keys stop here, before any work."""
-  dd = f",data_dir={c.data_dir}" if c.data_dir else ""
-  hcfg = hopa_config.get_config(f"dataset={RETRIEVAL},scale={c.scale},seed={c.seed},n={c.n}"
-                                f"{dd},{c.hopa}")
-  bcfg = bindc_config.get_config(f"dataset={CLASSIFICATION},scale={c.cls_scale},seed={c.seed},"
-                                 f"method={'+'.join(c.cls_methods)}{dd},{c.bindc}")
+  dd = {"data_dir": c.data_dir} if c.data_dir else {}
+  hcfg = keys.from_spec(hopa_config, dict(dataset=RETRIEVAL, scale=c.scale, seed=c.seed, n=c.n,
+                                          **dd), c.hopa)
+  bcfg = keys.from_spec(bindc_config, dict(dataset=CLASSIFICATION, scale=c.cls_scale,
+                                           seed=c.seed, method="+".join(c.cls_methods), **dd),
+                        c.bindc)
+  hopa_plan.resolve(hcfg)
+  bindc_plan.resolve(bcfg)
   return hcfg, bcfg
 
 
@@ -161,6 +165,7 @@ def classification_rows(bcfg, wd: str, prog: summary.Progress) -> list[dict]:
 def train_and_evaluate(c, wd: str, *, fresh: bool = False, prog: summary.Progress | None = None):
   """Both tasks into ``wd``; returns ``(retrieval rows, classification rows, summary)``."""
   prog = prog or summary.Progress()
+  keys.check(c, demo_config.KEYS)   # the demo's keys, then every row's (configs)
   hcfg, bcfg = configs(c)
   check_resolution(c)
   if fresh and workdir.move_aside(wd):

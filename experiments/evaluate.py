@@ -1,7 +1,7 @@
 r"""Re-evaluates any store as a distilled set (retrieval, SPEC §3.6).
 
   python -m experiments.evaluate \
-      --config=experiments/configs/evaluate.py:store=runs/hopa/distilled --workdir=runs/hopa_reeval
+      --config=experiments/configs/evaluate.py --config.store=runs/hopa/distilled --workdir=runs/hopa_reeval
 
 Fresh heads start from the store's heads.npz, train on its train split and are scored
 on the test split (of test_store, default the store). eval.protocol=select (default)
@@ -13,13 +13,12 @@ hopa_jax.run.evaluate_store.
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.configs import common
 from experiments.configs import evaluate as evaluate_config
 from hopa_jax import run
-from mmdd_jax import cli, results
+from mmdd_jax import cli, keys, results
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", evaluate_config.__file__, common.config_help(evaluate_config))
+    "config", evaluate_config.__file__, keys.config_help(evaluate_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (bound to the config)")
 _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by another config "
                            "(its contents are moved to <workdir>.old-<time>/)")
@@ -27,7 +26,6 @@ _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by anot
 
 def main(argv):
   del argv
-  common.check(_CONFIG.value, evaluate_config.ranges())   # --config.x=… flags too
   print(results.results_table(run.evaluate_store(_CONFIG.value, _WORKDIR.value,
                                                  fresh=_FRESH.value)))
 

@@ -11,13 +11,12 @@ over, moving the old contents aside).
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.configs import common
 from experiments.configs import hopa as hopa_config
 from hopa_jax import run
-from mmdd_jax import cli, results
+from mmdd_jax import cli, keys, results
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", hopa_config.__file__, common.config_help(hopa_config))
+    "config", hopa_config.__file__, keys.config_help(hopa_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (bound to the config; a "
                                "rerun with the same config resumes)")
 _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by another config "
@@ -26,7 +25,6 @@ _FRESH = flags.DEFINE_bool("fresh", False, "start over in a workdir made by anot
 
 def main(argv):
   del argv
-  common.check(_CONFIG.value, hopa_config.ranges())   # --config.x=… flags too
   rows = run.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   print(results.results_table(rows))
 

@@ -2,7 +2,7 @@ r"""The HoPA paper's Tables 1–3, 5 and its ablations on the three retrieval si
 one resumable sweep (issues 19, 20).
 
   python -m experiments.hopa_sweep --workdir=runs/sweep
-  python -m experiments.hopa_sweep --workdir=runs/sweep --config=experiments/configs/sweep.py:dry_run=1
+  python -m experiments.hopa_sweep --workdir=runs/sweep --config=experiments/configs/sweep.py --config.dry_run=True
   python -m experiments.hopa_sweep --workdir=runs/sweep --report   # docs from what has finished
   python -m experiments.hopa_sweep --report                         # docs from docs/results_cells.json
 
@@ -21,14 +21,13 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.configs import common
 from experiments.configs import sweep as sweep_config
 from hopa_jax import report, sweep, sweep_archive
-from mmdd_jax import cli, results
+from mmdd_jax import cli, keys, results
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", sweep_config.__file__, common.config_help(sweep_config))
+    "config", sweep_config.__file__, keys.config_help(sweep_config))
 _WORKDIR = flags.DEFINE_string("workdir", None, "the sweep's directory (resumable)")
 _REPORT = flags.DEFINE_bool("report", False, "run nothing: write --cells (from --workdir's "
                             "finished rows, when given) and the generated section of --doc")
@@ -45,7 +44,7 @@ _DOC = flags.DEFINE_string("doc", os.path.join(_ROOT, "docs", "results.md"),
 
 def main(argv):
   del argv
-  c = common.check(_CONFIG.value, sweep_config.ranges())   # --config.x=… flags too
+  c = _CONFIG.value
   if _REPORT.value:
     if _WORKDIR.value:
       if _ARCHIVE.value:

@@ -43,10 +43,11 @@ from embed import store as store_lib
 from hopa_jax import evaluate as ev
 from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
-from mmdd_jax import data, heads as heads_lib, results, rng
+from hopa_jax import plan as plan_lib
+from mmdd_jax import data, heads as heads_lib, keys, results, rng
 from mmdd_jax import workdir as workdir_lib
 
-ROWS = ("distilled", "random", "full")
+ROWS = plan_lib.CROSS_ARCH_ROWS
 
 
 def _sha(obj: Any) -> str:
@@ -124,9 +125,8 @@ def load_sets(store_dir: str, *, check_hashes: bool = True,
 
 def eval_config(c, head: str, sim: bool) -> ev.EvalConfig:
   """The cell's :class:`hopa_jax.evaluate.EvalConfig`: ``config.eval`` with ``head``."""
-  from hopa_jax.run import section
-  kw = {**section(c, "eval"), "head": head}
-  cfg = ev.EvalConfig(**kw, obj=obj_lib.ObjectiveConfig(**section(c, "objective")),
+  kw = {**plan_lib.section(c, "eval"), "head": head}
+  cfg = ev.EvalConfig(**kw, obj=obj_lib.ObjectiveConfig(**plan_lib.section(c, "objective")),
                       sim_kind="full" if sim else "fixed")
   if cfg.protocol != "select":
     raise ValueError(f"config key 'eval.protocol': expected 'select' (every row and head "
@@ -183,6 +183,8 @@ def run_cell(c, sets: StoreSets, row: str, head: str, workdir: str) -> dict:
 
 
 def check_config(c) -> None:
+  """The one check of a cross-architecture config (the keys' rules, then the rows)."""
+  keys.check(plan_lib.as_dict(c), plan_lib.CROSS_ARCH_KEYS)
   for h in c.heads:
     if h not in ev.HEADS:
       raise ValueError(f"config key 'heads': expected items of {ev.HEADS}, found '{h}'")

@@ -390,8 +390,8 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
   update in units of ``syn_scale`` (``update_syn``), the ``Ŝ`` update norm and
   ``Ŝ``'s diagonal / off-diagonal summary (:func:`hopa_jax.similarity.summary`).
   Cached per ``cfg`` (a resumed run in the same process reuses the compiled step).
+  ``cfg`` is checked by its maker (``hopa_jax.plan.resolve``, :func:`distill`).
   """
-  cfg.validate()
   loss_and_grads = make_loss_and_grads(cfg)
   tx = make_optimizer(cfg)
   num = cfg.trajectories_per_iter

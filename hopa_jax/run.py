@@ -12,6 +12,9 @@ killed run resumes where it stopped; a finished one returns its results.
 
 :func:`evaluate_store` re-evaluates any store as a distilled set
 (``python -m experiments.evaluate``).
+
+Both first resolve their config into a frozen plan (:mod:`hopa_jax.plan`: the one check,
+the method table applied once, the dataclasses built once) and read only the plan.
 """
 
 from __future__ import annotations
@@ -23,79 +26,36 @@ import time
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from embed import store as store_lib
 from hopa_jax import distill as dl
 from hopa_jax import evaluate as ev
 from hopa_jax import experts as ex
-from hopa_jax import objectives as obj_lib
+from hopa_jax import plan as plan_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import data, distributed, heads as heads_lib, results, rng
 from mmdd_jax import workdir as workdir_lib
 
-
-def section(c, name: str) -> dict:
-  """Config section ``name`` as the keyword arguments of its dataclass (a plain dict;
-  lists back to tuples, since the dataclasses are hashed)."""
-  d = c[name].to_dict() if hasattr(c[name], "to_dict") else dict(c[name])
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+# What older code reads from this module: the plan's config → dataclass builders.
+section, experts_config = plan_lib.section, plan_lib.experts_config
+resolve = plan_lib.resolve
 
 
-def objective_config(c, method: str | None = None) -> obj_lib.ObjectiveConfig:
-  """``ObjectiveConfig(**config.objective)`` with the method's own settings on top."""
-  spec = dl.method_spec(method or c.method)
-  return obj_lib.ObjectiveConfig(**{**section(c, "objective"), **spec["obj"]})
-
-
-def method_objective(c) -> str:
-  """The method's inner objective (experts and student). Random has none."""
-  return dl.method_spec(c.method)["objective"]
-
-
-def distill_config(c) -> dl.DistillConfig:
-  """``DistillConfig(**config.distill)`` plus what the method fixes."""
-  spec = dl.method_spec(c.method)
-  kw = section(c, "distill")
-  kw["grad_mode"] = kw["grad_mode"] or spec["grad_mode"]
-  if not spec["mining"]:
-    kw["sim_kind"] = "fixed"
-  return dl.DistillConfig(**kw, n=c.n, objective=spec["objective"], obj=objective_config(c),
-                          blend=spec["blend"])
-
-
-def experts_config(c, lr: float | None = None) -> ex.ExpertConfig:
-  kw = section(c, "experts")
-  kw["lr"] = lr if lr is not None else kw["lr"]
-  return ex.ExpertConfig(**kw, objective=method_objective(c), obj=objective_config(c))
-
-
-def eval_config(c, sim_kind: str) -> ev.EvalConfig:
-  """One evaluation for every row: ``eval.objective`` (None: the method's inner
-  objective) with the config's objective settings."""
-  kw = section(c, "eval")
-  kw["objective"] = kw["objective"] or method_objective(c)
-  return ev.EvalConfig(**kw, obj=objective_config(c), sim_kind=sim_kind,
-                       sim_alpha=c.distill.sim_alpha)
-
-
-def resolve_teacher_lr(c, key, p0, train_xs, val_xs, edir: str, progress: bool) -> dict:
+def resolve_teacher_lr(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str, progress: bool) -> dict:
   """The experts' lr: ``experts.lr``, or (None) :func:`hopa_jax.experts.select_teacher_lr`
   on the validation rows, cached as ``<experts_dir>/teacher_lr.json`` so methods that
   share experts share the choice. The cache is bound to the probe's config, its key
   and the exact train and validation rows (content digests); a new selection is
   returned with ``"new": True`` and written only by :func:`write_teacher_lr`, once the
   experts directory has accepted this run (a refused run writes nothing there)."""
-  if c.experts.lr is not None:
-    if not c.experts.lr > 0:
-      raise ValueError(f"config key 'experts.lr': expected None or a number > 0, found {c.experts.lr}")
-    return {"lr": float(c.experts.lr), "rule": "explicit"}
+  if plan.experts.lr is not None:
+    return {"lr": float(plan.experts.lr), "rule": "explicit"}
   path = os.path.join(edir, "teacher_lr.json")
-  probe_cfg = experts_config(c)
+  probe_cfg = plan.experts
   ident = {"objective": probe_cfg.objective, "obj": results.jsonable(dataclasses.asdict(probe_cfg.obj)),
            "epochs": probe_cfg.epochs, "batch_size": probe_cfg.batch_size,
-           "grid": list(probe_cfg.lr_grid), "seed": c.seed, "val_fraction": c.val_fraction,
+           "grid": list(probe_cfg.lr_grid), "seed": plan.seed, "val_fraction": plan.val_fraction,
            "init_noise": probe_cfg.init_noise,
            "key": np.asarray(jax.random.key_data(key)).reshape(-1).tolist(),
            "train": ex.data_digest(p0, train_xs), "val": ex.data_digest({}, val_xs),
@@ -121,7 +81,7 @@ def write_teacher_lr(edir: str, sel: dict) -> None:
     distributed.on_writer(write, f"writing {edir}/teacher_lr.json")
 
 
-def prepare_experts(c, key, p0, train_xs, val_xs, edir: str, *, progress: bool = False,
+def prepare_experts(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str, *, progress: bool = False,
                     metrics=None):
   """The lr choice and the experts' trajectories, under the experts directory's lock
   (a second run sharing it waits, then reads): first the directory's binding without
@@ -131,11 +91,11 @@ def prepare_experts(c, key, p0, train_xs, val_xs, edir: str, *, progress: bool =
   ekey = rng.stream(key, "experts")
   with workdir_lib.shared_lock(edir, "experts being trained"):
     digest = ex.data_digest(p0, train_xs)
-    ex.check_experts(edir, ex.identity(ekey, p0, train_xs, experts_config(c), digest),
+    ex.check_experts(edir, ex.identity(ekey, p0, train_xs, plan.experts, digest),
                      ignore_lr=True)
-    sel = resolve_teacher_lr(c, rng.stream(key, "lr_teacher"), p0, train_xs, val_xs, edir,
+    sel = resolve_teacher_lr(plan, rng.stream(key, "lr_teacher"), p0, train_xs, val_xs, edir,
                              progress)
-    ecfg = experts_config(c, sel["lr"])
+    ecfg = dataclasses.replace(plan.experts, lr=sel["lr"])
     ex.check_experts(edir, ex.identity(ekey, p0, train_xs, ecfg, digest))
     write_teacher_lr(edir, sel)
     traj = ex.train_experts(ekey, p0, train_xs, ecfg, edir, progress=progress, metrics=metrics,
@@ -183,10 +143,6 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
   return store_lib.Store(path)
 
 
-def _as_config(config) -> ml_collections.ConfigDict:
-  return config if isinstance(config, ml_collections.ConfigDict) else ml_collections.ConfigDict(config)
-
-
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Experts → distillation → evaluation for ``config`` (``experiments/configs/hopa.py``);
   returns ``[results dict]``.
@@ -196,25 +152,20 @@ def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dic
   and validation rows (every selection: ``experts.lr=None`` and the evaluation's lr
   and epochs). The test split is scored once, at the end.
   """
-  c = _as_config(config)
-  # Bad input stops before anything is written: the config's own consistency, then
-  # the store (validated; the workdir is not touched yet).
-  dcfg = distill_config(c)
-  dcfg.validate(num_snapshots=c.experts.epochs + 1 if dl.method_spec(c.method)["optimize"] else None)
-  eval_config(c, "fixed").validate()
-  st = data.resolve_store(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None,
-                          check_hashes=c.check_hashes)
-  split = data.validation_split(st.count("train"), frac=c.val_fraction, seed=c.seed)
-  if dl.method_spec(c.method)["rows"] == "subset":
-    data.check_subset_size(c.n, st)
-    if c.n > len(split[0]):
+  plan = plan_lib.resolve(config)   # bad config: one line, before anything is read
+  # Then the store (validated; the workdir is not touched yet).
+  st = data.resolve_store(**plan.store)
+  split = data.validation_split(st.count("train"), frac=plan.val_fraction, seed=plan.seed)
+  if plan.spec["rows"] == "subset":
+    data.check_subset_size(plan.n, st)
+    if plan.n > len(split[0]):
       raise ValueError(f"config key 'n': expected ≤ {len(split[0])} (train rows after the "
-                       f"validation split), found {c.n}")
-  with workdir_lib.open_workdir(workdir, c, fresh=fresh, data=data_binding(st)):
+                       f"validation split), found {plan.n}")
+  with workdir_lib.open_workdir(workdir, plan.config, fresh=fresh, data=data_binding(st)):
     if os.path.exists(os.path.join(workdir, "results.json")):
       # finished: the workdir is bound to this config and this store content
-      return results.read_results(workdir, title=_title(c))
-    return _run(c, st, split, dcfg, workdir)
+      return results.read_results(workdir, title=plan.title)
+    return _run(plan, st, split, workdir)
 
 
 def data_binding(st) -> dict:
@@ -222,24 +173,19 @@ def data_binding(st) -> dict:
   return {"store": workdir_lib.store_digest(st)}
 
 
-def _title(c) -> str:
-  return f"{c.method} on {c.dataset} (n={c.n})"
-
-
-def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
+def _run(plan: plan_lib.Plan, st, split, workdir: str) -> list[dict]:
   metrics = results.MetricsWriter(workdir)
-  progress = bool(c.progress)
-  method = c.method
-  spec = dl.method_spec(method)
+  progress = plan.progress
+  method, spec, dcfg = plan.method, plan.spec, plan.distill
   mods = st.modalities
   all_train = data.load_split(st, "train", "features", mods)
   test_xs = data.load_split(st, "test", "features", mods)
   tr_idx, val_idx = split
   train_xs, val_xs = data.take_rows(all_train, tr_idx), data.take_rows(all_train, val_idx)
   del all_train
-  n = c.n if spec["rows"] == "subset" else len(tr_idx)
+  n = plan.n if spec["rows"] == "subset" else len(tr_idx)
   p0 = heads_lib.pretrained_heads(st, mods)
-  key = rng.root(c.seed)
+  key = rng.root(plan.seed)
   time_s = {"experts": 0.0, "distill": 0.0, "eval": 0.0}
 
   # Initialisation: n random real train instances (all modalities of the same instance).
@@ -253,9 +199,9 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
 
   if spec["optimize"]:
     t0 = time.time()
-    edir = c.experts_dir or os.path.join(workdir, "experts")
+    edir = plan.experts_dir or os.path.join(workdir, "experts")
     metrics.truncate({"stage": "lr_teacher"})
-    sel, traj = prepare_experts(c, key, p0, train_xs, val_xs, edir, progress=progress,
+    sel, traj = prepare_experts(plan, key, p0, train_xs, val_xs, edir, progress=progress,
                                 metrics=metrics)
     extra["lr_teacher"] = sel["lr"]
     extra["lr_teacher_selection"] = {k: v for k, v in sel.items() if k != "ident"}
@@ -266,7 +212,7 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
     state = dl.init_state(rng.stream(key, "distill"), dcfg, init_syn, sel["lr"],
                           dl.feature_scale(train_xs))
     state = dl.distill(state, traj, dcfg, ckpt_dir=os.path.join(workdir, "distill_ckpt"),
-                       ckpt_every=c.ckpt_every, log_every=c.log_every, metrics=metrics,
+                       ckpt_every=plan.ckpt_every, log_every=plan.log_every, metrics=metrics,
                        progress=progress)
     del traj
     syn = {m: np.asarray(v) for m, v in state.syn.items()}
@@ -277,9 +223,9 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   sim_full = (np.asarray(sim_lib.full_matrix(sim_params, n, dcfg.sim_kind, dcfg.sim_alpha))
               if sim_params else None)
   t0 = time.time()
-  ecfg = eval_config(c, dcfg.sim_kind if sim_params else "fixed")
+  ecfg = dataclasses.replace(plan.eval, sim_kind=dcfg.sim_kind if sim_params else "fixed")
   if ecfg.protocol == "paper" and lr is None:
-    lr = c.experts.lr or 0.01  # Random: the paper's lr_teacher (SPEC §3.7)
+    lr = plan.experts.lr or 0.01  # Random: the paper's lr_teacher (SPEC §3.7)
   if spec["rows"] == "none":   # zero-shot: the pretrained heads, untrained
     out = {"runs": [heads_lib.evaluate_heads_retrieval(p0, test_xs)[0]], "lr": None,
            "epochs": [0], "val_r1": [float(ev.val_avg_r1(heads_lib.embed_split(p0, val_xs)))],
@@ -297,10 +243,11 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   if spec["rows"] == "subset":
     distributed.on_writer(lambda: write_distilled(
         os.path.join(workdir, "distilled"), st, p0, syn, test_xs, lr=lr, sim_full=sim_full,
-        method=method, objective=method_objective(c), source_ids=source_ids, config=c,
+        method=method, objective=plan.objective, source_ids=source_ids, config=plan.config,
         val_xs=val_xs, val_ids=[ids[i] for i in val_idx]), "writing the distilled store")
   n_syn = n if spec["rows"] == "subset" else None
-  res = results.make_results(dataset=c.dataset, method=method, n_syn=n_syn, config=c,
+  res = results.make_results(dataset=plan.store["dataset"], method=method, n_syn=n_syn,
+                             config=plan.config,
                              retrieval_runs=runs, time_s=time_s)
   res.update(extra)
   res["learned_lr"] = lr if spec["optimize"] else None
@@ -308,7 +255,7 @@ def _run(c, st, split, dcfg: dl.DistillConfig, workdir: str) -> list[dict]:
   metrics.truncate({"stage": "result"})
   metrics.write(stage="result", method=method, avg=res["avg"], avg_std=res["avg_std"],
                 eval=res["eval"])
-  results.write_results(workdir, [res], title=_title(c))
+  results.write_results(workdir, [res], title=plan.title)
   return [res]
 
 
@@ -319,17 +266,15 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   the same store); targets ``similarity.npy`` when present, else ``I``. Protocol
   ``select`` reads the store's ``val`` split; ``paper`` trains at ``config.lr``
   (None: the store's learned η, else 0.01)."""
-  c = _as_config(config)
-  if not c.store:
-    raise ValueError("config key 'store': expected a store directory, found ''")
-  select = c.eval.protocol == "select"
-  st = store_lib.validate(c.store, check_hashes=c.check_hashes,
+  plan = plan_lib.resolve_evaluate(config)   # bad config: one line, before any work
+  select = plan.select
+  st = store_lib.validate(plan.store, check_hashes=plan.check_hashes,
                           require_splits=("train", "val") if select else ("train",),
                           nonempty=("train", "val") if select else ("train",))
-  test_st = (store_lib.validate(c.test_store, st.modalities, check_hashes=c.check_hashes,
+  test_st = (store_lib.validate(plan.test_store, st.modalities, check_hashes=plan.check_hashes,
                                 require_splits=("test",), nonempty=("test",))
-             if c.test_store else st)
-  if not c.test_store and (test_st.count("test") if "test" in st.splits else 0) < 1:
+             if plan.test_store else st)
+  if not plan.test_store and (test_st.count("test") if "test" in st.splits else 0) < 1:
     raise store_lib.StoreError(f"{st.root}: field 'splits.test': expected a non-empty test "
                                "split (or config key 'test_store'), found none")
   extra = (st.manifest.get("extra") or {}).get("hopa") or {}
@@ -341,10 +286,10 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
         "listed (the distilled set's Ŝ), found it missing from the manifest (an unfinished "
         "write, or a store of an older version); rewrite the store")
   bound = {"store": workdir_lib.store_digest(st)}
-  if c.test_store:
+  if plan.test_store:
     bound["test_store"] = workdir_lib.store_digest(test_st)
-  with workdir_lib.open_workdir(workdir, c, fresh=fresh, data=bound):
-    lr = c.lr or extra.get("lr") or 0.01
+  with workdir_lib.open_workdir(workdir, plan.config, fresh=fresh, data=bound):
+    lr = plan.lr or extra.get("lr") or 0.01
     sim = {"S": np.load(os.path.join(st.root, sim_name))} if sim_listed else None
     mods = st.modalities
     test_st.require_modalities(mods, where=f"{st.root} modalities")
@@ -352,14 +297,13 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     test_xs = data.load_split(test_st, "test", "features", mods)
     val_xs = data.load_split(st, "val", "features", mods) if select else None
     p0 = heads_lib.pretrained_heads(st, mods)
-    cfg = ev.EvalConfig(**section(c, "eval"), obj=obj_lib.ObjectiveConfig(**section(c, "objective")),
-                        sim_kind="full" if sim is not None else "fixed")
+    cfg = dataclasses.replace(plan.eval, sim_kind="full" if sim is not None else "fixed")
     t0 = time.time()
-    out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), p0, xs, test_xs, cfg,
-                          val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=bool(c.progress))
+    out = ev.evaluate_set(rng.stream(rng.root(plan.seed), "eval"), p0, xs, test_xs, cfg,
+                          val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=plan.progress)
     n = len(next(iter(xs.values())))
     res = results.make_results(dataset=test_st.root, method=extra.get("method", "store"), n_syn=n,
-                               config=c, retrieval_runs=out["runs"],
+                               config=plan.config, retrieval_runs=out["runs"],
                                time_s={"eval": time.time() - t0})
     res["eval"] = ev.record(cfg, out)
     metrics = results.MetricsWriter(workdir)

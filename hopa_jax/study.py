@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,52 +44,16 @@ from embed import store as store_lib
 from hopa_jax import bound
 from hopa_jax import distill as dl
 from hopa_jax import experts as ex
-from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
-from hopa_jax.run import section
+from hopa_jax import plan as plan_lib
 from mmdd_jax import data, heads as heads_lib, results, rng
 from mmdd_jax import workdir as wd
 
-# ------------------------------------------------------------------ config → dataclasses
-
-
-def objective_config(config: Mapping) -> obj_lib.ObjectiveConfig:
-  """The ``objective`` section (the same as HoPA's; clip_targets, pos_from included)."""
-  return obj_lib.ObjectiveConfig(**section(config, "objective"))
-
-
-def expert_config(config: Mapping, objective: str,
-                  ocfg: obj_lib.ObjectiveConfig) -> ex.ExpertConfig:
-  return ex.ExpertConfig(**section(config, "experts"),
-                         objective=objective, obj=ocfg)
-
-
-def distill_config(config: Mapping, n: int, objective: str,
-                   ocfg: obj_lib.ObjectiveConfig) -> dl.DistillConfig:
-  """The ``distill`` section for ``objective``: no mining for InfoNCE (``fixed``), the
-  mini-batch capped at ``n``, ``grad_mode`` None = ``full``."""
-  d = section(config, "distill")
-  d["grad_mode"] = d.get("grad_mode") or "full"
-  d["mini_batch"] = min(int(d["mini_batch"]), n)
-  if objective == "infonce":
-    d["sim_kind"] = "fixed"
-  return dl.DistillConfig(**d, n=n, objective=objective, obj=ocfg)
-
-
-def check_config(config: Mapping) -> list[str]:
-  """Checks what needs no data (before the workdir is bound); returns the objectives."""
-  names = list(config["study"]["objectives"])
-  if not names:
-    raise ValueError("config key 'study.objectives': expected '+'-separated names, found none")
-  for o in names:
-    obj_lib.get_objective(o)
-  if config["experts"]["lr"] is None:
-    raise ValueError("config key 'experts.lr': expected a learning rate (the bound study "
-                     "selects nothing on validation), found None")
-  if config["study"]["start_epoch"] > config["experts"]["epochs"]:
-    raise ValueError(f"config key 'study.start_epoch': expected ≤ experts.epochs="
-                     f"{config['experts']['epochs']}, found {config['study']['start_epoch']}")
-  return names
+# The config → dataclass builders live with the plan (hopa_jax.plan.resolve_study).
+objective_config = plan_lib.study_objective_config
+expert_config = plan_lib.study_expert_config
+distill_config = plan_lib.study_distill_config
+check_config = plan_lib.study_objectives
 
 
 # ----------------------------------------------------------------------- files, tables
@@ -219,50 +183,42 @@ def plot_study(records, workdir: str) -> list[str]:
 def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Runs the study for ``config`` (keys of ``experiments/configs/bound.py``) in
   ``workdir``; returns the rows of ``results.json`` (one per objective × synthetic set)."""
-  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  # Bad input stops before the workdir is touched: the config, then the store(s).
-  objectives = check_config(c)
-  st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
-                          data_dir=c["data_dir"] or None,
-                          check_hashes=c.get("check_hashes", True))
-  n = data.check_subset_size(c["study"]["n"], st, key="study.n")
-  if c["study"]["distilled_store"]:
-    store_lib.validate(c["study"]["distilled_store"], st.modalities, require_splits=("train",),
+  plan = plan_lib.resolve_study(config)   # bad config: one line, before any work
+  # Then the store(s), before the workdir is touched.
+  st = data.resolve_store(**plan.store)
+  n = data.check_subset_size(plan.n, st, key="study.n")
+  if plan.distilled_store:
+    store_lib.validate(plan.distilled_store, st.modalities, require_splits=("train",),
                        nonempty=("train",))
-  for o in objectives:
-    if int(c["distill"]["iterations"]) > 0 and not c["study"]["distilled_store"]:
-      distill_config(c, n, o, objective_config(c)).validate(c["experts"]["epochs"] + 1)
   bound = {"store": wd.store_digest(st)}
-  if c["study"]["distilled_store"]:
-    bound["distilled_store"] = wd.store_digest(c["study"]["distilled_store"])
-  with wd.open_workdir(workdir, config, fresh=fresh, data=bound):
-    return _study(c, objectives, st, n, workdir)
+  if plan.distilled_store:
+    bound["distilled_store"] = wd.store_digest(plan.distilled_store)
+  with wd.open_workdir(workdir, plan.config, fresh=fresh, data=bound):
+    return _study(plan, st, n, workdir)
 
 
-def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
-           workdir: str) -> list[dict]:
-  s = c["study"]
-  progress = bool(c.get("progress", True))
+def _study(plan: plan_lib.StudyPlan, st: store_lib.Store, n: int, workdir: str) -> list[dict]:
+  progress = plan.progress
   mods = st.modalities
   train_xs = data.load_split(st, "train", "features", mods)
   n_real = st.count("train")
   p0 = heads_lib.pretrained_heads(st, mods)
-  ocfg = objective_config(c)
-  lr0 = float(c["experts"]["lr"])
-  root = rng.root(c["seed"])
+  ocfg = plan.obj
+  lr0 = plan.lr
+  root = rng.root(plan.seed)
 
-  rb = int(s["real_batch"]) or n_real
+  rb = int(plan.real_batch) or n_real
   perm = np.asarray(jax.random.permutation(rng.stream(root, "real_batch"), n_real))
   real_idx = np.sort(perm[:min(rb, n_real)])
   real_xs = {m: jnp.asarray(train_xs[m][real_idx]) for m in mods}
   rand_idx = np.sort(np.asarray(jax.random.permutation(rng.stream(root, "random_set"), n_real))[:n])
   random_syn = {m: train_xs[m][rand_idx] for m in mods}
 
-  iterations = int(c["distill"]["iterations"])
+  iterations = plan.iterations
   store_syn, store_sim = None, None
-  if s["distilled_store"]:
-    store_syn, store_sim = load_distilled(s["distilled_store"], mods)
-    note = (f"distilled rows: the set in `{s['distilled_store']}` "
+  if plan.distilled_store:
+    store_syn, store_sim = load_distilled(plan.distilled_store, mods)
+    note = (f"distilled rows: the set in `{plan.distilled_store}` "
             f"(targets {'its similarity.npy' if store_sim is not None else 'I'}), "
             "used with every objective.")
   elif iterations > 0:
@@ -278,13 +234,13 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
   writer = results.MetricsWriter(workdir, "bound.jsonl")
   metrics = results.MetricsWriter(workdir)
   rows = []
-  for objective in objectives:
+  for objective in plan.objectives:
     t0 = time.time()
     traj = ex.train_experts(rng.stream(rng.stream(root, "experts"), objective), p0,
-                            train_xs, expert_config(c, objective, ocfg),
+                            train_xs, plan.experts[objective],
                             os.path.join(workdir, "experts", objective), progress=progress,
                             metrics=metrics, tags={"stage": "experts", "objective": objective})
-    theta0 = jax.tree_util.tree_map(lambda a: a[0, s["start_epoch"]], traj)
+    theta0 = jax.tree_util.tree_map(lambda a: a[0, plan.start_epoch], traj)
     t_exp = time.time() - t0
 
     sets = [("random", random_syn, np.eye(n, dtype=np.float32))]
@@ -294,7 +250,7 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
                    store_sim if store_sim is not None else np.eye(nn_, dtype=np.float32)))
     elif iterations > 0:
       t1 = time.time()
-      dcfg = distill_config(c, n, objective, ocfg)
+      dcfg = plan.distill[objective]
       state = dl.init_state(rng.stream(rng.stream(root, "distill"), objective), dcfg,
                             random_syn, lr0, dl.feature_scale(train_xs))
       state = dl.distill(state, traj, dcfg,
@@ -314,8 +270,8 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
       t_exp += time.time() - t1
     del traj
 
-    study = bound.make_study(objective, eta=s["eta"], steps=s["T"], ocfg=ocfg,
-                             power_iters=s["power_iters"], power_tol=s["power_tol"])
+    study = bound.make_study(objective, eta=plan.eta, steps=plan.T, ocfg=ocfg,
+                             power_iters=plan.power_iters, power_tol=plan.power_tol)
     k_pow = rng.stream(rng.stream(root, "power"), objective)
     for sname, syn, targets in sets:
       t1 = time.time()
@@ -327,10 +283,10 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
         if not np.all(np.isfinite(v)):
           raise FloatingPointError(f"bound study {objective}/{sname}: non-finite {q} at step "
                                    f"{int(np.argmin(np.isfinite(v)))}")
-      summ = bound.summarize(trace, s["eta"])
-      row = dict(dataset=c["dataset"], objective=objective, synthetic=sname,
-                 n_syn=len(next(iter(syn.values()))), real_batch=len(real_idx), T=s["T"],
-                 eta=s["eta"], start_epoch=s["start_epoch"], **summ,
+      summ = bound.summarize(trace, plan.eta)
+      row = dict(dataset=plan.store["dataset"], objective=objective, synthetic=sname,
+                 n_syn=len(next(iter(syn.values()))), real_batch=len(real_idx), T=plan.T,
+                 eta=plan.eta, start_epoch=plan.start_epoch, **summ,
                  mismatch_steps=_to_list(trace.mismatch), gap_steps=_to_list(trace.gap),
                  time_s={"experts_and_distill": t_exp, "study": time.time() - t1})
       writer.write(**row, steps=trace_record(trace))
@@ -338,9 +294,9 @@ def _study(c: dict, objectives: list[str], st: store_lib.Store, n: int,
       logging.info("%s/%s: gap %.3g bound %.3g", objective, sname, row["endpoint_gap"],
                    row["bound"])
 
-  title = (f"Trajectory-bound study on {c['dataset']} (scale {c['scale']}, "
-           f"T={s['T']}, η={s['eta']}, n={n}, real batch {len(real_idx)}, "
-           f"θ₀ = expert epoch {s['start_epoch']})")
+  title = (f"Trajectory-bound study on {plan.store['dataset']} (scale {plan.store['scale']}, "
+           f"T={plan.T}, η={plan.eta}, n={n}, real batch {len(real_idx)}, "
+           f"θ₀ = expert epoch {plan.start_epoch})")
   held = all(r["held"] for r in rows)
   body = (f"{study_table(rows)}\n\n"
           f"Bound held in every row: {'yes' if held else 'NO'}; bound/gap from "

@@ -170,7 +170,8 @@ def write_table(workdir: str, rows, title: str) -> str:
 def run_table(config, workdir: str, methods: str = "paper", ns=(100,), *,
               tables_only: bool = False) -> str:
   """Every row of ``methods`` (:func:`methods_of`) at every ``n``; returns the table."""
-  from hopa_jax import run
+  from hopa_jax import plan, run
+  plan.resolve(config)   # a bad config stops before any directory exists
   distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
   rows = rows_for(config, workdir, methods_of(methods), list(ns),
                   None if tables_only else run.train_and_evaluate)

@@ -47,8 +47,9 @@ class RunError(RuntimeError):
 
 
 def flatten(config: Any, prefix: str = "") -> dict:
-  """``{"a.b.c": leaf}`` of a (nested) config, JSON-normalised."""
-  d = results.jsonable(config)
+  """``{"a.b.c": leaf}`` of a (nested) config, JSON-normalised, under the recorded key
+  names (:data:`RENAMED`)."""
+  d = results.jsonable(config) if prefix else recorded(config)
   out = {}
   for k, v in d.items():
     key = f"{prefix}{k}"
@@ -57,6 +58,36 @@ def flatten(config: Any, prefix: str = "") -> dict:
     else:
       out[key] = v
   return out
+
+
+# Config keys renamed after workdirs existed, so that both methods use one name (issue
+# 21): per family (a top-level key only its configs have) the new dotted key → the old
+# one. The fingerprint, config.json and results.json keep the OLD names (:func:`recorded`),
+# so a workdir made before the rename (a finished sweep row) stays bound to its config.
+RENAMED = {"ipc": {"val_fraction": "val_frac", "eval.batch_size": "eval.batch"}}   # ImageBindDC
+
+
+def recorded(config: Any) -> Any:
+  """``config`` as workdirs record it: JSON-normalised, under the old names of
+  :data:`RENAMED` (a config already under them is returned as it is)."""
+  d = results.jsonable(config)
+  for marker, names in RENAMED.items():
+    if not (isinstance(d, dict) and marker in d):
+      continue
+    for new, old in names.items():
+      *parents, leaf = new.split(".")
+      node = d
+      for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+      if not isinstance(node, dict) or leaf not in node:
+        continue
+      value = node.pop(leaf)
+      *oparents, oleaf = old.split(".")
+      onode = d
+      for p in oparents:
+        onode = onode.setdefault(p, {})
+      onode[oleaf] = value
+  return d
 
 
 # Keys added after workdirs existed, at the value that reproduces the code before them
@@ -158,7 +189,7 @@ def differences(workdir: str, config: Any, data: Mapping | None = None) -> str |
   rec = read_record(workdir)
   if rec is None:
     return None
-  old, new = rec["config"], results.jsonable(config)
+  old, new = rec["config"], recorded(config)
   keys = differing_keys(old, new)
   if keys:
     return f"another config (differing keys: {_describe_diff(old, new, keys)})"
@@ -322,7 +353,7 @@ def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
     bound = _with_numerics(data)
     atomic_write_json(os.path.join(workdir, CONFIG_FILE),
                       {"fingerprint": fingerprint(config, bound),
-                       "config": results.jsonable(config), "data": bound})
+                       "config": recorded(config), "data": bound})
 
   with contextlib.ExitStack() as stack:
     distributed.on_writer(lambda: stack.enter_context(lock(workdir)), f"locking {workdir}")

@@ -166,11 +166,11 @@ def _hopa(workdir, store):
   from experiments.configs import hopa as hopa_config
   from hopa_jax import run
   from mmdd_jax import distributed
-  c = hopa_config.get_config(
-      f"dataset={store},local=1,progress=0,experts.lr=0.1,experts.epochs=2,n=8,"
-      "distill.trajectories_per_iter=2,distill.max_start_epoch=1,distill.iterations=2,"
-      "distill.syn_steps=2,eval.protocol=select,eval.lrs=0.01+0.1,eval.max_epochs=2,"
-      "eval.runs=2")
+  c = hopa_config.get_config(f"dataset={store},local=1,n=8")
+  c.update_from_flattened_dict({
+      "progress": False, "experts.lr": 0.1, "experts.epochs": 2, "distill.trajectories_per_iter": 2,
+      "distill.max_start_epoch": 1, "distill.iterations": 2, "distill.syn_steps": 2,
+      "eval.protocol": "select", "eval.lrs": (0.01, 0.1), "eval.max_epochs": 2, "eval.runs": 2})
   rows = run.train_and_evaluate(c, workdir)
   from hopa_jax import experts as ex
   edir = os.path.join(workdir, "experts")
@@ -199,7 +199,8 @@ def _bindc(workdir, store):
   from bindc_jax import run
   from embed import store as store_lib
   from experiments.configs import bindc as bindc_config
-  c = bindc_config.get_config(f"dataset={store},ipc=1,local=1")
+  c = bindc_config.get_config(f"dataset={store},local=1")
+  c.ipc = 1
   c.progress = False
   c.select.enabled = False
   c.distill.iterations, c.log_every, c.eval.runs, c.eval.epochs = 4, 2, 2, 1

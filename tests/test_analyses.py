@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import common
 from experiments.configs import cross_arch as cross_arch_config
 from experiments.configs import evaluate as evaluate_config
 from experiments.configs import hopa as hopa_config
@@ -27,6 +26,7 @@ from hopa_jax import proxy_variants
 from hopa_jax import run as hopa_run
 from embed import store as store_lib
 from mmdd_jax import heads as heads_lib
+from mmdd_jax import keys
 
 DIMS = {"vision": 12, "audio": 10, "text": 8}
 
@@ -125,26 +125,30 @@ def test_random_heads_train_from_their_own_init():
 def distilled(tiny_store, tmp_path_factory):
   """A tiny HoPA run (local=1): ``(workdir, results)``; its ``distilled/`` store."""
   wd = str(tmp_path_factory.mktemp("hopa") / "hopa_n8")
-  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,progress=0,"
-                               "iterations=2,experts.lr=0.1,eval.runs=1,eval.max_epochs=1,"
-                               "eval.lrs=0.1")
+  cfg = keys.override(hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8"), {
+      "progress": False, "distill.iterations": 2, "experts.lr": 0.1, "eval.runs": 1,
+      "eval.max_epochs": 1, "eval.lrs": (0.1,)})
   return wd, hopa_run.train_and_evaluate(cfg, wd)
 
 
 def test_evaluate_store_routes_eval_head(distilled, tmp_path):
   wd, _ = distilled
-  c = evaluate_config.get_config(f"store={os.path.join(wd, 'distilled')},eval.head=mlp,"
-                                 "eval.runs=1,eval.max_epochs=1,eval.lrs=0.1,progress=0")
+  c = keys.override(evaluate_config.get_config(), {
+      "store": os.path.join(wd, "distilled"), "eval.head": "mlp", "eval.runs": 1,
+      "eval.max_epochs": 1, "eval.lrs": (0.1,), "progress": False})
   res = hopa_run.evaluate_store(c, str(tmp_path / "reeval"))
   assert res[0]["eval"]["head"] == "mlp" and res[0]["runs"] == 1
-  assert common.missing_help(evaluate_config.get_config(), evaluate_config.HELP) == []
+  assert keys.missing_help(evaluate_config.get_config(), evaluate_config.KEYS) == []
   with pytest.raises(ValueError, match="config key 'eval.head'"):
-    evaluate_config.get_config("eval.head=resnet")
+    hopa_run.plan_lib.resolve_evaluate(keys.override(evaluate_config.get_config(), {
+        "store": "x", "eval.head": "resnet"}))
 
 
-def _ca_config(extra=""):
-  return cross_arch_config.get_config("local=1,progress=0,eval.runs=1,eval.lrs=0.1,"
-                                      "eval.max_epochs=1" + extra)
+def _ca_config(**extra):
+  """``a__b=`` in ``extra`` sets ``a.b``."""
+  return keys.override(cross_arch_config.get_config("local=1"), {
+      "progress": False, "eval.runs": 1, "eval.lrs": (0.1,), "eval.max_epochs": 1,
+      **{k.replace("__", "."): v for k, v in extra.items()}})
 
 
 def test_cross_arch_rows_are_the_runs_rows(distilled, tiny_store, tmp_path):
@@ -152,20 +156,22 @@ def test_cross_arch_rows_are_the_runs_rows(distilled, tiny_store, tmp_path):
   Random / Full cells are the HoPA run's random / full methods (same rows, rule, keys)."""
   wd, _ = distilled
   store = os.path.join(wd, "distilled")
-  c = _ca_config(",heads=linear_pretrained")
+  c = _ca_config(heads=("linear_pretrained",))
   md = cross_arch.run_table(c, str(tmp_path / "ca"), [store])
   cells = json.load(open(tmp_path / "ca" / "table.json"))
   assert {(x["row"], x["head"]) for x in cells} == {(r, "linear_pretrained") for r in cross_arch.ROWS}
   assert "distilled − random" in md and (tmp_path / "ca" / "cross_arch.png").exists()
   by = {(x["row"], x["head"]): x for x in cells}
-  e = evaluate_config.get_config(f"store={store},progress=0,eval.runs=1,eval.lrs=0.1,"
-                                 "eval.max_epochs=1,eval.patience=2")
+  e = keys.override(evaluate_config.get_config(), {
+      "store": store, "progress": False, "eval.runs": 1, "eval.lrs": (0.1,),
+      "eval.max_epochs": 1, "eval.patience": 2})
   ref = hopa_run.evaluate_store(e, str(tmp_path / "reeval"))[0]
   assert by[("distilled", "linear_pretrained")]["retrieval"] == ref["retrieval"]
-  base = f"dataset={tiny_store.root},local=1,n=8,progress=0,eval.runs=1,eval.lrs=0.1,eval.max_epochs=1"
+  base = {"progress": False, "eval.runs": 1, "eval.lrs": (0.1,), "eval.max_epochs": 1}
   for method in ("random", "full"):
-    row = hopa_run.train_and_evaluate(hopa_config.get_config(f"{base},method={method}"),
-                                      str(tmp_path / method))[0]
+    row = hopa_run.train_and_evaluate(keys.override(hopa_config.get_config(
+        f"dataset={tiny_store.root},local=1,n=8,method={method}"), base),
+        str(tmp_path / method))[0]
     assert by[(method, "linear_pretrained")]["retrieval"] == row["retrieval"], method
   # Resumable: a rerun reads every cell.
   done = tmp_path / "ca" / "cells" / cells[0]["label"] / "distilled_linear_pretrained" / "results.json"
@@ -179,10 +185,10 @@ def test_cross_arch_bad_input_is_one_line(tiny_store, tmp_path):
     cross_arch.run_table(_ca_config(), str(tmp_path / "x"), [tiny_store.root])   # not distilled
   assert not os.path.exists(tmp_path / "x")
   with pytest.raises(ValueError, match="config key 'heads'"):
-    cross_arch_config.get_config("heads=resnet")
+    cross_arch.check_config(_ca_config(heads=("resnet",)))
   with pytest.raises(ValueError, match="eval.protocol"):
-    cross_arch.check_config(_ca_config(",eval.protocol=paper"))
-  assert common.missing_help(cross_arch_config.get_config(), cross_arch_config.HELP) == []
+    cross_arch.check_config(_ca_config(eval__protocol="paper"))
+  assert keys.missing_help(cross_arch_config.get_config(), cross_arch_config.KEYS) == []
 
 
 def test_replaced_proxy_objectives_plug_into_experts_and_distillation():

@@ -13,43 +13,55 @@ import pytest
 from experiments.configs import evaluate as evaluate_config
 from experiments.configs import hopa as hopa_config
 from hopa_jax import run as hopa_run
+from mmdd_jax import keys
 
+# (get_config switches, other keys) → the one line. The config is built as a binary
+# builds it (switches, then --config.a.b= keys: strings as on the command line) and
+# refused by the one check (hopa_jax.plan.resolve), before any work.
 BAD_HOPA_CONFIGS = {
-    "distill.lr_data=-0.5": r"'distill.lr_data': expected > 0, found -0.5",
-    "n=0": r"'n': expected ≥ 1, found 0",
-    "ckpt_every=0": r"'ckpt_every': expected ≥ 1, found 0",
-    "experts.num_experts=0": r"'experts.num_experts': expected ≥ 1, found 0",
-    "iterations=0": r"'distill.iterations': expected ≥ 1, found 0",
-    "eval.runs=0": r"'eval.runs': expected ≥ 1, found 0",
-    "method=bogus": r"'method': expected one of \[.*found 'bogus'",
-    "eval.protocol=bogus": r"'eval.protocol': expected one of \['select', 'paper'\]",
-    "eval.lrs=0.1+-1": r"'eval.lrs': expected > 0 for every item",
-    "val_fraction=0": r"'val_fraction': expected in \(0, 1\), found 0.0",
-    "scale=2": r"'scale': expected in \(0, 1\], found 2.0",
-    "pos_from=both": r"'objective.pos_from': expected one of \['targets', 'identity'\]",
-    "optimizer=rmsprop": r"'distill.optimizer': expected one of \('adam', 'sgd'\)|"
-                         r"'distill.optimizer': expected one of \['adam', 'sgd'\]",
-    "n=abc": r"'n': expected int, found 'abc'",
-    "nope=1": r"'nope': unknown",
+    "distill.lr_data=-0.5": ("", {"distill.lr_data": -0.5},
+                             r"'distill.lr_data': expected > 0, found -0.5"),
+    "n=0": ("n=0", {}, r"'n': expected ≥ 1, found 0"),
+    "ckpt_every=0": ("", {"ckpt_every": 0}, r"'ckpt_every': expected ≥ 1, found 0"),
+    "experts.num_experts=0": ("", {"experts.num_experts": 0},
+                              r"'experts.num_experts': expected ≥ 1, found 0"),
+    "iterations=0": ("", {"distill.iterations": 0}, r"'distill.iterations': expected ≥ 1, found 0"),
+    "eval.runs=0": ("", {"eval.runs": 0}, r"'eval.runs': expected ≥ 1, found 0"),
+    "method=bogus": ("method=bogus", {}, r"'method': expected one of \[.*found 'bogus'"),
+    "eval.protocol=bogus": ("", {"eval.protocol": "bogus"},
+                            r"'eval.protocol': expected one of \['select', 'paper'\]"),
+    "eval.lrs=0.1+-1": ("", {"eval.lrs": "(0.1, -1)"}, r"'eval.lrs': expected > 0 for every item"),
+    "val_fraction=0": ("", {"val_fraction": "0"}, r"'val_fraction': expected in \(0, 1\), found 0.0"),
+    "scale=2": ("", {"scale": "2"}, r"'scale': expected in \(0, 1\], found 2.0"),
+    "pos_from=both": ("", {"objective.pos_from": "both"},
+                      r"'objective.pos_from': expected one of \['targets', 'identity'\]"),
+    "optimizer=rmsprop": ("optimizer=rmsprop", {},
+                          r"'distill.optimizer': expected one of \('adam', 'sgd'\)|"
+                          r"'distill.optimizer': expected one of \['adam', 'sgd'\]"),
+    "n=abc": ("", {"n": "abc"}, r"'n': expected int, found 'abc'"),
+    "nope=1": ("", {"nope": 1}, r"'nope': unknown"),
 }
 
 
 @pytest.mark.parametrize("arg", sorted(BAD_HOPA_CONFIGS))
 def test_bad_config_is_one_line_at_parse_time(arg):
-  with pytest.raises(ValueError, match=BAD_HOPA_CONFIGS[arg]) as e:
-    hopa_config.get_config(arg)
+  switches, flat, match = BAD_HOPA_CONFIGS[arg]
+  with pytest.raises(ValueError, match=match) as e:
+    hopa_run.resolve(keys.override(hopa_config.get_config(switches), flat))
   assert "\n" not in str(e.value) and "config key" in str(e.value)
 
 
 def test_evaluate_lr_zero_is_refused_not_replaced():
   with pytest.raises(ValueError, match=r"'lr': expected > 0, found 0.0"):
-    evaluate_config.get_config("store=x,lr=0")
+    hopa_run.plan_lib.resolve_evaluate(keys.override(evaluate_config.get_config(),
+                                                     {"store": "x", "lr": 0.0}))
 
 
 def test_inconsistent_config_stops_before_the_workdir(tiny_store, tmp_path):
   """max_start_epoch + expert_epochs beyond the experts' epochs used to fail after
   training the experts."""
-  c = hopa_config.get_config(f"dataset={tiny_store.root},local=1,max_start_epoch=9,progress=0")
+  c = keys.override(hopa_config.get_config(f"dataset={tiny_store.root},local=1"),
+                    {"distill.max_start_epoch": 9, "progress": False})
   with pytest.raises(ValueError, match="max_start_epoch \\+ expert_epochs"):
     hopa_run.train_and_evaluate(c, str(tmp_path / "w"))
   assert not os.path.exists(tmp_path / "w")
@@ -108,7 +120,8 @@ def test_bad_store_stops_before_any_work(tiny_store, tmp_path, case):
   d = _copy(tiny_store, tmp_path)
   damage, match = BAD_STORES[case]
   damage(d)
-  c = hopa_config.get_config(f"dataset={d},local=1,n=8,progress=0")
+  c = hopa_config.get_config(f"dataset={d},local=1,n=8")
+  c.progress = False
   with pytest.raises(ValueError, match=match) as e:
     hopa_run.train_and_evaluate(c, str(tmp_path / "w"))
   assert "\n" not in str(e.value)
@@ -126,10 +139,11 @@ def test_binary_exit_2_one_line_nothing_written(tiny_store, tmp_path):
   d = _copy(tiny_store, tmp_path)
   _nan_test_row(d)
   wd = tmp_path / "w"
-  for arg, match in ((f"dataset={d},local=1", "expected finite values"),
-                     ("distill.lr_data=-1", "'distill.lr_data': expected > 0")):
-    r = subprocess.run([sys.executable, "-m", "experiments.hopa", f"--workdir={wd}",
-                        f"--config=experiments/configs/hopa.py:{arg}"],
+  for arg, match in (([f"--config=experiments/configs/hopa.py:dataset={d},local=1"],
+                      "expected finite values"),
+                     (["--config=experiments/configs/hopa.py", "--config.distill.lr_data=-1"],
+                      "'distill.lr_data': expected > 0")):
+    r = subprocess.run([sys.executable, "-m", "experiments.hopa", f"--workdir={wd}", *arg],
                        capture_output=True, text=True)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and match in lines[0], r.stderr[-2000:]
@@ -137,27 +151,41 @@ def test_binary_exit_2_one_line_nothing_written(tiny_store, tmp_path):
 
 
 BAD_OTHER_CONFIGS = [
-    ("bindc", "ipc=0", r"'ipc': expected ≥ 1, found 0"),
-    ("bindc", "real_batch=0", r"'distill.real_batch': expected ≥ 1, found 0"),
-    ("bindc", "num_freqs=0", r"'loss.dist.num_freqs': expected ≥ 1, found 0"),
-    ("bindc", "init=bogus", r"'init': expected one of \['herding', 'random', 'noise'\]"),
-    ("bindc", "distill.lr=-0.5", r"'distill.lr': expected > 0, found -0.5"),
-    ("bindc", "method=dm+bogus", r"'method': expected one of .* for every item"),
-    ("bindc", "eval.runs=0", r"'eval.runs': expected ≥ 1, found 0"),
-    ("bindc", "ckpt_every=0", r"'ckpt_every': expected ≥ 1, found 0"),
-    ("reference", "task=bogus", r"'task': expected one of"),
-    ("reference", "full.runs=0", r"'full.runs': expected ≥ 1, found 0"),
-    ("bound", "study.T=0", r"'study.T': expected ≥ 1, found 0"),
-    ("bound", "study.eta=-1", r"'study.eta': expected > 0"),
+    ("bindc", {"ipc": 0}, r"'ipc': expected ≥ 1, found 0"),
+    ("bindc", {"distill.real_batch": 0}, r"'distill.real_batch': expected ≥ 1, found 0"),
+    ("bindc", {"loss.dist.num_freqs": 0}, r"'loss.dist.num_freqs': expected ≥ 1, found 0"),
+    ("bindc", {"init": "bogus"}, r"'init': expected one of \['herding', 'random', 'noise'\]"),
+    ("bindc", {"distill.lr": -0.5}, r"'distill.lr': expected > 0, found -0.5"),
+    ("bindc", {"method": ("dm", "bogus")}, r"'method': expected one of .* for every item"),
+    ("bindc", {"eval.runs": 0}, r"'eval.runs': expected ≥ 1, found 0"),
+    ("bindc", {"ckpt_every": 0}, r"'ckpt_every': expected ≥ 1, found 0"),
+    ("reference", {"task": "bogus"}, r"'task': expected one of"),
+    ("reference", {"full.runs": 0}, r"'full.runs': expected ≥ 1, found 0"),
+    ("bound", {"study.T": 0}, r"'study.T': expected ≥ 1, found 0"),
+    ("bound", {"study.eta": -1.0}, r"'study.eta': expected > 0"),
 ]
 
 
-@pytest.mark.parametrize("module,arg,match", BAD_OTHER_CONFIGS)
-def test_bad_config_other_binaries(module, arg, match):
+def _check_other(module: str, c) -> None:
+  """The one check each binary reaches: the family's resolve (reference: its key table)."""
+  from bindc_jax import plan as bindc_plan
+  from hopa_jax import plan as hopa_plan
+  if module == "bindc":
+    bindc_plan.resolve(c)
+  elif module == "bound":
+    hopa_plan.resolve_study(c)
+  else:
+    from experiments.configs import reference
+    keys.check(c, reference.KEYS)
+
+
+@pytest.mark.parametrize("module,flat,match", BAD_OTHER_CONFIGS,
+                         ids=[f"{m}-{next(iter(f))}" for m, f, _ in BAD_OTHER_CONFIGS])
+def test_bad_config_other_binaries(module, flat, match):
   import importlib
   cfg = importlib.import_module(f"experiments.configs.{module}")
   with pytest.raises(ValueError, match=match) as e:
-    cfg.get_config(arg)
+    _check_other(module, keys.override(cfg.get_config(), flat))
   assert "\n" not in str(e.value)
 
 
@@ -169,7 +197,8 @@ def test_bindc_bad_store_stops_before_any_work(tiny_cls_store, tmp_path):
   m = json.loads((d / "manifest.json").read_text())
   m["class_names"] = "".join(m["class_names"])
   (d / "manifest.json").write_text(json.dumps(m))
-  c = bindc_config.get_config(f"dataset={d},local=1,progress=0,method=dm")
+  c = keys.override(bindc_config.get_config(f"dataset={d},local=1"),
+                    {"progress": False, "method": ("dm",)})
   with pytest.raises(ValueError, match=r"field 'class_names': expected null or a non-empty list"):
     bindc_run.train_and_evaluate(c, str(tmp_path / "w"))
   assert not os.path.exists(tmp_path / "w")

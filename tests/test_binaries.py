@@ -5,14 +5,14 @@ import os
 import subprocess
 import sys
 
-from experiments.configs import common
 from experiments.configs import reference as ref_config
-from mmdd_jax import reference
+from mmdd_jax import keys, reference
 
 
-def _cfg(dataset, tmp_path, extra=""):
-  return ref_config.get_config(f"dataset={dataset},scale=0.02,data_dir={tmp_path / 'd'},"
-                               "full.epochs=1,full.batch_size=64,classification.runs=2" + extra)
+def _cfg(dataset, tmp_path, extra=None):
+  return keys.override(ref_config.get_config(), {
+      "dataset": dataset, "scale": 0.02, "data_dir": str(tmp_path / "d"), "full.epochs": 1,
+      "full.batch_size": 64, "classification.runs": 2, **(extra or {})})
 
 
 def _binary(*args):
@@ -21,7 +21,7 @@ def _binary(*args):
 
 
 def test_every_key_has_help():
-  assert common.missing_help(ref_config.get_config(), ref_config.HELP) == []
+  assert keys.missing_help(ref_config.get_config(), ref_config.KEYS) == []
   assert ref_config.get_config().full.tau == reference.FULL_TAU
 
 
@@ -38,7 +38,7 @@ def test_reference_retrieval(tmp_path):
 
 def test_reference_classification(tmp_path):
   wd = str(tmp_path / "w")
-  rows = reference.train_and_evaluate(_cfg("nyuv2_sim", tmp_path, ",scale=0.1"), wd)
+  rows = reference.train_and_evaluate(_cfg("nyuv2_sim", tmp_path, {"scale": 0.1}), wd)
   assert rows[0]["accuracy"] is not None and rows[0]["runs"] == 2
   assert "full" in open(os.path.join(wd, "results.md")).read()
 
@@ -49,20 +49,21 @@ def test_reference_cli_help_rerun_and_errors(tmp_path):
   for key in ("full.tau", "classification.runs", "dataset", "--workdir", "--fresh"):
     assert key in h.stdout, key
   wd = tmp_path / "w"
-  arg = f"--config=experiments/configs/reference.py:dataset=nyuv2_sim,scale=0.05,classification.runs=1," \
-        f"data_dir={tmp_path / 'd'}"
-  r = _binary(arg, f"--workdir={wd}")
+  arg = ["--config=experiments/configs/reference.py", "--config.dataset=nyuv2_sim",
+         "--config.scale=0.05", "--config.classification.runs=1",
+         f"--config.data_dir={tmp_path / 'd'}"]
+  r = _binary(*arg, f"--workdir={wd}")
   assert r.returncode == 0, r.stderr[-2000:]
   assert "| full |" in r.stdout and (wd / "results.json").exists()
   # Another config in the same workdir: one line naming the workdir and the key; the
   # workdir is left as it was.
   before = {n: (wd / n).stat().st_mtime_ns for n in os.listdir(wd)}
-  other = _binary(arg + ",seed=1", f"--workdir={wd}")
+  other = _binary(*arg, "--config.seed=1", f"--workdir={wd}")
   assert other.returncode == 2
   err = other.stderr.strip()
   assert len(err.splitlines()) == 1 and str(wd) in err and "seed" in err, err
   assert {n: (wd / n).stat().st_mtime_ns for n in os.listdir(wd)} == before
-  bad = _binary(f"--config=experiments/configs/reference.py:dataset={tmp_path / 'nope'}",
+  bad = _binary("--config=experiments/configs/reference.py", f"--config.dataset={tmp_path / 'nope'}",
                 f"--workdir={tmp_path / 'w2'}")
   assert bad.returncode == 2 and "expected an existing store directory" in bad.stderr
   assert len(bad.stderr.strip().splitlines()) == 1

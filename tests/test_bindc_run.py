@@ -12,21 +12,23 @@ import pytest
 
 from bindc_jax import run
 from experiments.configs import bindc as cfg_lib
-from experiments.configs import common
-from mmdd_jax import results
+from mmdd_jax import keys, results
 from mmdd_jax import workdir as wd_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _arg(store, extra=""):
-  return f"local=1,progress=0,dataset={store.root},method=herding+bindc,eval.runs=5" + extra
+def _cfg(store, **extra):
+  """The smoke config: switches, then dotted keys (``extra``: ``a__b=`` for ``a.b``)."""
+  return keys.override(cfg_lib.get_config(f"local=1,dataset={store.root}"), {
+      "progress": False, "method": ("herding", "bindc"), "eval.runs": 5,
+      **{k.replace("__", "."): v for k, v in extra.items()}})
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_cls_store):
   wd = str(tmp_path_factory.mktemp("bindc_run") / "w")
-  rows = run.train_and_evaluate(cfg_lib.get_config(_arg(tiny_cls_store)), wd)
+  rows = run.train_and_evaluate(_cfg(tiny_cls_store), wd)
   return wd, rows
 
 
@@ -57,7 +59,7 @@ def test_outputs(smoke):
 def test_same_config_resumes_without_duplicate_records(smoke, tiny_cls_store):
   wd, rows = smoke
   before = results.MetricsWriter(wd).records()
-  again = run.train_and_evaluate(cfg_lib.get_config(_arg(tiny_cls_store, ",progress=1")), wd)
+  again = run.train_and_evaluate(_cfg(tiny_cls_store, progress=True), wd)
   assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
   after = results.MetricsWriter(wd).records()
   strip = lambda recs: [{k: v for k, v in r.items() if k != "time"} for r in recs]
@@ -68,12 +70,13 @@ def test_another_config_is_refused_without_touching_the_workdir(smoke, tiny_cls_
   wd, _ = smoke
   before = _snapshot(wd)
   with pytest.raises(wd_lib.RunError) as e:
-    run.train_and_evaluate(cfg_lib.get_config(_arg(tiny_cls_store, ",seed=1")), wd)
+    run.train_and_evaluate(_cfg(tiny_cls_store, seed=1), wd)
   assert wd in str(e.value) and "seed" in str(e.value) and "\n" not in str(e.value)
   out = subprocess.run(
       [sys.executable, "-m", "experiments.bindc",
-       f"--config=experiments/configs/bindc.py:{_arg(tiny_cls_store, ',distill.lr=0.1')}",
-       f"--workdir={wd}"], capture_output=True, text=True, cwd=ROOT)
+       f"--config=experiments/configs/bindc.py:local=1,dataset={tiny_cls_store.root}",
+       "--config.progress=False", "--config.method=('herding', 'bindc')", "--config.eval.runs=5",
+       "--config.distill.lr=0.1", f"--workdir={wd}"], capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 2, out.stderr
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and wd in lines[0] and "distill.lr" in lines[0], out.stderr
@@ -83,8 +86,7 @@ def test_another_config_is_refused_without_touching_the_workdir(smoke, tiny_cls_
 def test_fresh_moves_the_old_run_aside(smoke, tiny_cls_store, tmp_path):
   wd = str(tmp_path / "w")
   shutil.copytree(smoke[0], wd)
-  cfg = cfg_lib.get_config(f"local=1,progress=0,dataset={tiny_cls_store.root},method=random,"
-                           "eval.runs=1")
+  cfg = _cfg(tiny_cls_store, method=("random",), eval__runs=1)
   rows = run.train_and_evaluate(cfg, wd, fresh=True)
   assert [r["method"] for r in rows] == ["random"]
   aside = [n for n in os.listdir(tmp_path) if n.startswith("w.old-")]
@@ -99,19 +101,21 @@ def test_help_lists_nested_keys_with_meanings():
   assert out.returncode == 0, out.stderr
   text = " ".join(out.stdout.split())   # absl wraps the help lines
   for key in ("distill.iterations", "select.grid", "loss.dist.num_freqs", "eval.heads"):
-    assert f"{key} = " in text and cfg_lib.HELP[key] in text, key
+    assert f"{key} = " in text and cfg_lib.KEYS[key][2] in text, key
   assert "--workdir" in text and "--fresh" in text
 
 
 def test_config_keys_types_and_help():
   c = cfg_lib.get_config()
-  assert common.missing_help(c, cfg_lib.HELP) == []
-  assert common.missing_help(cfg_lib.get_config("local=1"), cfg_lib.HELP) == []
+  assert keys.missing_help(c, cfg_lib.KEYS) == []
+  assert keys.missing_help(cfg_lib.get_config("local=1"), cfg_lib.KEYS) == []
   assert c.method == ("bindc",) and c.progress is True and c.local is False
   assert c.select.enabled is True and c.distill.project is True
   assert c.loss.dist.bandwidth is None and c.select.grid == (0.003, 0.01, 0.03, 0.1)
-  c = cfg_lib.get_config("method=random+herding+dm+bindc+full,bandwidth=0.5,enabled=0,"
-                         "distill.iterations=7,num_freqs=512,select.iterations=50")
+  c = keys.override(cfg_lib.get_config(), {
+      "method": ("random", "herding", "dm", "bindc", "full"), "loss.dist.bandwidth": 0.5,
+      "select.enabled": False, "distill.iterations": 7, "loss.dist.num_freqs": 512,
+      "select.iterations": 50})
   assert c.method == ("random", "herding", "dm", "bindc", "full")
   assert c.loss.dist.bandwidth == 0.5 and c.select.enabled is False
   assert (c.distill.iterations, c.loss.dist.num_freqs, c.select.iterations) == (7, 512, 50)
@@ -121,27 +125,50 @@ def test_config_keys_types_and_help():
   assert bindc.loss.dist.bandwidth == 0.5 and bindc.loss.dist.num_freqs == 512
   assert dm.loss.kind == "dm" and bindc.iterations == 7
   assert run.distill_config(c, "random") is None
-  with pytest.raises(ValueError, match="ambiguous"):
-    cfg_lib.get_config("iterations=3")
+  with pytest.raises(ValueError, match="ambiguous"):   # the demo's / sweep's override strings
+    keys.apply_overrides(cfg_lib.get_config(), "iterations=3")
   with pytest.raises(ValueError, match="unknown"):
+    keys.override(cfg_lib.get_config(), {"nonsense": 1})
+  with pytest.raises(ValueError, match="not a switch"):
     cfg_lib.get_config("nonsense=1")
   with pytest.raises(ValueError, match="method"):
-    run.check_config(cfg_lib.get_config("method=dm+nope"))
+    run.check_config(keys.override(cfg_lib.get_config(), {"method": ("dm", "nope")}))
   with pytest.raises(ValueError, match="eval.heads"):
-    run.check_config(cfg_lib.get_config("heads=cnn"))
+    run.check_config(keys.override(cfg_lib.get_config(), {"eval.heads": ("cnn",)}))
   with pytest.raises(ValueError, match="select.enabled"):
-    run.check_config(cfg_lib.get_config("val_frac=0"))
+    run.check_config(keys.override(cfg_lib.get_config(), {"val_fraction": 0.0}))
 
 
 def test_modality_subset(tmp_path, tiny_cls_store):
   """The paper's "Audio only" ablation: a modality subset; an absent one is a clear error."""
   from embed.store import Store, StoreError
-  base = (f"local=1,progress=0,dataset={tiny_cls_store.root},method=dm,eval.runs=2,"
-          "distill.iterations=2,enabled=0,val_frac=0")
-  rows = run.train_and_evaluate(cfg_lib.get_config(base + ",modalities=audio"),
+  base = dict(method=("dm",), eval__runs=2, distill__iterations=2, select__enabled=False,
+              val_fraction=0.0)
+  rows = run.train_and_evaluate(_cfg(tiny_cls_store, **base, modalities=("audio",)),
                                 str(tmp_path / "a"))
   assert rows[0]["accuracy"] is not None and rows[0]["selection"]["lr_rule"] == "fixed"
   assert Store(str(tmp_path / "a" / "distilled")).modalities == ["audio"]
   with pytest.raises(StoreError, match="expected to contain 'depth'"):
-    run.train_and_evaluate(cfg_lib.get_config(base + ",modalities=depth"), str(tmp_path / "b"))
+    run.train_and_evaluate(_cfg(tiny_cls_store, **base, modalities=("depth",)),
+                           str(tmp_path / "b"))
   assert np.isfinite(rows[0]["accuracy"])
+
+
+def test_renamed_keys_keep_the_old_workdirs_bound():
+  """val_frac → val_fraction and eval.batch → eval.batch_size (HoPA's names): workdirs
+  record and fingerprint the old names (mmdd_jax.workdir.RENAMED), so a finished
+  workdir made before the rename stays bound to its config."""
+  c = cfg_lib.get_config()
+  old = c.to_dict()
+  old["val_frac"] = old.pop("val_fraction")
+  old["eval"]["batch"] = old["eval"].pop("batch_size")
+  assert wd_lib.fingerprint(c) == wd_lib.fingerprint(old)
+  assert wd_lib.differing_keys(old, c.to_dict()) == []
+  rec = wd_lib.recorded(c)
+  assert rec["val_frac"] == 0.1 and "val_fraction" not in rec and rec["eval"]["batch"] == 256
+  assert wd_lib.recorded(old) == rec                       # already recorded: unchanged
+  c.val_fraction = 0.2
+  assert wd_lib.differing_keys(old, c.to_dict()) == ["val_frac"]
+  from experiments.configs import hopa as hopa_config   # HoPA's own names are unchanged
+  h = hopa_config.get_config()
+  assert wd_lib.recorded(h) == results.jsonable(h.to_dict())

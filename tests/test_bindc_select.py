@@ -137,14 +137,18 @@ def test_binary_selection_ignores_test_split(tmp_path, monkeypatch, tiny_cls_sto
   from bindc_jax import run
   from experiments.configs import bindc as cfg_lib
   from mmdd_jax import data as data_lib
-  arg = (f"local=1,progress=0,dataset={tiny_cls_store.root},method=random+dm+full,"
-         "distill.iterations=3,select.iterations=2,grid=0.01+0.1,eval.runs=1,min_steps=5,"
-         "eval.epochs=3")
+  from mmdd_jax import keys
+
+  def config():
+    return keys.override(cfg_lib.get_config(f"local=1,dataset={tiny_cls_store.root}"), {
+        "progress": False, "method": ("random", "dm", "full"), "distill.iterations": 3,
+        "select.iterations": 2, "select.grid": (0.01, 0.1), "eval.runs": 1,
+        "eval.min_steps": 5, "eval.epochs": 3})
   sizes = []
   real_group = run.init_lib.group_by_class
   monkeypatch.setattr(run.init_lib, "group_by_class",
                       lambda xs, y, c: sizes.append(len(y)) or real_group(xs, y, c))
-  a = run.train_and_evaluate(cfg_lib.get_config(arg), str(tmp_path / "a"))
+  a = run.train_and_evaluate(config(), str(tmp_path / "a"))
   real_load = data_lib.load_split
 
   def noisy_test(st, split, kind="features", modalities=None):
@@ -154,7 +158,7 @@ def test_binary_selection_ignores_test_split(tmp_path, monkeypatch, tiny_cls_sto
       out = {m: r.standard_normal(v.shape).astype(np.float32) for m, v in out.items()}
     return out
   monkeypatch.setattr(data_lib, "load_split", noisy_test)
-  b = run.train_and_evaluate(cfg_lib.get_config(arg), str(tmp_path / "b"))
+  b = run.train_and_evaluate(config(), str(tmp_path / "b"))
   assert [(r["method"], r["head"]) for r in a] == [
       ("random", "linear"), ("dm", "linear"), ("full", "linear")]
   for ra, rb in zip(a, b):
@@ -173,12 +177,13 @@ def test_tables_configs_and_markdown(tmp_path):
   import os
   from bindc_jax import run, tables as T
   from experiments.configs import bindc as cfg_lib
-  base = cfg_lib.get_config("scale=0.5")
+  base = cfg_lib.get_config()
+  base.scale = 0.5
   for budget in T.BUDGETS:
     for group, _ in T.GROUPS:
       c = T.group_config(base, group, budget)
       run.check_config(c)
-      assert c.eval.heads == ("linear", "mlp") and c.select.enabled and c.val_frac > 0
+      assert c.eval.heads == ("linear", "mlp") and c.select.enabled and c.val_fraction > 0
       assert c.scale == 0.5 and not c.progress
   assert T.group_config(base, "vggs10k_ipc1", "spec").distill.iterations == 2000
   assert T.group_config(base, "ave_audio_ipc1", "smoke").modalities == ("audio",)

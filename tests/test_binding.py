@@ -24,10 +24,16 @@ from embed import store as store_lib
 from experiments.configs import hopa as hopa_config
 from hopa_jax import run as hopa_run
 from hopa_jax import table as table_lib
-from mmdd_jax import results
+from mmdd_jax import keys, results
 from mmdd_jax import workdir as workdir_lib
 
-BASE = "local=1,n=8,progress=0,iterations=2,eval.runs=1,eval.max_epochs=2"
+BASE = {"progress": False, "distill.iterations": 2, "eval.runs": 1, "eval.max_epochs": 2}
+
+
+def _hopa(root, **flat):
+  """A tiny HoPA config (local=1, n=8) on ``root`` (``flat``: dotted keys, ``a__b`` = ``a.b``)."""
+  return keys.override(hopa_config.get_config(f"dataset={root},local=1,n=8"), {
+      **BASE, **{k.replace("__", "."): v for k, v in flat.items()}})
 
 
 def _copy_store(src: str, dst: str) -> str:
@@ -68,7 +74,7 @@ def finished(tiny_store, tmp_path_factory):
   d = tmp_path_factory.mktemp("bound")
   root = _copy_store(tiny_store.root, str(d / "s"))
   ex = str(d / "ex")
-  cfg = hopa_config.get_config(f"dataset={root},{BASE},experts.lr=0.1,experts_dir={ex}")
+  cfg = _hopa(root, experts__lr=0.1, experts_dir=ex)
   wd = str(d / "wd")
   rows = results.jsonable(hopa_run.train_and_evaluate(cfg, wd))
   return root, cfg, wd, ex, rows
@@ -151,12 +157,12 @@ def test_refused_run_writes_nothing_into_shared_experts(tiny_store, tmp_path):
   """With experts.lr unset, a seed=1 run sharing seed 0's experts is refused before
   its lr probe runs, and the shared teacher_lr.json is untouched."""
   ex = str(tmp_path / "ex")
-  base = f"dataset={tiny_store.root},{BASE},experts.lr=none,experts_dir={ex}"
-  hopa_run.train_and_evaluate(hopa_config.get_config(base), str(tmp_path / "a"))
+  base = dict(experts__lr=None, experts_dir=ex)
+  hopa_run.train_and_evaluate(_hopa(tiny_store.root, **base), str(tmp_path / "a"))
   names = sorted(os.listdir(ex))
   snap = {n: open(os.path.join(ex, n), "rb").read() for n in ("teacher_lr.json", "expert_config.json")}
   with pytest.raises(ValueError, match="another seed"):
-    hopa_run.train_and_evaluate(hopa_config.get_config(base + ",seed=1"), str(tmp_path / "b"))
+    hopa_run.train_and_evaluate(_hopa(tiny_store.root, **base, seed=1), str(tmp_path / "b"))
   assert {n: open(os.path.join(ex, n), "rb").read() for n in snap} == snap
   assert sorted(os.listdir(ex)) == names
 
@@ -204,7 +210,8 @@ def test_distilled_similarity_listed_in_manifest(finished, tmp_path):
   m["files"] = {k: v for k, v in m["files"].items() if k != "similarity.npy"}
   json.dump(m, open(os.path.join(d, store_lib.MANIFEST), "w", encoding="utf-8"))
   from experiments.configs import evaluate as eval_config
-  c = eval_config.get_config(f"store={d},progress=0,eval.runs=1,eval.max_epochs=2")
+  c = keys.override(eval_config.get_config(), {"store": d, "progress": False, "eval.runs": 1,
+                                              "eval.max_epochs": 2})
   with pytest.raises(store_lib.StoreError, match="similarity.npy.*missing from the manifest"):
     hopa_run.evaluate_store(c, str(tmp_path / "ev"))
   assert not os.path.exists(tmp_path / "ev")
@@ -223,7 +230,8 @@ def test_bindc_workdir_bound_to_store_content(tiny_cls_store, tmp_path):
   from experiments.configs import bindc as bindc_config
   from bindc_jax import run as bindc_run
   root = _copy_store(tiny_cls_store.root, str(tmp_path / "s"))
-  cfg = bindc_config.get_config(f"dataset={root},local=1,method=random,progress=0")
+  cfg = keys.override(bindc_config.get_config(f"dataset={root},local=1"),
+                      {"method": ("random",), "progress": False})
   wd = str(tmp_path / "wd")
   bindc_run.train_and_evaluate(cfg, wd)
   with _edited(root, "test/labels.npy", lambda a: np.roll(a, 1)):   # permuted test labels

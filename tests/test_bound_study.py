@@ -6,19 +6,19 @@ import subprocess
 import sys
 
 from experiments.configs import bound as bound_config
-from experiments.configs import common
 from hopa_jax import study
-from mmdd_jax import results
+from mmdd_jax import keys, results
 
 
 def test_every_key_has_help():
-  assert common.missing_help(bound_config.get_config(), bound_config.HELP) == []
-  assert common.missing_help(bound_config.get_config("local=1"), bound_config.HELP) == []
+  assert keys.missing_help(bound_config.get_config(), bound_config.KEYS) == []
+  assert keys.missing_help(bound_config.get_config("local=1"), bound_config.KEYS) == []
 
 
 def test_config_sections_build_the_library_dataclasses():
-  c = bound_config.get_config("local=1,tau_nce=0.1,clip_targets=0,pos_from=targets,"
-                              "distill.grad_mode=tesla,objectives=hopa+infonce")
+  c = keys.override(bound_config.get_config("local=1"), {
+      "objective.tau_nce": 0.1, "objective.clip_targets": False, "objective.pos_from": "targets",
+      "distill.grad_mode": "tesla", "study.objectives": ("hopa", "infonce")})
   d = c.to_dict()
   ocfg = study.objective_config(d)
   assert (ocfg.tau_nce, ocfg.clip_targets, ocfg.pos_from) == (0.1, False, "targets")
@@ -31,9 +31,9 @@ def test_config_sections_build_the_library_dataclasses():
 
 
 def test_bound_study_smoke(tiny_store, tmp_path):
-  cfg = bound_config.get_config(
-      f"local=1,dataset={tiny_store.root},objectives=hopa+3pair,T=2,power_iters=5,"
-      "iterations=2,progress=0")
+  cfg = keys.override(bound_config.get_config(f"local=1,dataset={tiny_store.root}"), {
+      "study.objectives": ("hopa", "3pair"), "study.T": 2, "study.power_iters": 5,
+      "distill.iterations": 2, "progress": False})
   rows = study.train_and_evaluate(cfg, str(tmp_path))
   assert [(r["objective"], r["synthetic"]) for r in rows] == [
       ("hopa", "random"), ("hopa", "distilled"), ("3pair", "random"), ("3pair", "distilled")]
@@ -67,11 +67,12 @@ def test_binary_help_lists_nested_keys():
 def test_bad_input_stops_before_the_workdir(tiny_store, tmp_path):
   import pytest
   bad = subprocess.run([sys.executable, "-m", "experiments.bound_study",
-                        "--config=experiments/configs/bound.py:local=1,T=0",
+                        "--config=experiments/configs/bound.py:local=1", "--config.study.T=0",
                         f"--workdir={tmp_path / 'w'}"], capture_output=True, text=True)
   assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
       "error: config key 'study.T': expected ≥ 1, found 0"]
-  cfg = bound_config.get_config(f"local=1,dataset={tiny_store.root},n=100000")
+  cfg = bound_config.get_config(f"local=1,dataset={tiny_store.root}")
+  cfg.study.n = 100000
   with pytest.raises(ValueError, match="config key 'study.n'"):
     study.train_and_evaluate(cfg, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from experiments.configs import common
+from mmdd_jax import keys
 from experiments.configs import demo as demo_config
 from experiments.configs import hopa as hopa_config
 from hopa_jax import table
@@ -42,7 +42,7 @@ ROWS = [
 def test_every_key_has_help_and_the_default_meets_the_resolution_rule():
   from experiments import demo
   c = demo_config.get_config()
-  assert common.missing_help(c, demo_config.HELP) == []
+  assert keys.missing_help(c, demo_config.KEYS) == []
   assert demo.check_resolution(c) == (1000, 1000)      # one hit = 0.1 point, both tasks
   # Random is planned under the distilled methods' own evaluation objectives.
   hcfg, bcfg = demo.configs(c)
@@ -56,11 +56,12 @@ def test_every_key_has_help_and_the_default_meets_the_resolution_rule():
 def test_resolution_rule_stops_before_any_work(tmp_path):
   from experiments import demo
   with pytest.raises(ValueError, match="config key 'scale': expected a test split of ≥ 1000 rows"):
-    demo.check_resolution(demo_config.get_config("scale=0.5"))
+    demo.check_resolution(keys.override(demo_config.get_config(), {"scale": 0.5}))
   with pytest.raises(ValueError, match="cls_scale"):
-    demo.check_resolution(demo_config.get_config("cls_scale=0.25"))
+    demo.check_resolution(keys.override(demo_config.get_config(), {"cls_scale": 0.25}))
   r = subprocess.run([sys.executable, "-m", "experiments.demo", f"--workdir={tmp_path / 'w'}",
-                      "--config=experiments/configs/demo.py:scale=0.5"], capture_output=True, text=True)
+                      "--config=experiments/configs/demo.py", "--config.scale=0.5"],
+                     capture_output=True, text=True)
   assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
   assert not (tmp_path / "w").exists()
 
@@ -131,9 +132,9 @@ def test_demo_runs_at_a_tiny_size(tmp_path):
   """The demo's whole code path (both tasks, every stage) at local=1: one screen of
   output, the files, and a rerun reads the finished rows."""
   wd = tmp_path / "w"
-  arg = (f"--config=experiments/configs/demo.py:local=1,data_dir={tmp_path / 'd'},"
-         "cls_methods=random+herding+bindc+full")
-  cmd = [sys.executable, "-m", "experiments.demo", f"--workdir={wd}", arg]
+  cmd = [sys.executable, "-m", "experiments.demo", f"--workdir={wd}",
+         "--config=experiments/configs/demo.py:local=1", f"--config.data_dir={tmp_path / 'd'}",
+         "--config.cls_methods=('random', 'herding', 'bindc', 'full')"]
   r = subprocess.run(cmd, capture_output=True, text=True)
   assert r.returncode == 0, r.stderr[-3000:]
   out = r.stdout.splitlines()

@@ -26,16 +26,23 @@ import numpy as np
 import pytest
 
 from embed import store as S
-from mmdd_jax import cli, faults, loop, workdir as workdir_lib
+from mmdd_jax import cli, faults, keys, loop, workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ("local=1,n=8,progress=0,iterations=2,eval.runs=1,experts.lr=0.1,eval.lrs=0.1,"
-        "eval.max_epochs=2,experts.num_experts=1,experts.epochs=2,max_start_epoch=1")
+FAST = {"progress": False, "distill.iterations": 2, "eval.runs": 1, "experts.lr": 0.1,
+        "eval.lrs": (0.1,), "eval.max_epochs": 2, "experts.num_experts": 1, "experts.epochs": 2,
+        "distill.max_start_epoch": 1}   # with the switches local=1, n=8
 
 
-def _hopa_cmd(wd, store, extra=""):
+def _fast(store, **flat):
+  from experiments.configs import hopa as hopa_config
+  return keys.override(hopa_config.get_config(f"dataset={store},local=1,n=8"), {**FAST, **flat})
+
+
+def _hopa_cmd(wd, store):
   return [sys.executable, "-m", "experiments.hopa", f"--workdir={wd}",
-          f"--config=experiments/configs/hopa.py:dataset={store},{FAST}{extra}"]
+          f"--config=experiments/configs/hopa.py:dataset={store},local=1,n=8",
+          *(f"--config.{k}={v}" for k, v in FAST.items())]
 
 
 def _one_line(r, code=2, prefix="error:"):
@@ -313,7 +320,7 @@ def test_keyboard_interrupt_bugs_and_debug(capsys, monkeypatch, restore_hooks):
 def test_validation_split_below_the_minimum_stops_before_the_workdir(tiny_store, tmp_path):
   from experiments.configs import hopa as hopa_config
   from hopa_jax import run as hopa_run
-  c = hopa_config.get_config(f"dataset={tiny_store.root},{FAST},val_fraction=0.001")
+  c = _fast(tiny_store.root, val_fraction=0.001)
   with pytest.raises(ValueError, match=r"config key 'val_fraction': expected a validation split "
                      r"of ≥ 10 rows .*found 1 \(val_fraction=0.001 of 180 train rows\)"):
     hopa_run.train_and_evaluate(c, str(tmp_path / "w"))
@@ -334,7 +341,7 @@ def test_bad_heads_stop_before_the_workdir(tiny_store, tmp_path):
   m = json.loads((d / "manifest.json").read_text())
   m["files"] = {}
   (d / "manifest.json").write_text(json.dumps(m))
-  c = hopa_config.get_config(f"dataset={d},{FAST}")
+  c = _fast(d)
   with pytest.raises(ValueError, match=r"heads.npz: field 'vision/kernel': expected shape "
                      r"\(1280, 1024\) .*found \(1280, 512\)"):
     hopa_run.train_and_evaluate(c, str(tmp_path / "w"))

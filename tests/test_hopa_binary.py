@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from embed import store as store_lib
-from experiments.configs import common
 from experiments.configs import evaluate as evaluate_config
 from experiments.configs import hopa as hopa_config
 from hopa_jax import run as hopa_bin
 from hopa_jax import table as hopa_table
+from mmdd_jax import keys
 
 
 def test_config_defaults_and_overrides():
@@ -24,7 +24,8 @@ def test_config_defaults_and_overrides():
   c = hopa_config.get_config("dataset=vggsound_s_sim,n=500")   # adam: one relative rule
   d = c.distill
   assert (d.optimizer, d.lr_data, d.lr_lr, d.lr_sim) == ("adam", 0.01, 0.01, 0.01)
-  c = hopa_config.get_config("dataset=didemo_sim,n=200,sim_alpha=0.3,method=lors")
+  c = hopa_config.get_config("dataset=didemo_sim,n=200,method=lors")
+  c.distill.sim_alpha = 0.3
   assert (c.distill.sim_rank, c.distill.sim_alpha, c.method) == (20, 0.3, "lors")
   c = hopa_config.get_config("optimizer=sgd")
   assert (c.n, c.distill.lr_data, c.distill.lr_lr, c.distill.syn_steps, c.distill.mini_batch,
@@ -34,27 +35,33 @@ def test_config_defaults_and_overrides():
       None, "select", "identity", 0.1)
   assert c.eval.objective is None and c.distill.grad_mode is None
   assert hopa_config.get_config("local=1").distill.iterations < 20
-  # dotted keys, unique leaf names, tuples, None
-  c = hopa_config.get_config("distill.lr_data=0.5,lr_lr=0.2,eval.lrs=0.01+0.1,experts.lr=0.3")
+  # dotted keys (strings as on the command line), tuples, None
+  c = keys.override(hopa_config.get_config(), {"distill.lr_data": "0.5", "distill.lr_lr": 0.2,
+                                               "eval.lrs": "(0.01, 0.1)", "experts.lr": 0.3})
   assert (c.distill.lr_data, c.distill.lr_lr, c.eval.lrs, c.experts.lr) == (0.5, 0.2, (0.01, 0.1), 0.3)
-  assert hopa_config.get_config("experts.lr=0.3,experts.lr=none").experts.lr is None
+  assert keys.override(c, {"experts.lr": "none"}).experts.lr is None
+  # The demo's / sweep's override strings: unique leaf names, '+' tuples.
+  c = keys.apply_overrides(hopa_config.get_config(), "distill.lr_data=0.5,lr_lr=0.2,"
+                           "eval.lrs=0.01+0.1,experts.lr=0.3")
+  assert (c.distill.lr_data, c.distill.lr_lr, c.eval.lrs, c.experts.lr) == (0.5, 0.2, (0.01, 0.1), 0.3)
   with pytest.raises(ValueError, match="ambiguous"):
-    hopa_config.get_config("momentum=0.1")
-  # Every dataclass is built from its section.
-  c = hopa_config.get_config("method=rank2")
-  assert hopa_bin.objective_config(c).rank == 2 and hopa_bin.distill_config(c).sim_kind == "lowrank"
-  assert hopa_bin.distill_config(hopa_config.get_config("method=mtt_vl")).sim_kind == "fixed"
-  assert hopa_bin.distill_config(hopa_config.get_config("method=tesla")).grad_mode == "tesla"
-  assert hopa_bin.eval_config(c, "fixed").objective == "hopa"
-  assert hopa_bin.experts_config(c).lr is None
+    keys.apply_overrides(hopa_config.get_config(), "momentum=0.1")
+  # Every dataclass is built from its section, once (the plan).
+  p = hopa_bin.resolve(hopa_config.get_config("method=rank2"))
+  assert p.obj.rank == 2 and p.distill.sim_kind == "lowrank"
+  assert hopa_bin.resolve(hopa_config.get_config("method=mtt_vl")).distill.sim_kind == "fixed"
+  assert hopa_bin.resolve(hopa_config.get_config("method=tesla")).distill.grad_mode == "tesla"
+  assert p.eval.objective == "hopa"
+  assert p.experts.lr is None
   with pytest.raises(ValueError, match="unknown"):
-    hopa_config.get_config("nope=1")
+    keys.override(hopa_config.get_config(), {"nope": 1})
   with pytest.raises(ValueError, match="expected int"):
-    hopa_config.get_config("n=abc")
+    keys.override(hopa_config.get_config(), {"n": "abc"})
 
 
 def test_smoke_binary_resume_and_reevaluate(tiny_store, tmp_path):
-  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,progress=0")
+  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8")
+  cfg.progress = False
   wd = str(tmp_path / "run")
   rows = hopa_bin.train_and_evaluate(cfg, wd)
   res = json.load(open(os.path.join(wd, "results.json")))
@@ -91,35 +98,37 @@ def test_smoke_binary_resume_and_reevaluate(tiny_store, tmp_path):
   assert len([r for r in recs if r.get("stage") == "eval"]) == cfg.eval.runs
   # A finished run returns its results; another config stops before touching anything.
   assert hopa_bin.train_and_evaluate(cfg, wd)[0]["avg"] == rows[0]["avg"]
-  other = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,progress=0,seed=1")
+  other = keys.override(hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8"),
+                        {"progress": False, "seed": 1})
   with pytest.raises(RuntimeError, match=r"differing keys: seed: 0 → 1"):
     hopa_bin.train_and_evaluate(other, wd)
   # Any store can be re-evaluated.
-  ev = hopa_bin.evaluate_store(evaluate_config.get_config(
-      f"store={os.path.join(wd, 'distilled')},eval.protocol=paper,eval.runs=2,eval.epochs=2,"
-      "progress=0"), str(tmp_path / "reeval"))
+  ev = hopa_bin.evaluate_store(keys.override(evaluate_config.get_config(), {
+      "store": os.path.join(wd, "distilled"), "eval.protocol": "paper", "eval.runs": 2,
+      "eval.epochs": 2, "progress": False}), str(tmp_path / "reeval"))
   assert ev[0]["eval"]["lr"] == pytest.approx(rows[0]["learned_lr"])
   assert ev[0]["runs"] == 2
-  ev = hopa_bin.evaluate_store(evaluate_config.get_config(
-      f"store={os.path.join(wd, 'distilled')},eval.objective=3pair,eval.runs=2,"
-      "eval.max_epochs=2,progress=0"), str(tmp_path / "sel"))
+  ev = hopa_bin.evaluate_store(keys.override(evaluate_config.get_config(), {
+      "store": os.path.join(wd, "distilled"), "eval.objective": "3pair", "eval.runs": 2,
+      "eval.max_epochs": 2, "progress": False}), str(tmp_path / "sel"))
   assert ev[0]["runs"] == 2
 
 
 def test_experts_dir_bound_to_its_config(tiny_store, tmp_path):
   """Shared experts are never silently reused under another config."""
-  base = f"dataset={tiny_store.root},local=1,n=8,progress=0,iterations=2,eval.runs=1,experts.lr=0.1"
-  cfg = hopa_config.get_config(base + f",experts_dir={tmp_path / 'ex'}")
+  base = {"progress": False, "distill.iterations": 2, "eval.runs": 1, "experts.lr": 0.1,
+          "experts_dir": str(tmp_path / "ex")}
+  switches = f"dataset={tiny_store.root},local=1,n=8"
+  cfg = keys.override(hopa_config.get_config(switches), base)
   hopa_bin.train_and_evaluate(cfg, str(tmp_path / "a"))
-  cfg = hopa_config.get_config(base.replace("experts.lr=0.1", "experts.lr=0.01")
-                               + f",experts_dir={tmp_path / 'ex'}")
+  cfg = keys.override(hopa_config.get_config(switches), {**base, "experts.lr": 0.01})
   with pytest.raises(ValueError, match="expert_config.json.*differing: lr: 0.1 → 0.01"):
     hopa_bin.train_and_evaluate(cfg, str(tmp_path / "b"))
 
 
 def test_random_method_has_no_distillation(tiny_store, tmp_path):
-  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,method=random,"
-                               "progress=0,eval.objective=3pair")
+  cfg = keys.override(hopa_config.get_config(f"dataset={tiny_store.root},local=1,n=8,method=random"),
+                      {"progress": False, "eval.objective": "3pair"})
   rows = hopa_bin.train_and_evaluate(cfg, str(tmp_path / "rnd"))
   assert rows[0]["time_s"]["experts"] == 0 and rows[0]["time_s"]["distill"] == 0
   assert rows[0]["learned_lr"] is None and rows[0]["eval"]["objective"] == "3pair"
@@ -128,7 +137,8 @@ def test_random_method_has_no_distillation(tiny_store, tmp_path):
 
 @pytest.mark.parametrize("method", ["zero_shot", "full"])
 def test_reference_rows_use_the_same_protocol(tiny_store, tmp_path, method):
-  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,method={method},progress=0")
+  cfg = hopa_config.get_config(f"dataset={tiny_store.root},local=1,method={method}")
+  cfg.progress = False
   rows = hopa_bin.train_and_evaluate(cfg, str(tmp_path / method))
   assert rows[0]["n_syn"] is None and rows[0]["avg"]["R@1"] >= 0
   assert rows[0]["eval"]["protocol"] == "select"
@@ -149,7 +159,7 @@ def test_table_plan_compares_like_with_like():
 @pytest.mark.parametrize("binary,module", [("hopa", hopa_config), ("evaluate", evaluate_config),
                                            ("hopa_table", hopa_config)])
 def test_help_lists_every_key_and_exits_0(binary, module):
-  assert common.missing_help(module.get_config(), module.HELP) == []
+  assert keys.missing_help(module.get_config(), module.KEYS) == []
   r = subprocess.run([sys.executable, "-m", f"experiments.{binary}", "--help"],
                      capture_output=True, text=True)
   assert r.returncode == 0, r.stderr[-2000:]

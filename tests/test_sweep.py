@@ -10,15 +10,15 @@ import sys
 
 import pytest
 
-from experiments.configs import common
 from experiments.configs import sweep as sweep_config
 from hopa_jax import distill as dl
 from hopa_jax import report, sweep
+from mmdd_jax import keys
 
 
 def test_config_help_and_plan_priority_order():
   c = sweep_config.get_config()
-  assert common.missing_help(c, sweep_config.HELP) == []
+  assert keys.missing_help(c, sweep_config.KEYS) == []
   rows = sweep.plan(c)
   own = [r for r in rows if r.view == "own"]
   # Phase 1: msrvtt_sim n=100, every method of Tables 1 and 5, cpu budget.
@@ -80,14 +80,14 @@ def test_config_help_and_plan_priority_order():
 
 
 @pytest.mark.parametrize("bad, match", [
-    ("phases=msrvtt_sim/100/main/cpu", "DATASETS/NS/SETS/BUDGET/SEEDS"),
-    ("phases=msrvtt_sim/100/nope/cpu/0", "found 'nope'"),
-    ("phases=msrvtt_sim/100/main/fast/0", "one budget"),
-    ("budgets.spec.eval_runs=3", "eval_runs"),
-    ("only=4/3", "only"),
+    ({"phases": ("msrvtt_sim/100/main/cpu",)}, "DATASETS/NS/SETS/BUDGET/SEEDS"),
+    ({"phases": ("msrvtt_sim/100/nope/cpu/0",)}, "found 'nope'"),
+    ({"phases": ("msrvtt_sim/100/main/fast/0",)}, "one budget"),
+    ({"budgets.spec.eval_runs": 3}, "eval_runs"),
+    ({"only": "4/3"}, "only"),
 ])
 def test_bad_sweep_config_is_one_line(bad, match):
-  c = sweep_config.get_config(bad)
+  c = keys.override(sweep_config.get_config(), bad)
   with pytest.raises(ValueError, match=match):
     sweep.select(sweep.plan(c), c.only)
 
@@ -241,7 +241,7 @@ def test_report_from_hand_made_cells(tmp_path):
                      capture_output=True, text=True)
   assert h.returncode == 0 and "budgets.cpu.num_experts" in h.stdout
   bad = subprocess.run([sys.executable, "-m", "experiments.hopa_sweep", "--workdir=x",
-                        "--config=experiments/configs/sweep.py:only=0/2"],
+                        "--config=experiments/configs/sweep.py", "--config.only=0/2"],
                        capture_output=True, text=True)
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "only" in bad.stderr
 
@@ -251,7 +251,8 @@ def test_table_rows_follow_the_per_n_defaults():
   keys set explicitly are kept."""
   from experiments.configs import hopa as hopa_config
   from hopa_jax import table
-  c = hopa_config.get_config("dataset=vggsound_s_sim,sim_alpha=0.3")
+  c = hopa_config.get_config("dataset=vggsound_s_sim")
+  c.distill.sim_alpha = 0.3
   d = table.at_n(c, 500)
   ref = hopa_config.get_config("dataset=vggsound_s_sim,n=500")
   assert (d.n, d.distill.sim_rank, d.distill.iterations, d.distill.max_start_epoch) == (

@@ -14,7 +14,7 @@ breaks it, unless ``local=1``). Never chosen by which method wins.
   Random at the same n under the same evaluation. ``hopa`` holds a CPU-sized
   trajectory-matching budget (the paper's: 20 experts × 10 epochs, 2000 iterations of
   16 student steps, docs/hopa.md) and the evaluation keys every row shares. LoRS with
-  its own Random and Full (``methods=...+lors``) adds ≈ 3 min and 9 output lines, so
+  its own Random and Full (``--config.methods="(..., 'lors')"``) adds ≈ 3 min and 9 output lines, so
   it is not in the default.
 * Classification: vggs10k_sim (v2 simulator) at ``cls_scale`` 0.5 (1,000 test rows),
   1 ipc: Random, Herding, DM, ImageBindDC, Full.
@@ -27,12 +27,12 @@ once.
 from __future__ import annotations
 
 from bindc_jax import distill as bindc_distill
-from experiments.configs import common
+from mmdd_jax import keys
 from hopa_jax import distill as hopa_distill
 
 KEYS = {
     "seed": (0, ">=0", "simulator seed and every key"),
-    "data_dir": common.STORE["data_dir"],
+    "data_dir": keys.STORE["data_dir"],
     "local": (False, None, "seconds-long run at a tiny size (tests; breaks the resolution "
               "rule)"),
     "min_test_rows": (1000, ">=1", "the resolution rule: the demo stops before any work if a "
@@ -52,24 +52,19 @@ KEYS = {
                   "2,000 · cls_scale rows)"),
     "cls_methods": (("random", "herding", "dm", "bindc", "full"),
                     tuple(bindc_distill.METHODS) + ("full",), "rows of the classification "
-                    "table ('+'-joined bindc methods and full)"),
+                    "table (bindc methods and full)"),
     "bindc": ("ipc=1,distill.iterations=200,num_freqs=512,select.iterations=50,log_every=25,"
               "progress=0", None, "overrides of experiments/configs/bindc.py for every "
               "classification row"),
 }
-HELP = common.helps(KEYS)
-
-
-def ranges() -> dict:
-  return common.rules(KEYS)
+SWITCHES = ("local",)
 
 
 def get_config(arg: str | None = None):
-  kv = common.parse_arg(arg)
-  c = common.build(KEYS)
-  c.local = common.convert("local", kv.get("local", "0"), False)
+  c = keys.build(KEYS)
+  c.local = keys.parse_switches(arg, local=False).get("local", False)
   if c.local:
     c.update_from_flattened_dict({
         "scale": 0.05, "train_scale": 0.05, "n": 10, "cls_scale": 0.05,
         "hopa": "local=1,progress=0,eval.lrs=0.01+0.1", "bindc": "local=1,progress=0"})
-  return common.check(common.apply_overrides(c, kv, skip=("local",)), ranges())
+  return c

@@ -1,7 +1,7 @@
 r"""Reference rows (``mmdd_jax.reference``): Zero-shot and Full retrieval, or Full
 classification, on one dataset.
 
-  python -m experiments.reference --config=experiments/configs/reference.py:dataset=msrvtt_sim,scale=0.1 \
+  python -m experiments.reference --config=experiments/configs/reference.py --config.dataset=msrvtt_sim --config.scale=0.1 \
       --workdir=runs/ref
 
 The Full retrieval temperature is ``full.tau`` (CLIP's 0.07, the protocol the simulators
@@ -10,12 +10,12 @@ are calibrated with), deliberately not the distillation's ``objective.tau_nce``.
 
 from __future__ import annotations
 
-from experiments.configs import common
+from mmdd_jax import keys
 
 KEYS = {
     "dataset": ("msrvtt_sim", None, "a store directory, or a simulator name "
                 "(embed.simulate.DATASETS)"),
-    **common.STORE,
+    **keys.STORE,
     "seed": (0, ">=0", "simulator seed and root key (Full run r: fold_in(key, r))"),
     "task": ("auto", ("auto", "retrieval", "classification"), "retrieval | classification | "
              "auto (from the store: the simulator's task, else classification for a labelled "
@@ -31,13 +31,8 @@ KEYS = {
     "classification.lr": (1e-3, ">0", "Full classification: learning rate"),
     "classification.batch_size": (256, ">=1", "Full classification: batch size"),
 }
-HELP = common.helps(KEYS)
-
-
-def ranges() -> dict:
-  return common.rules(KEYS)
 
 
 def get_config(arg: str | None = None):
-  return common.check(common.apply_overrides(common.build(KEYS), common.parse_arg(arg)),
-                      ranges())
+  keys.parse_switches(arg)
+  return keys.build(KEYS)

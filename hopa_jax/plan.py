@@ -1,0 +1,418 @@
+r"""The HoPA family's config keys and plans: a config resolved once, before any work.
+
+Every key of the HoPA configs (``experiments/configs/hopa.py``, ``bound.py``,
+``evaluate.py``, ``cross_arch.py``) is declared once here: dotted key → ``(default,
+rule, meaning)`` (:mod:`mmdd_jax.keys`); ``get_config`` builds its defaults from these
+tables and ``--help`` lists them. :func:`resolve` (a run), :func:`resolve_study` (the
+bound study) and :func:`resolve_evaluate` (a re-evaluation) turn a config into a frozen
+plan: the one range check of the table, the method table (:data:`hopa_jax.distill.METHODS`)
+applied once, the library dataclasses built and validated once. The run, the study and
+the re-evaluation read only their plan (``plan.config`` is the config as data: what the
+workdir is bound to and what results.json records).
+
+Sections mirror the library's dataclasses (``objective`` ↔ ``ObjectiveConfig``,
+``experts`` ↔ ``ExpertConfig``, ``distill`` ↔ ``DistillConfig``, ``eval`` ↔
+``EvalConfig``; the fields a method fixes are added by :func:`resolve`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hopa_jax import distill as dl
+from hopa_jax import evaluate as ev
+from hopa_jax import experts as ex
+from hopa_jax import objectives as obj_lib
+from hopa_jax import similarity as sim_lib
+from mmdd_jax import keys
+
+
+def objective_names():   # read at check time (hopa_jax.proxy_variants registers more)
+  return tuple(sorted(obj_lib.OBJECTIVES))
+
+
+P = keys.placeholder
+
+# The inner objective: shared by HoPA, the experts, the bound study and re-evaluations.
+# Every method's published temperature: LoRS's 0.07 (pairwise wBCE), CLIP's 0.07
+# (InfoNCE), HoPA's 0.1 / 0.2 (docs/hopa.md). A method's own settings override these.
+OBJECTIVE = {
+    "objective.tau_mod": (0.1, ">0", "temperature of the singular-value softmax (L_mod) [R]"),
+    "objective.tau_inst": (0.2, ">0", "temperature of the proxy similarity logits (L_inst) [R]"),
+    "objective.lam_inst": (1.0, ">=0", "weight λ_inst of L_inst [R]"),
+    "objective.use_mod": (True, None, "keep L_mod (the method 'no_lmod' turns it off)"),
+    "objective.use_inst": (True, None, "keep L_inst (the method 'no_linst' turns it off)"),
+    "objective.rank": (1, ">=1", "proxy rank (1 = HoPA; the method 'rank2' sets 2)"),
+    "objective.tau_pair": (0.07, ">0", "temperature of the pairwise wBCE logits (LoRS's "
+                           "published 0.07)"),
+    "objective.tau_nce": (0.07, ">0", "temperature of pairwise InfoNCE (MTT-VL, TESLA; CLIP's "
+                          "0.07)"),
+    "objective.beta": (0.5, "(0,1)", "positive threshold of the weighted BCE (pos = Ŝ > beta)"),
+    "objective.clip_targets": (True, None, "clip learned targets Ŝ to [0, 1] in the wBCE (not "
+                               "in SPEC: else LoRS diverges at lr_sim 10; docs/hopa.md)"),
+    "objective.pos_from": ("identity", ("targets", "identity"), "wBCE positives: 'identity' "
+                           "(an instance's own pair) or 'targets' (SPEC/LoRS: Ŝ > beta)"),
+    "objective.diag_floor": (True, None, "an instance's own pair keeps a target ≥ beta and "
+                             "stays a positive (not in SPEC; docs/hopa.md); False = SPEC/LoRS"),
+}
+EXPERTS = {
+    "experts.num_experts": (20, ">=1", "expert trajectories E"),
+    "experts.epochs": (10, ">=1", "epochs per expert (snapshots 0..epochs)"),
+    "experts.lr": (P(float), ">0", "lr_teacher; None: one probe expert per lr of "
+                   "experts.lr_grid, the best validation avg R@1 after experts.epochs wins "
+                   "(SPEC/paper: 0.01)"),
+    "experts.lr_grid": ((0.01, 0.03, 0.1, 0.3, 1.0), ">0", "the lr_teacher selection grid"),
+    "experts.batch_size": (128, ">=1", "real mini-batch of the experts"),
+    "experts.init_noise": (1e-3, ">=0", "per-expert N(0, σ²) on the pretrained heads [R]"),
+}
+DISTILL = {
+    "distill.sim_kind": ("lowrank", tuple(k for k in sim_lib.KINDS if k != "fixed"), "similarity mining Ŝ: lowrank | full "
+                         "(fixed when the method has none)"),
+    "distill.sim_rank": (10, ">=1", "rank r of the low-rank Ŝ"),
+    "distill.sim_alpha": (1.0, ">0", "scale α of the low-rank Ŝ"),
+    "distill.syn_steps": (16, ">=1", "student SGD steps per iteration"),
+    "distill.mini_batch": (25, ">=1", "synthetic mini-batch of the student"),
+    "distill.expert_epochs": (2, ">=1", "target offset: θ* = θ[start + expert_epochs]"),
+    "distill.max_start_epoch": (5, ">=1", "start epochs s ~ U{0..max_start_epoch−1}"),
+    "distill.grad_mode": (P(str), dl.GRAD_MODES, "None = the method's (full; tesla for "
+                          "method=tesla) | full | tesla"),
+    "distill.optimizer": ("adam", dl.OPTIMIZERS, "adam (normalised updates, lr_data "
+                          "relative to the features' spread) | sgd (SPEC §3.5/§3.7: momentum, "
+                          "lr_data 100, lr_lr 1e-4)"),
+    "distill.lr_data": (0.01, ">0", "lr of the synthetic features"),
+    "distill.lr_lr": (0.01, ">0", "lr of the student step size: of log η (adam) | of raw η, "
+                      "as MTT/LoRS (sgd; η clamped ≥ 1e-6)"),
+    "distill.lr_sim": (0.01, ">0", "lr of the Ŝ parameters"),
+    "distill.momentum": (0.5, ">=0", "SGD momentum (optimizer=sgd)"),
+    "distill.learn_lr": (True, None, "learn the student step size η (else it stays at the "
+                         "experts' lr)"),
+    "distill.iterations": (2000, ">=1", "distillation iterations"),
+    "distill.trajectories_per_iter": (1, ">=1", "expert segments matched per iteration, losses "
+                                      "averaged (vmapped, split over the devices; 1 = the "
+                                      "paper's algorithm; at 1 the key is left out of the "
+                                      "fingerprint)"),
+}
+EVAL = {
+    "eval.protocol": ("select", ev.PROTOCOLS, "select: lr and epochs on validation | "
+                      "paper: SPEC §3.6 (fixed epochs at the learned η)"),
+    "eval.objective": (P(str), objective_names, "None = the set's own inner objective (Random/Full rows "
+                       "set it per objective, experiments.hopa_table does) | an objective for "
+                       "every row"),
+    "eval.runs": (5, ">=1", "evaluation runs (mean ± std)"),
+    "eval.lrs": ((0.001, 0.003, 0.01, 0.03, 0.1, 0.3), ">0", "select: the lr grid"),
+    "eval.max_epochs": (100, ">=1", "select: early stopping on validation avg R@1 …"),
+    "eval.patience": (10, ">=1", "select: … stops after this many checks without improvement"),
+    "eval.val_every": (1, ">=1", "select: … checked every this many epochs"),
+    "eval.epochs": (100, ">=1", "paper: fixed epochs, lr ×0.1 at half"),
+    "eval.batch_size": (128, ">=1", "evaluation batch"),
+    "eval.momentum": (0.9, ">=0", "evaluation SGD momentum"),
+    "eval.weight_decay": (5e-4, ">=0", "evaluation weight decay"),
+    "eval.init_noise": (1e-3, ">=0", "per-run noise on the pretrained heads [R]"),
+}
+KEYS = {
+    "dataset": ("msrvtt_sim", None, "store directory or simulator name "
+                "(embed.simulate.DATASETS)"),
+    **keys.STORE,
+    "n": (100, ">=1", "synthetic instances"),
+    "method": ("hopa", tuple(dl.METHODS), "hopa | lors | mtt_vl | tesla | repblend | "
+               "random | full | zero_shot | the ablations (hopa_jax.distill.METHODS)"),
+    "seed": (0, ">=0", "simulator seed, validation split and every key of the run"),
+    "local": (False, None, "shrink everything to a seconds-long run (smoke tests, notebooks)"),
+    "val_fraction": (0.1, "(0,1)", "validation split carved from train (every selection "
+                     "reads it, never test)"),
+    "experts_dir": ("", None, "'' = <workdir>/experts; share one between methods of one "
+                    "objective"),
+    "progress": (True, None, "progress bars"),
+    "log_every": (50, ">=1", "distillation iterations between metrics.jsonl records"),
+    "ckpt_every": (200, ">=1", "distillation iterations between Orbax checkpoints"),
+    **OBJECTIVE, **EXPERTS, **DISTILL, **EVAL,
+}
+
+_DISTILL = {**DISTILL, "distill.iterations": (200, ">=0", "distillation iterations per "
+            "objective (0 = no distilled rows unless study.distilled_store); a short "
+            "distillation, not a converged one")}
+STUDY_KEYS = {
+    "dataset": ("msrvtt_sim", None, "a store directory, or a simulator name "
+                "(embed.simulate.DATASETS)"),
+    **keys.variant(keys.STORE, {"scale": 0.1}),
+    "seed": (0, ">=0", "simulator seed and root key (mmdd_jax.rng streams: real_batch, "
+             "random_set, experts/<objective>, distill/<objective>, power/<objective>)"),
+    "local": (False, None, "1: a seconds-long CPU run (scale 0.02, hopa+3pair, T=4, n=10, …)"),
+    "progress": (True, None, "progress bars (bookkeeping: not part of the config fingerprint)"),
+    **OBJECTIVE,
+    **keys.variant(EXPERTS, {"experts.num_experts": 1, "experts.epochs": 4,
+                                    "experts.lr": 0.01}),
+    **keys.variant(_DISTILL, {"distill.syn_steps": 8, "distill.max_start_epoch": 2}),
+    "study.objectives": (("hopa", "3pair", "tbind", "vbind", "infonce"),
+                         objective_names, "inner objectives, "
+                         "a tuple (hopa_jax.objectives.OBJECTIVES)"),
+    "study.T": (16, ">=1", "SGD steps of both rollouts"),
+    "study.eta": (0.01, ">0", "step size η shared by both rollouts"),
+    "study.n": (100, ">=1", "synthetic instances (Random: n random real train instances)"),
+    "study.real_batch": (512, ">=0", "fixed real subset for the deterministic real gradient "
+                         "(0 = all)"),
+    "study.power_iters": (50, ">=1", "power iterations (HVPs) per step for L_t"),
+    "study.power_tol": (1e-4, ">0", "power iteration stops at this relative change"),
+    "study.start_epoch": (2, ">=0", "θ₀ = expert 0 after this many epochs"),
+    "study.distilled_store": ("", None, "a distilled store (train split = the synthetic set, "
+                              "similarity.npy = Ŝ) used with every objective; '' = distill"),
+}
+
+EVALUATE_KEYS = {
+    "store": ("", None, "store directory to evaluate (its train split is the training set)"),
+    "test_store": ("", None, "store whose test split is scored ('' = store)"),
+    "seed": (0, ">=0", "evaluation key"),
+    "lr": (keys.placeholder(float), ">0", "eval.protocol=paper: learning rate (None: the "
+           "store's learned η, else 0.01)"),
+    "check_hashes": keys.STORE["check_hashes"],
+    "progress": (True, None, "progress bars"),
+    **OBJECTIVE,
+    **keys.variant(EVAL, {"eval.objective": "hopa"}),
+    "eval.head": ("linear_pretrained", ev.HEADS, "heads trained: linear_pretrained (the "
+                  "store's heads.npz) | linear_random | mlp (two-layer, random init) | "
+                  "mlp_residual (pretrained + a zero-init residual MLP) — "
+                  "hopa_jax.evaluate.HEADS, docs/analyses.md"),
+}
+
+CROSS_ARCH_ROWS = ("distilled", "random", "full")   # hopa_jax.cross_arch.ROWS
+CROSS_ARCH_KEYS = {
+    "heads": (ev.HEADS, ev.HEADS, "head architectures, a tuple of: "
+              "linear_pretrained | linear_random | mlp | mlp_residual (hopa_jax.evaluate.HEADS)"),
+    "rows": (CROSS_ARCH_ROWS, CROSS_ARCH_ROWS, "rows per store, a tuple of: distilled | "
+             "random (its initial real rows) | full (every real train row but the validation "
+             "ones)"),
+    "seed": (0, ">=0", "evaluation key (the same for every cell)"),
+    "local": (False, None, "shrink the evaluation to a seconds-long run (smoke tests)"),
+    "check_hashes": keys.STORE["check_hashes"],
+    "progress": (True, None, "progress bars"),
+    **{k: v for k, v in EVALUATE_KEYS.items()
+       if k.startswith(("objective.", "eval.")) and k != "eval.head"},
+}
+
+
+# ------------------------------------------------------------------ config → dataclasses
+
+
+as_dict = keys.as_dict
+
+
+def section(c, name: str) -> dict:
+  """Config section ``name`` as the keyword arguments of its dataclass."""
+  return dict(as_dict(c)[name])
+
+
+def objective_config(c, method: str | None = None) -> obj_lib.ObjectiveConfig:
+  """``ObjectiveConfig(**config.objective)`` with the method's own settings on top
+  (``method=None``: the config's; a config without a method: none)."""
+  d = as_dict(c)
+  m = method or d.get("method")
+  return obj_lib.ObjectiveConfig(**{**d["objective"], **(dl.method_spec(m)["obj"] if m else {})})
+
+
+def experts_config(c, lr: float | None = None) -> ex.ExpertConfig:
+  """``ExpertConfig(**config.experts)`` with the method's objective (``lr``: instead of
+  ``experts.lr``)."""
+  d = as_dict(c)
+  kw = dict(d["experts"])
+  kw["lr"] = lr if lr is not None else kw["lr"]
+  return ex.ExpertConfig(**kw, objective=dl.method_spec(d["method"])["objective"],
+                         obj=objective_config(d))
+
+
+def distill_config(c) -> dl.DistillConfig:
+  """``DistillConfig(**config.distill)`` plus what the method fixes."""
+  d = as_dict(c)
+  spec = dl.method_spec(d["method"])
+  kw = dict(d["distill"])
+  kw["grad_mode"] = kw["grad_mode"] or spec["grad_mode"]
+  if not spec["mining"]:
+    kw["sim_kind"] = "fixed"
+  return dl.DistillConfig(**kw, n=d["n"], objective=spec["objective"], obj=objective_config(d),
+                          blend=spec["blend"])
+
+
+def eval_config(c, sim_kind: str = "fixed") -> ev.EvalConfig:
+  """One evaluation for every row: ``eval.objective`` (None: the method's inner
+  objective) with the config's objective settings."""
+  d = as_dict(c)
+  kw = dict(d["eval"])
+  kw["objective"] = kw["objective"] or dl.method_spec(d["method"])["objective"]
+  return ev.EvalConfig(**kw, obj=objective_config(d), sim_kind=sim_kind,
+                       sim_alpha=d["distill"]["sim_alpha"])
+
+
+def _store(d: dict) -> dict:
+  return dict(dataset=d["dataset"], scale=d["scale"], seed=d["seed"],
+              data_dir=d["data_dir"] or None, check_hashes=d.get("check_hashes", True))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A HoPA / baseline run (``experiments/configs/hopa.py``), resolved and checked.
+
+  ``spec`` is the method's row of :data:`hopa_jax.distill.METHODS`; ``experts.lr`` None
+  means the teacher lr is selected on validation; ``eval.sim_kind`` is ``fixed`` (the
+  run sets the distilled set's); ``config`` the config as data (binding, records)."""
+  config: dict
+  store: dict                  # mmdd_jax.data.resolve_store's keyword arguments
+  seed: int
+  n: int
+  method: str
+  spec: dict
+  val_fraction: float
+  experts_dir: str
+  progress: bool
+  log_every: int
+  ckpt_every: int
+  obj: obj_lib.ObjectiveConfig
+  experts: ex.ExpertConfig
+  distill: dl.DistillConfig
+  eval: ev.EvalConfig
+
+  @property
+  def objective(self) -> str:
+    """The method's inner objective (experts and student)."""
+    return self.spec["objective"]
+
+  @property
+  def title(self) -> str:
+    return f"{self.method} on {self.store['dataset']} (n={self.n})"
+
+
+def resolve(config: Any) -> Plan:
+  """The run's :class:`Plan`: the keys' one check, the method table applied once, the
+  dataclasses built and validated (one ``ValueError`` line naming the config key)."""
+  d = as_dict(config)
+  keys.check(d, KEYS)
+  spec = dl.method_spec(d["method"])
+  dcfg = distill_config(d)
+  dcfg.validate(num_snapshots=d["experts"]["epochs"] + 1 if spec["optimize"] else None)
+  ecfg = eval_config(d)
+  ecfg.validate()
+  return Plan(config=d, store=_store(d), seed=d["seed"], n=d["n"], method=d["method"],
+              spec=spec, val_fraction=d["val_fraction"], experts_dir=d["experts_dir"],
+              progress=bool(d["progress"]), log_every=d["log_every"],
+              ckpt_every=d["ckpt_every"], obj=objective_config(d), experts=experts_config(d),
+              distill=dcfg, eval=ecfg)
+
+
+# ----------------------------------------------------------------------- the bound study
+
+
+def study_objective_config(c) -> obj_lib.ObjectiveConfig:
+  """The ``objective`` section (the same as HoPA's; clip_targets, pos_from included)."""
+  return obj_lib.ObjectiveConfig(**section(c, "objective"))
+
+
+def study_expert_config(c, objective: str, ocfg: obj_lib.ObjectiveConfig) -> ex.ExpertConfig:
+  return ex.ExpertConfig(**section(c, "experts"), objective=objective, obj=ocfg)
+
+
+def study_distill_config(c, n: int, objective: str,
+                         ocfg: obj_lib.ObjectiveConfig) -> dl.DistillConfig:
+  """The ``distill`` section for ``objective``: no mining for InfoNCE (``fixed``), the
+  mini-batch capped at ``n``, ``grad_mode`` None = ``full``."""
+  d = section(c, "distill")
+  d["grad_mode"] = d.get("grad_mode") or "full"
+  d["mini_batch"] = min(int(d["mini_batch"]), n)
+  if objective == "infonce":
+    d["sim_kind"] = "fixed"
+  return dl.DistillConfig(**d, n=n, objective=objective, obj=ocfg)
+
+
+def study_objectives(c) -> list[str]:
+  """The study's checks beyond the key rules (before the workdir is bound); returns the
+  objectives."""
+  d = as_dict(c)
+  names = list(d["study"]["objectives"])
+  if not names:
+    raise ValueError("config key 'study.objectives': expected '+'-separated names, found none")
+  for o in names:
+    obj_lib.get_objective(o)
+  if d["experts"]["lr"] is None:
+    raise ValueError("config key 'experts.lr': expected a learning rate (the bound study "
+                     "selects nothing on validation), found None")
+  if d["study"]["start_epoch"] > d["experts"]["epochs"]:
+    raise ValueError(f"config key 'study.start_epoch': expected ≤ experts.epochs="
+                     f"{d['experts']['epochs']}, found {d['study']['start_epoch']}")
+  return names
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyPlan:
+  """The bound study (``experiments/configs/bound.py``), resolved and checked: per
+  objective its experts' and (``distill.iterations`` > 0, no ``study.distilled_store``)
+  its distillation's config."""
+  config: dict
+  store: dict
+  seed: int
+  progress: bool
+  objectives: tuple
+  obj: obj_lib.ObjectiveConfig
+  experts: dict                # objective → ExpertConfig
+  distill: dict                # objective → DistillConfig (empty: no distilled rows)
+  iterations: int
+  lr: float                    # experts.lr: the student's initial η
+  n: int
+  T: int
+  eta: float
+  real_batch: int
+  power_iters: int
+  power_tol: float
+  start_epoch: int
+  distilled_store: str
+
+
+def resolve_study(config: Any) -> StudyPlan:
+  d = as_dict(config)
+  keys.check(d, STUDY_KEYS)
+  names = study_objectives(d)
+  s = d["study"]
+  ocfg = study_objective_config(d)
+  iterations = int(d["distill"]["iterations"])
+  distill = {}
+  if iterations > 0 and not s["distilled_store"]:
+    for o in names:
+      distill[o] = study_distill_config(d, s["n"], o, ocfg)
+      distill[o].validate(d["experts"]["epochs"] + 1)
+  return StudyPlan(
+      config=d, store=_store(d), seed=d["seed"], progress=bool(d.get("progress", True)),
+      objectives=tuple(names), obj=ocfg,
+      experts={o: study_expert_config(d, o, ocfg) for o in names}, distill=distill,
+      iterations=iterations, lr=float(d["experts"]["lr"]), n=s["n"], T=s["T"], eta=s["eta"],
+      real_batch=s["real_batch"], power_iters=s["power_iters"], power_tol=s["power_tol"],
+      start_epoch=s["start_epoch"], distilled_store=s["distilled_store"])
+
+
+# ----------------------------------------------------------------------- re-evaluation
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatePlan:
+  """A store's re-evaluation (``experiments/configs/evaluate.py``), resolved and checked;
+  ``eval.sim_kind`` is ``fixed`` (``full`` when the store has ``Ŝ``)."""
+  config: dict
+  store: str
+  test_store: str
+  seed: int
+  lr: float | None
+  check_hashes: bool
+  progress: bool
+  eval: ev.EvalConfig
+
+  @property
+  def select(self) -> bool:
+    return self.eval.protocol == "select"
+
+
+def resolve_evaluate(config: Any) -> EvaluatePlan:
+  d = as_dict(config)
+  keys.check(d, EVALUATE_KEYS)
+  if not d["store"]:
+    raise ValueError("config key 'store': expected a store directory, found ''")
+  cfg = ev.EvalConfig(**d["eval"], obj=obj_lib.ObjectiveConfig(**d["objective"]))
+  cfg.validate()
+  return EvaluatePlan(config=d, store=d["store"], test_store=d["test_store"], seed=d["seed"],
+                      lr=d["lr"], check_hashes=d["check_hashes"], progress=bool(d["progress"]),
+                      eval=cfg)

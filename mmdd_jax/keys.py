@@ -1,0 +1,260 @@
+"""Config keys as one table: the defaults, the one check and ``--help`` read off it.
+
+A method family declares each config key once, in a table (``hopa_jax.plan.KEYS``,
+``bindc_jax.plan.KEYS``, …): dotted key → ``(default, rule, meaning)``. :func:`build`
+makes the nested ``ConfigDict`` of the defaults (what ``get_config`` starts from),
+:func:`check` is the one range check (called by the family's ``resolve``), and
+:func:`config_help` is the ``--config`` flag's help. A rule is None (any value),
+``">0"``, ``">=0"``, ``">=1"``, ``"(0,1)"``, ``"(0,1]"``, a tuple of allowed values, or a
+function returning them (read at check time: registries such as
+``hopa_jax.objectives.OBJECTIVES`` grow at run time); a tuple value (a grid) is checked
+item by item; None (a placeholder) always passes.
+
+Keys are set the ml_collections way: ``--config.a.b=value`` on the command line (tuples
+as Python literals, ``--config.eval.lrs='(0.01, 0.1)'``), ``config.a.b = value`` or
+:func:`override` (``{"a.b": value}``, one line for an unknown key or a bad string) in
+code. ``get_config(arg)`` reads only its few switches from ``arg``
+(:func:`parse_switches`: ``dataset=…,n=…,local=1``).
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, Mapping
+
+import ml_collections
+from ml_collections import config_dict
+
+placeholder = config_dict.placeholder   # a key whose default is None (``none`` or a value)
+
+
+def build(keys: dict) -> ml_collections.ConfigDict:
+  """The nested config of ``keys``' defaults (dotted key → (default, rule, meaning))."""
+  c = ml_collections.ConfigDict()
+  for path, (default, _, _) in keys.items():
+    *parents, leaf = path.split(".")
+    node = c
+    for p in parents:
+      if p not in node:
+        node[p] = ml_collections.ConfigDict()
+      node = node[p]
+    # A placeholder is a FieldReference: a fresh one per config, or setting one
+    # config's key would set it in every config built from the table.
+    node[leaf] = (placeholder(default.get_type()) if isinstance(default, config_dict.FieldReference)
+                  else default)
+  return c
+
+
+def as_dict(config: Any) -> dict:
+  """The config as plain nested data (lists back to tuples: the dataclasses are hashed)."""
+  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+  def fix(v):
+    if isinstance(v, dict):
+      return {k: fix(x) for k, x in v.items()}
+    return tuple(v) if isinstance(v, list) else v
+  return fix(d)
+
+
+def variant(keys: dict, defaults: dict) -> dict:
+  """``keys`` with other defaults (``defaults``: dotted key → value); rules and meanings
+  stay those of ``keys``."""
+  assert set(defaults) <= set(keys), sorted(set(defaults) - set(keys))
+  return {k: (defaults.get(k, d), r, h) for k, (d, r, h) in keys.items()}
+
+
+def _scalar(key: str, raw: str, typ):
+  if typ is bool:
+    if raw.lower() in ("1", "true", "yes", "0", "false", "no"):
+      return raw.lower() in ("1", "true", "yes")
+    raise ValueError(f"config key '{key}': expected a boolean (1/0, true/false), found '{raw}'")
+  try:
+    return raw if typ in (None, str) else typ(raw)
+  except ValueError:
+    raise ValueError(f"config key '{key}': expected {typ.__name__}, found '{raw}'") from None
+
+
+def convert(key: str, raw: str, default, typ=None):
+  """The string ``raw`` as a value of ``default``'s type (``typ`` for a None
+  placeholder; a tuple from a Python literal, ``(0.01, 0.1)``)."""
+  if default is None:
+    return None if raw.lower() in ("none", "") else _scalar(key, raw, typ)
+  if isinstance(default, tuple):
+    try:
+      v = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      v = raw
+    items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    want = type(default[0]) if default else float
+    return tuple(_scalar(key, str(x), want) if isinstance(x, str) or want is not str
+                 else x for x in items)
+  return _scalar(key, raw, type(default))
+
+
+def leaves(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Dotted paths of every leaf of ``c``."""
+  out = []
+  for k, v in c.items():
+    out += leaves(v, f"{prefix}{k}.") if isinstance(v, ml_collections.ConfigDict) else [prefix + k]
+  return out
+
+
+def _get(c, path):
+  *parents, leaf = path.split(".")
+  for p in parents:
+    c = c[p]
+  return c, leaf
+
+
+def override(c: ml_collections.ConfigDict, flat: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Sets every dotted key of ``flat`` on ``c`` (``update_from_flattened_dict`` with one
+  line for an unknown key; a string value is converted to the key's type)."""
+  paths = set(leaves(c))
+  for k, v in flat.items():
+    if k not in paths:
+      raise ValueError(f"config key '{k}': unknown (see --help for the keys)")
+    parent, leaf = _get(c, k)
+    # A placeholder (a None-default key, a FieldReference) takes "none" back to None.
+    if (isinstance(v, str) and v.lower() == "none"
+        and isinstance(getattr(parent, "_fields", {}).get(leaf), config_dict.FieldReference)):
+      parent[leaf] = None
+      continue
+    if isinstance(v, str) and not isinstance(parent[leaf], str):
+      default = parent[leaf]
+      typ = parent.get_ref(leaf).get_type() if default is None else None
+      v = convert(k, v, default, typ)
+    parent[leaf] = v
+  return c
+
+
+def parse_switches(arg: str | None, **switches) -> dict:
+  """``get_config``'s ``arg`` (``key=value,…``, big_vision style): the switches given,
+  only those named in ``switches`` (name=an example value: the type they take)."""
+  out = {}
+  for item in filter(None, (s.strip() for s in (arg or "").split(","))):
+    k, eq, raw = item.partition("=")
+    k = k.strip()
+    if not eq:
+      raise ValueError(f"config arg '{item}': expected key=value")
+    if k not in switches:
+      raise ValueError(f"config key '{k}': not a switch of the config file (expected one of "
+                       f"{sorted(switches)}; set other keys with --config.{k}=…)")
+    out[k] = convert(k, raw.strip(), switches[k])
+  return out
+
+
+def _items(spec: str | Mapping) -> dict:
+  if isinstance(spec, Mapping):
+    return {k: str(v) for k, v in spec.items()}
+  out = {}
+  for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+    k, eq, raw = item.partition("=")
+    if not eq:
+      raise ValueError(f"config arg '{item}': expected key=value")
+    out[k.strip()] = raw.strip()
+  return out
+
+
+def apply_overrides(c: ml_collections.ConfigDict, spec: str | Mapping) -> ml_collections.ConfigDict:
+  """Sets the keys of an override string on ``c``: ``key=value,…``, a key a dotted path
+  or a unique leaf name, tuples ``+``-joined. The format of the demo's ``hopa`` /
+  ``bindc`` and the sweep's ``base`` values only: those values are written in the
+  workdirs' configs (their fingerprints), so they keep their format; ``get_config`` and
+  ``--config`` do not read it (:func:`from_spec` does, with the file's switches)."""
+  paths = leaves(c)
+  for k, raw in _items(spec).items():
+    hits = [k] if k in paths else [p for p in paths if p.rsplit(".", 1)[-1] == k]
+    if len(hits) != 1:
+      raise ValueError(f"config key '{k}': " + (f"ambiguous, expected one of {hits}" if hits
+                       else "unknown (see --help for the keys)"))
+    parent, leaf = _get(c, hits[0])
+    default = parent[leaf]
+    if isinstance(default, tuple):
+      typ = type(default[0]) if default else float
+      parent[leaf] = tuple(_scalar(hits[0], v.strip(), typ) for v in raw.split("+") if v.strip())
+    else:
+      typ = parent.get_ref(leaf).get_type() if default is None else None
+      parent[leaf] = convert(hits[0], raw, default, typ)
+  return c
+
+
+def from_spec(module, *specs: str | Mapping) -> ml_collections.ConfigDict:
+  """``module.get_config`` of override strings / dicts (:func:`apply_overrides`'s format;
+  a later one wins): their switches (``module.SWITCHES``) go to ``get_config``, the other
+  keys are set on the result. Unchecked (the family's ``resolve`` checks)."""
+  items = {k: v for spec in specs for k, v in _items(spec).items()}
+  switches = getattr(module, "SWITCHES", ())
+  c = module.get_config(",".join(f"{k}={v}" for k, v in items.items() if k in switches))
+  return apply_overrides(c, {k: v for k, v in items.items() if k not in switches})
+
+
+_TESTS = {">0": (lambda v: v > 0, "> 0"), ">=0": (lambda v: v >= 0, "≥ 0"),
+          ">=1": (lambda v: v >= 1, "≥ 1"), "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+          "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]")}
+
+
+def check(c: Mapping, keys: dict) -> None:
+  """The one range check of ``c`` against ``keys``' rules: one ``ValueError`` line
+  naming the key, the expected range and the found value. A key ``c`` lacks is not
+  checked (a config assembled from sections, e.g. the sweep's re-evaluation rows, whose
+  library dataclass then takes its own default)."""
+  for path, (_, rule, _) in keys.items():
+    if rule is None:
+      continue
+    try:
+      parent, leaf = _get(c, path)
+      v = parent[leaf]
+    except KeyError:
+      continue
+    if v is None:
+      continue
+    rule = rule() if callable(rule) else rule
+    ok, desc = ((lambda x: x in rule), f"one of {list(rule)}") if isinstance(rule, (tuple, list)) \
+        else _TESTS[rule]
+    items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    try:
+      good = bool(items) and all(ok(x) for x in items)
+    except TypeError:
+      good = False
+    if not good:
+      raise ValueError(f"config key '{path}': expected {desc}"
+                       f"{' for every item' if isinstance(v, (tuple, list)) else ''}, found {v!r}")
+
+
+def describe(c: ml_collections.ConfigDict, keys: dict) -> str:
+  """One line per key: ``dotted.key = default — meaning``."""
+  flat = c.to_dict()
+
+  def shown(p):
+    v = flat
+    for k in p.split("."):
+      v = v[k]
+    return repr(v)
+  return "\n".join(f"{p} = {shown(p)} — {keys[p][2] if p in keys else '(undocumented)'}"
+                   for p in leaves(c))
+
+
+def config_help(module) -> str:
+  """The ``--config`` flag's help: the file's switches and every key of
+  ``module.get_config()`` with its default and meaning (``module.KEYS``)."""
+  c = module.get_config()
+  path = module.__name__.replace(".", "/") + ".py"
+  switches = getattr(module, "SWITCHES", ())
+  arg = (f"{path}:" + ",".join(f"{s}=…" for s in switches) + " (switches: " +
+         ", ".join(switches) + "), then ") if switches else f"{path}, then "
+  return ("config file, e.g. " + arg + "--config.a.b=value for any key (tuples as Python "
+          "literals). Keys and defaults:\n" + describe(c, module.KEYS))
+
+
+def missing_help(c: ml_collections.ConfigDict, keys: dict) -> list[str]:
+  """Keys of ``c`` without a help line, and help lines without a key."""
+  have = set(leaves(c))
+  return sorted((have - set(keys)) | (set(keys) - have))
+
+
+STORE = {   # the store keys of every run config
+    "scale": (1.0, "(0,1]", "simulator scale in (0, 1] (ignored for a store directory)"),
+    "data_dir": ("", None, "where simulated stores are cached ('' = runs/data)"),
+    "check_hashes": (True, None, "verify the store's sha256 hashes before the run (False: "
+                     "skip, for very large stores; the other checks always run)"),
+}
