@@ -308,15 +308,23 @@ def _best(cands: list[tuple[str, dict | None]]):
 
 
 def _claim_ns(cells, d, b, view, a: str, others: Sequence[str], ns=NS):
-  """Per-n margin of ``a`` over the best of ``others``."""
+  """Per-n margin of ``a`` over the best of ``others``. With several ``others`` of which
+  some are measured, the margin is over the best measured one: a "does not hold" there
+  is final (the best of all can only be higher); anything else is provisional (the
+  entry's fifth item names what is missing)."""
   per = {}
   for n in ns:
     av = value(cells, d, a, n, b, view)
-    best = _best([(m, value(cells, d, m, n, b, view)) for m in others])
+    cands = [(m, value(cells, d, m, n, b, view)) for m in others]
+    best = _best(cands)
+    missing = ()
+    if best is None and len(others) > 1 and any(v is not None for _, v in cands):
+      best = max(((m, v) for m, v in cands if v is not None), key=lambda mv: mv[1]["mean"])
+      missing = tuple(NAMES[m] for m, v in cands if v is None)
     if av is None or best is None:
       per[n] = None
       continue
-    per[n] = (*_diff(av, best[1]), NAMES[best[0]] if len(others) > 1 else None)
+    per[n] = (*_diff(av, best[1]), NAMES[best[0]] if len(others) > 1 else None, missing)
   return per
 
 
@@ -324,15 +332,19 @@ def _summarise(per: dict) -> tuple[str, str]:
   have = {n: v for n, v in per.items() if v is not None}
   if not have:
     return "—", "not measured yet"
-  margins = "; ".join(f"n={n}: {m:+.2f} ± {s:.2f}" + (f" (vs {who})" if who else "")
-                      for n, (m, s, _, who) in have.items())
-  vs = [_verdict(m, s) for m, s, _, _ in have.values()]
+  have = {n: (*v, ()) if len(v) == 4 else v for n, v in have.items()}
+  margins = "; ".join(f"n={n}: {m:+.2f} ± {s:.2f}" + (f" (vs {who}" + (
+      f", the best measured; {', '.join(gone)} not measured yet" if gone else "") + ")"
+      if who else "") for n, (m, s, _, who, gone) in have.items())
+  vs = [_verdict(m, s) for m, s, _, _, _ in have.values()]
   v = ("does not hold" if "does not hold" in vs else
        "holds" if all(x == "holds" for x in vs) else "within noise")
   missing = [n for n in per if per[n] is None]
-  if missing:
-    v += f" (so far; n = {', '.join(map(str, missing))} not measured yet)"
-  if any(single for _, _, single, _ in have.values()):
+  partial = v != "does not hold" and any(gone for *_, gone in have.values())
+  if missing or partial:
+    v += " (so far" + (f"; n = {', '.join(map(str, missing))} not measured yet" if missing
+                       else "") + ("; some baselines not measured yet" if partial else "") + ")"
+  if any(single for _, _, single, _, _ in have.values()):
     v += "; one run seed: the ± is over evaluation runs only"
   return margins, v
 

@@ -219,6 +219,17 @@ def test_report_from_hand_made_cells(tmp_path):
   assert get("L_inst helps")[1] == "not measured yet"
   assert get("HoPA at n = 500 ≥ 95 % of Full (avg R@1)")[1] == "holds" + single   # 22.5 vs 21.47
   assert get("pairwise variants stagnate")[1] == "not measured yet"
+  # Some baselines measured: beaten by one of them is final; beating them all is provisional.
+  part = [_cell("hopa", 100, 21.7, 0.2), _cell("mtt_vl", 100, 22.8, 0.1),
+          _cell("lors", 100, 21.1, 0.1)]
+  pc = {t: (m, v) for t, _, m, v in report.claims(part, "own")}
+  m, v = next(x for t, x in pc.items() if t.startswith("HoPA > every pairwise"))
+  assert v.startswith("does not hold") and "some baselines" not in v and "vs MTT-VL, the best measured" in m
+  part[1] = _cell("mtt_vl", 100, 20.8, 0.1)
+  pc = {t: (m, v) for t, _, m, v in report.claims(part, "own")}
+  m, v = next(x for t, x in pc.items() if t.startswith("HoPA > every pairwise"))
+  assert v.startswith("holds (so far") and "some baselines not measured yet" in v
+  assert "TESLA" in m and "vs LoRS, the best measured" in m
   # The document: prose outside the markers survives; the tables and claims are written.
   doc = tmp_path / "results.md"
   doc.write_text(f"# Results\n\nhand-written prose\n\n{report.BEGIN}\nold\n{report.END}\n\ntail prose\n")
