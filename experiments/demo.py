@@ -38,7 +38,7 @@ from bindc_jax import plan as bindc_plan
 from hopa_jax import plan as hopa_plan
 from hopa_jax import run as hopa_run
 from hopa_jax import table
-from mmdd_jax import cli, data, keys, results, summary, workdir
+from mmdd_jax import cli, data, distributed, keys, results, summary, workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", demo_config.__file__, keys.config_help(demo_config))
@@ -192,6 +192,8 @@ def train_and_evaluate(c, wd: str, *, fresh: bool = False, prog: summary.Progres
           f"± = √(s² + s_R²), s: std over {hcfg.eval.runs} / {bcfg.eval.runs} eval runs")
   md = (f"{ret_title}\n{summary.retrieval_table(ret)}\n\n{cls_title}\n"
         f"{summary.classification_table(cls)}\n{note}\n")
+  if not distributed.is_writer():   # process 0 writes the summary files
+    return ret, cls, md
   results.atomic_write_text(os.path.join(wd, "summary.md"), "\n".join(budget) + "\n\n" + md)
   for name, rows, title, body in (
       ("retrieval", ret, ret_title,

@@ -44,7 +44,7 @@ from hopa_jax import evaluate as ev
 from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
 from hopa_jax import plan as plan_lib
-from mmdd_jax import data, heads as heads_lib, keys, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
 from mmdd_jax import workdir as workdir_lib
 
 ROWS = plan_lib.CROSS_ARCH_ROWS
@@ -252,6 +252,8 @@ def write_table(workdir: str, cells: Sequence[Mapping], *, heads: Sequence[str],
                        f"{sum(x['time_s'].values()) / 60:.2f} |")
     lines.append("")
   md = "\n".join(lines) + "\n"
+  if not distributed.is_writer():   # process 0 writes the table files
+    return md
   results.atomic_write_text(os.path.join(workdir, "table.md"), md)
   results.atomic_write_json(os.path.join(workdir, "table.json"), results.jsonable(list(cells)))
   if cells:

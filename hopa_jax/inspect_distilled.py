@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from embed import store as store_lib
-from mmdd_jax import data, heads as heads_lib, results
+from mmdd_jax import data, distributed, heads as heads_lib, results
 
 DEFAULT_DIR = "inspect_distilled"
 
@@ -179,6 +179,8 @@ def inspect_store(store_dir: str, *, out_dir: str | None = None, k: int = 5,
   paths = {"json": os.path.join(out_dir, "neighbours.json"),
            "md": os.path.join(out_dir, "neighbours.md"),
            "png": os.path.join(out_dir, "projection.png")}
+  if not distributed.is_writer():   # process 0 writes the files
+    return dict(paths, summary=summary)
   results.atomic_write_json(paths["json"], results.jsonable(record))
   results.atomic_write_text(paths["md"], to_markdown(record))
   plot_projection(real, init, syn, paths["png"], title=f"{extra.get('method', 'distilled')} "

@@ -46,7 +46,7 @@ from hopa_jax import distill as dl
 from hopa_jax import experts as ex
 from hopa_jax import similarity as sim_lib
 from hopa_jax import plan as plan_lib
-from mmdd_jax import data, heads as heads_lib, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, results, rng
 from mmdd_jax import workdir as wd
 
 # The config → dataclass builders live with the plan (hopa_jax.plan.resolve_study).
@@ -307,5 +307,6 @@ def _study(plan: plan_lib.StudyPlan, st: store_lib.Store, n: int, workdir: str) 
           "the first value is the full objective, the second its principal-mode part "
           "(hopa_principal).\n\n" + note)
   results.write_results(workdir, rows, title=title, table=body)
-  plot_study(rows, workdir)
+  if distributed.is_writer():   # process 0 writes the figure (results.* already are)
+    plot_study(rows, workdir)
   return rows

@@ -343,7 +343,7 @@ def test_table_writers_write_on_the_writer_only(tmp_path, monkeypatch):
   (the distributed runtime simulated: process 0 reported no error), write nothing; as
   the writer they write their files."""
   from bindc_jax import tables as bindc_tables
-  from hopa_jax import sweep, table
+  from hopa_jax import cross_arch, sweep, table
   from mmdd_jax import results
   run = {"a→b": {"R@1": 10.0, "R@5": 30.0, "R@10": 50.0}}
   rows = [results.make_results(dataset="d", method="hopa", n_syn=8, config={},
@@ -354,12 +354,14 @@ def test_table_writers_write_on_the_writer_only(tmp_path, monkeypatch):
     table.write_table(str(d / "hopa"), rows, "t")
     bindc_tables.write_tables(str(d / "bindc"), "reduced")
     sweep.write_outputs(sc, str(d / "sweep"), sweep.plan(sc))
+    (d / "xa").mkdir()
+    cross_arch.write_table(str(d / "xa"), [], heads=["linear_pretrained"], rows=["distilled"])
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
 
   (tmp_path / "writer" / "hopa").mkdir(parents=True)
   wrote = write_all(tmp_path / "writer")
   assert {"hopa/table.md", "hopa/table.json", "hopa/avg_r1.png", "bindc/tables.md",
-          "sweep/results_cells.json"} <= set(wrote)
+          "sweep/results_cells.json", "xa/table.md", "xa/table.json"} <= set(wrote)
   monkeypatch.setattr(distributed, "process_count", lambda: 2)
   monkeypatch.setattr(distributed, "process_index", lambda: 1)
   monkeypatch.setattr(distributed, "broadcast", lambda v: np.zeros_like(np.asarray(v)))
