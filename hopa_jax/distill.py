@@ -173,10 +173,15 @@ class DistillState:
   syn: dict          # {modality: [n, d_m]} synthetic features
   log_lr: jax.Array  # log η
   sim: dict          # Ŝ params (empty for "fixed")
-  opt: Any           # one optax state over learnables(state) (multi_transform)
+  opt_state: Any     # one optax state over learnables(state) (multi_transform)
   syn_scale: dict    # {modality: scalar} real features' RMS spread (adam's lr unit)
   key: jax.Array     # raw words of the base key (mmdd_jax.rng.data); iteration t uses fold_in(key, t)
   step: jax.Array    # int32 iteration counter
+
+
+# DistillState fields renamed since checkpoints were first written (old → new): a
+# distillation killed before the rename resumes from its checkpoint (mmdd_jax.loop.restore).
+RENAMED_FIELDS = {"opt": "opt_state"}   # the same name as ImageBindDC's state
 
 
 def learnables(state: DistillState) -> dict:
@@ -256,7 +261,8 @@ def init_state(key: jax.Array, cfg: DistillConfig, init_syn: Mapping[str, np.nda
   sim = sim_lib.init_similarity(ksim, cfg.n, cfg.sim_kind, cfg.sim_rank)
   log_lr = jnp.log(jnp.asarray(lr0, jnp.float32))
   params = {"syn": syn, "log_lr": log_lr, "sim": sim}
-  return DistillState(syn=syn, log_lr=log_lr, sim=sim, opt=make_optimizer(cfg).init(params),
+  return DistillState(syn=syn, log_lr=log_lr, sim=sim,
+                      opt_state=make_optimizer(cfg).init(params),
                       syn_scale=scale, key=rng.data(kstate), step=jnp.zeros((), jnp.int32))
 
 
@@ -422,11 +428,11 @@ def make_distill_step(cfg: DistillConfig, *, jit: bool = True) -> Callable:
                                          state.sim)
     params = learnables(state)
     grads = {"syn": g_syn, "log_lr": g_lr, "sim": g_sim}
-    u, opt = tx.update(grads, state.opt, params)
+    u, opt_state = tx.update(grads, state.opt_state, params)
     u = dict(u, syn={m: state.syn_scale[m] * v for m, v in u["syn"].items()})
     new_params = optax.apply_updates(params, u)
     new = state.replace(syn=new_params["syn"], log_lr=new_params["log_lr"],
-                        sim=new_params["sim"], opt=opt, step=state.step + 1)
+                        sim=new_params["sim"], opt_state=opt_state, step=state.step + 1)
     syn_move = jnp.sqrt(sum(_sqnorm(v / state.syn_scale[m]) for m, v in u["syn"].items())
                         / sum(v.size for v in state.syn.values()))
     metrics = {"loss": loss, "lr": jnp.exp(new.log_lr), "grad_syn": jnp.sqrt(_sqnorm(g_syn)),
@@ -476,4 +482,4 @@ def distill(state: DistillState, traj, cfg: DistillConfig, *, ckpt_dir: str | No
                        log_every=log_every, metrics=metrics,
                        tags=dict(tags) if tags is not None else {"stage": "distill"},
                        progress=progress, desc="distill", postfix=("loss", "lr"),
-                       stop_at=stop_at)
+                       stop_at=stop_at, renamed=RENAMED_FIELDS)

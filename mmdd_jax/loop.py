@@ -25,6 +25,7 @@ callers' convention: ``fold_in(key, step)``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any, Callable, Mapping
@@ -64,6 +65,30 @@ def abstract(tree):
   return jax.tree_util.tree_map(leaf, tree)
 
 
+def restore(mngr: ocp.CheckpointManager, step: int, state, renamed: Mapping[str, str] | None = None):
+  """Checkpoint ``step`` restored into the shapes, dtypes and shardings of ``state`` (a
+  ``flax.struct`` dataclass or any pytree). ``renamed`` (old field name → new): a
+  checkpoint written before a field of the state dataclass was renamed stores the old
+  name; it is restored under that name and put back into the renamed field, so a run
+  killed before the rename resumes after it (nothing written is lost)."""
+  target = abstract(state)
+  try:
+    return mngr.restore(step, args=ocp.args.StandardRestore(target))
+  except ValueError as e:
+    if not (renamed and dataclasses.is_dataclass(state)):
+      raise
+    mismatch = e
+  # The checkpoint's tree does not match: try the fields' old names (else the first error).
+  fields = [f.name for f in dataclasses.fields(target)]
+  new_to_old = {new: old for old, new in renamed.items()}
+  legacy = {new_to_old.get(f, f): getattr(target, f) for f in fields}
+  try:
+    got = mngr.restore(step, args=ocp.args.StandardRestore(legacy))
+  except ValueError:
+    raise mismatch from None
+  return type(state)(**{f: got[new_to_old.get(f, f)] for f in fields})
+
+
 def boundaries(start: int, end: int, *everies: int | None) -> list[int]:
   """The steps in ``(start, end]`` where a chunk ends: multiples of each period, and ``end``."""
   pts = {end}
@@ -88,7 +113,7 @@ def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None
              log_every: int | None = None, metrics: results.MetricsWriter | None = None,
              tags: Mapping[str, Any] | None = None, progress: bool = False,
              desc: str = "loop", postfix: tuple[str, ...] = ("loss",),
-             stop_at: int | None = None):
+             stop_at: int | None = None, renamed: Mapping[str, str] | None = None):
   """Runs (or resumes) ``total`` steps of ``advance`` from ``state``; returns the state.
 
   Args:
@@ -104,6 +129,9 @@ def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None
     tags: fields that identify this stage's records (e.g. ``{"stage": "distill"}``).
     progress: a tqdm bar labelled ``desc`` with the ``postfix`` metrics.
     stop_at: stop after this step (tests of killed runs).
+    renamed: top-level state fields renamed since older checkpoints were written (old
+      name → new name): a checkpoint with the old names is restored into them
+      (:func:`restore`).
   """
   tags = dict(tags or {})
   start = 0
@@ -113,7 +141,7 @@ def run_loop(state, advance: Advance, total: int, *, ckpt_dir: str | None = None
     if start > total:
       raise ValueError(f"{ckpt_dir}: field 'latest step': expected ≤ {total}, found {start} "
                        "(checkpoints of another config?)")
-    state = mngr.restore(start, args=ocp.args.StandardRestore(abstract(state)))
+    state = restore(mngr, start, state, renamed)
   elif mngr is not None and save_initial:
     save(mngr, 0, state, ckpt_dir)
   if metrics is not None:

@@ -189,6 +189,37 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_checkpoint_before_the_opt_state_rename_resumes(tmp_path):
+  """A checkpoint written when DistillState's optimizer field was still ``opt`` (before
+  the rename to ``opt_state``, issue 21) resumes bit-identically to an uninterrupted run."""
+  import flax
+  from typing import Any
+
+  @flax.struct.dataclass
+  class OldState:   # the field layout of the checkpoints written before the rename
+    syn: dict
+    log_lr: Any
+    sim: dict
+    opt: Any
+    syn_scale: dict
+    key: Any
+    step: Any
+
+  cfg = _cfg(objective="3pair", iterations=5)
+  traj, *_ = _problem(cfg)
+  init = lambda: dl.init_state(jax.random.PRNGKey(0), cfg, _syn(jax.random.key(1), cfg.n), 0.1)
+  ref = dl.distill(init(), traj, cfg)
+  part = dl.distill(init(), traj, cfg, stop_at=2)
+  old = OldState(**{("opt" if f.name == "opt_state" else f.name): getattr(part, f.name)
+                    for f in dataclasses.fields(part)})
+  d = str(tmp_path / "old")
+  loop.save(loop.checkpoint_manager(d), 2, old, d)
+  res = dl.distill(init(), traj, cfg, ckpt_dir=d, ckpt_every=2)   # resumes from 2
+  assert int(res.step) == 5
+  for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(res)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def saved_epochs(directory: str) -> list[int]:
   """The epochs whose expert snapshots ``directory`` holds."""
   if not os.path.isdir(directory):
