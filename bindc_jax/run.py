@@ -26,10 +26,7 @@ distillation and every lr candidate) and ``"eval"``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
-from typing import Any, Callable
 
 import numpy as np
 
@@ -43,6 +40,7 @@ from mmdd_jax import data as data_lib
 from mmdd_jax import distributed
 from mmdd_jax import results as results_lib
 from mmdd_jax import rng
+from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 
 SELECTION_METHODS = ("random", "herding")
@@ -89,20 +87,6 @@ def write_distilled(path: str, st: store_lib.Store, syn: dict, rows: np.ndarray 
       extra={"distilled": {"method": method, "ipc": int(ipc), "source": os.path.abspath(st.root),
                            "features": "real" if rows is not None else "embeddings",
                            "init": plan.init, "iterations": plan.iterations}})
-
-
-def _cached(path: str, fn: Callable[[], Any]):
-  """``fn()``'s JSON result, computed once and kept at ``path`` (a rerun reuses it)."""
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  out = fn()
-
-  def write():
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    store_lib.atomic_write_json(path, results_lib.jsonable(out))
-  distributed.on_writer(write, f"writing {path}")   # several processes: the writer's
-  return out
 
 
 def results_table(rows) -> str:
@@ -153,17 +137,18 @@ def split_rows(plan: plan_lib.Plan, st) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run(plan: plan_lib.Plan, st, mods, split, workdir: str) -> list[dict]:
-  metrics = results_lib.MetricsWriter(workdir)
+  # the stages, per method: lr selection → distillation → evaluation per head; the
+  # selection and each evaluation cached in the workdir (bound to the config and store)
+  stages = stage_lib.Stages(workdir)
   heads = list(plan.heads)
-  t0 = time.time()
-  tr_all = data_lib.load_split(st, "train", "embeddings", mods)
-  te = data_lib.load_split(st, "test", "embeddings", mods)
-  y_all, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
-  tr_idx, va_idx = split
-  tr, ytr = data_lib.take_rows(tr_all, tr_idx), y_all[tr_idx]
-  va, yva = data_lib.take_rows(tr_all, va_idx), y_all[va_idx]
-  xs_c, mask, rows_c = init_lib.group_by_class(tr, ytr, st.num_classes)
-  load_s = time.time() - t0
+  with stages.stage(time="load"):
+    tr_all = data_lib.load_split(st, "train", "embeddings", mods)
+    te = data_lib.load_split(st, "test", "embeddings", mods)
+    y_all, yte = np.asarray(st.labels("train")), np.asarray(st.labels("test"))
+    tr_idx, va_idx = split
+    tr, ytr = data_lib.take_rows(tr_all, tr_idx), y_all[tr_idx]
+    va, yva = data_lib.take_rows(tr_all, va_idx), y_all[va_idx]
+    xs_c, mask, rows_c = init_lib.group_by_class(tr, ytr, st.num_classes)
   names = list(plan.methods)
   key = rng.root(plan.seed)
   k_init, k_dist, k_eval = (rng.stream(key, s) for s in ("init", "distill", "eval"))
@@ -187,57 +172,56 @@ def _run(plan: plan_lib.Plan, st, mods, split, workdir: str) -> list[dict]:
 
   out = []
   for method in names:
-    t1 = time.time()
     sel, dcfg = None, None
-    distill_s = 0.0
+    time_s = {"load": stages.time_s["load"]}   # this method's rows' (+ distill, eval)
     if method == "full":
       xs_train, y_train = tr, ytr
     else:
-      dcfg = plan.distill[method]
-      init_kind = method if method in SELECTION_METHODS else plan.init
-      if init_kind == "herding":
-        idx = init_lib.herding(xs_c, mask, plan.ipc)
-      elif init_kind == "random":
-        idx = init_lib.random_indices(k_init, mask, plan.ipc)
-      else:
-        idx = None
-      syn = (init_lib.initialize(init_kind, k_init, xs_c, mask, plan.ipc) if idx is None
-             else init_lib.gather(xs_c, idx))
-      rows = None   # rows of the store's train split (selection methods only)
-      if dcfg is None:
-        rows = tr_idx[np.asarray(rows_c)[np.arange(st.num_classes)[:, None], np.asarray(idx)]]
-      else:
-        if plan.select:
-          syn0 = syn
+      # the distill stage's time covers the initialisation and the lr selection; its
+      # loop resumes from its checkpoint (dropping only its records beyond it)
+      with stages.stage("distill", method=method, truncate=False, time="distill",
+                        time_s=time_s) as sd:
+        dcfg = plan.distill[method]
+        init_kind = method if method in SELECTION_METHODS else plan.init
+        if init_kind == "herding":
+          idx = init_lib.herding(xs_c, mask, plan.ipc)
+        elif init_kind == "random":
+          idx = init_lib.random_indices(k_init, mask, plan.ipc)
+        else:
+          idx = None
+        syn = (init_lib.initialize(init_kind, k_init, xs_c, mask, plan.ipc) if idx is None
+               else init_lib.gather(xs_c, idx))
+        rows = None   # rows of the store's train split (selection methods only)
+        if dcfg is None:
+          rows = tr_idx[np.asarray(rows_c)[np.arange(st.num_classes)[:, None], np.asarray(idx)]]
+        else:
+          if plan.select:
+            syn0 = syn
 
-          def select(method=method, syn0=syn0, dcfg=dcfg):
-            metrics.truncate({"stage": "lr_select", "method": method})
-            return select_lib.select_lr(
-                syn0, xs_c, mask, dcfg, k_dist, score, grid=plan.select_grid,
-                iterations=min(plan.select_iterations, plan.iterations),
-                log_fn=lambda **m: metrics.write(stage="lr_select", method=method, **m))
-          sel = _cached(os.path.join(workdir, "selection", f"{method}.json"), select)
-          dcfg = dataclasses.replace(dcfg, lr=float(sel["lr"]))
-        syn, _ = distill_lib.distill(
-            syn, xs_c, mask, dcfg, k_dist, log_every=plan.log_every,
-            ckpt_dir=os.path.join(workdir, "ckpt", method), ckpt_every=plan.ckpt_every,
-            metrics=metrics, tags={"stage": "distill", "method": method},
-            progress=plan.progress, desc=method)
-      syn = {m: np.asarray(v) for m, v in syn.items()}
-      xs_train, y_train = eval_lib.flatten(syn)
-      distill_s = time.time() - t1
+            def select(method=method, syn0=syn0, dcfg=dcfg):
+              with stages.stage("lr_select", method=method) as s:   # computed again: its records too
+                return select_lib.select_lr(
+                    syn0, xs_c, mask, dcfg, k_dist, score, grid=plan.select_grid,
+                    iterations=min(plan.select_iterations, plan.iterations), log_fn=s.write)
+            sel = stage_lib.cached(os.path.join(workdir, "selection", f"{method}.json"), select)
+            dcfg = dataclasses.replace(dcfg, lr=float(sel["lr"]))
+          syn, _ = distill_lib.distill(
+              syn, xs_c, mask, dcfg, k_dist, log_every=plan.log_every,
+              ckpt_dir=os.path.join(workdir, "ckpt", method), ckpt_every=plan.ckpt_every,
+              metrics=sd.metrics, tags=sd.tags, progress=plan.progress, desc=method)
+        syn = {m: np.asarray(v) for m, v in syn.items()}
+        xs_train, y_train = eval_lib.flatten(syn)
       path = os.path.join(workdir, "distilled" if len(names) == 1 else f"distilled-{method}")
       distributed.on_writer(lambda: write_distilled(path, st, syn, rows, st.ids("train"),
                                                     method, plan), f"writing {path}")
     for head in heads:
-      t2 = time.time()
-      ev = _cached(os.path.join(workdir, "eval", f"{method}-{head}.json"),
-                   lambda: evaluate(xs_train, y_train, head))
+      row_time = dict(time_s)
+      with stages.stage("eval", method=method, head=head, time="eval", time_s=row_time) as s:
+        ev = stage_lib.cached(os.path.join(workdir, "eval", f"{method}-{head}.json"),
+                              lambda: evaluate(xs_train, y_train, head))
       res = results_lib.make_results(
           dataset=plan.dataset, method=method, n_syn=None if method == "full" else plan.ipc,
-          config=plan.config, accuracy_runs=ev["test"],
-          time_s={"load": load_s, **({"distill": distill_s} if distill_s else {}),
-                  "eval": time.time() - t2})
+          config=plan.config, accuracy_runs=ev["test"], time_s=row_time)
       res["head"] = head
       res["selection"] = {
           "val_rows": int(len(va_idx)), "train_rows": int(len(tr_idx)),
@@ -246,10 +230,8 @@ def _run(plan: plan_lib.Plan, st, mods, split, workdir: str) -> list[dict]:
           "lr_rule": "validation" if sel else ("fixed" if dcfg else None),
           "lr_grid": sel["grid"] if sel else None, "lr_scores": sel["scores"] if sel else None,
           "select_iterations": sel["iterations"] if sel else None}
-      metrics.truncate({"stage": "eval", "method": method, "head": head})
-      metrics.write(stage="eval", method=method, head=head, accuracy=res["accuracy"],
-                    accuracy_std=res["accuracy_std"], eval_epochs=ev["epochs"],
-                    lr=res["selection"]["lr"])
+      s.write(accuracy=res["accuracy"], accuracy_std=res["accuracy_std"],
+              eval_epochs=ev["epochs"], lr=res["selection"]["lr"])
       out.append(res)
   title = f"ImageBindDC — {plan.dataset}, {plan.ipc} ipc"
   results_lib.write_results(workdir, out, title, table=results_table(out))

@@ -31,7 +31,7 @@ from embed.store import atomic_write_text
 from mmdd_jax import data as data_lib, distributed
 from mmdd_jax import keys
 from mmdd_jax import results as results_lib
-from mmdd_jax import workdir as workdir_lib
+from mmdd_jax import stage as stage_lib
 
 BUDGETS: dict[str, dict[str, Any]] = {
     "spec": {"distill.iterations": 2000, "loss.dist.num_freqs": 4096, "select.iterations": 100},
@@ -130,9 +130,7 @@ def load_rows(workdir: str, config: ml_collections.ConfigDict | None = None,
     cfg = group_config(config, g, budget)
     root = data_lib.store_root(cfg.dataset, scale=cfg.scale, seed=cfg.seed,
                                data_dir=cfg.data_dir or None)
-    if not os.path.exists(os.path.join(root, "manifest.json")):
-      continue
-    got = workdir_lib.finished_results(wd, cfg, {"store": workdir_lib.store_digest(root)})
+    got = stage_lib.finished(wd, cfg, {"store": root})
     if got is not None:
       out[g] = got
   return out

@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -45,6 +44,7 @@ from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
 from hopa_jax import plan as plan_lib
 from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
+from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 
 ROWS = plan_lib.CROSS_ARCH_ROWS
@@ -166,18 +166,18 @@ def run_cell(c, sets: StoreSets, row: str, head: str, workdir: str) -> dict:
     logging.warning("cross_arch cell %s %s %s -> %s", sets.label, row, head, wd)
     sim = sets.sim if row == "distilled" else None
     cfg = eval_config(c, head, sim is not None)
-    t0 = time.time()
-    out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), sets.params0, sets.train[row],
-                          sets.test_xs, cfg, val_xs=sets.val_xs, sim_params=sim,
-                          progress=bool(c.progress))
+    stages = stage_lib.Stages(wd)
+    with stages.stage(time="eval"):
+      out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), sets.params0, sets.train[row],
+                            sets.test_xs, cfg, val_xs=sets.val_xs, sim_params=sim,
+                            progress=bool(c.progress))
     n = len(next(iter(sets.train[row].values())))
     res = results.make_results(dataset=sets.source, method=sets.method if row == "distilled" else row,
                                n_syn=n if row != "full" else None, config=conf,
-                               retrieval_runs=out["runs"], time_s={"eval": time.time() - t0})
+                               retrieval_runs=out["runs"], time_s=stages.time_s)
     res["eval"] = ev.record(cfg, out)
-    metrics = results.MetricsWriter(wd)
-    metrics.truncate({"stage": "result"})
-    metrics.write(stage="result", avg=res["avg"], eval=res["eval"])
+    with stages.stage("result") as s:
+      s.write(avg=res["avg"], eval=res["eval"])
     results.write_results(wd, [res], title=f"{row} of {sets.root} with {head} heads")
     return dict(res, **tags)
 

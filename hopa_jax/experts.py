@@ -29,10 +29,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import optax
 
-from embed.store import atomic_write_json
 from hopa_jax import objectives as obj_lib
 from mmdd_jax import data, heads as heads_lib
 from mmdd_jax import distributed, loop, results, rng, sharding
+from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 from mmdd_jax import train as train_lib
 
@@ -298,14 +298,10 @@ def check_experts(directory: str, ident: Mapping, *, ignore_lr: bool = False) ->
 
 def _bind_config(directory: str, ident: Mapping) -> None:
   """Experts are shared between runs (``experts_dir``): the directory is bound to the
-  :func:`identity` that made it, and another stops with one line."""
-  if check_experts(directory, ident):
-    return
-
-  def write():
-    os.makedirs(directory, exist_ok=True)
-    atomic_write_json(os.path.join(directory, RECORD), dict(ident))
-  distributed.on_writer(write, f"writing {os.path.join(directory, RECORD)}")
+  :func:`identity` that made it, and another stops with one line (the record is
+  written like every bound cache, :func:`mmdd_jax.stage.write_json`)."""
+  if not check_experts(directory, ident):
+    stage_lib.write_json(os.path.join(directory, RECORD), dict(ident))
 
 
 def load_trajectories(directory: str, like, epochs: int):

@@ -20,9 +20,7 @@ the method table applied once, the dataclasses built once) and read only the pla
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 from typing import Any
 
 import jax
@@ -35,6 +33,7 @@ from hopa_jax import experts as ex
 from hopa_jax import plan as plan_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import data, distributed, heads as heads_lib, results, rng
+from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 
 # What older code reads from this module: the plan's config → dataclass builders.
@@ -42,16 +41,20 @@ section, experts_config = plan_lib.section, plan_lib.experts_config
 resolve = plan_lib.resolve
 
 
-def resolve_teacher_lr(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str, progress: bool) -> dict:
+def resolve_teacher_lr(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str, progress: bool,
+                       accept=None) -> dict:
   """The experts' lr: ``experts.lr``, or (None) :func:`hopa_jax.experts.select_teacher_lr`
   on the validation rows, cached as ``<experts_dir>/teacher_lr.json`` so methods that
-  share experts share the choice. The cache is bound to the probe's config, its key
-  and the exact train and validation rows (content digests); a new selection is
-  returned with ``"new": True`` and written only by :func:`write_teacher_lr`, once the
-  experts directory has accepted this run (a refused run writes nothing there)."""
+  share experts share the choice (:func:`mmdd_jax.stage.cached`). The cache is bound
+  to the probe's config, its key and the exact train and validation rows (content
+  digests; recorded as its ``"ident"``); ``accept(sel)`` (the experts directory's full
+  binding) is called on every choice, and a new selection is written only once it has
+  returned (a refused run writes nothing there)."""
   if plan.experts.lr is not None:
-    return {"lr": float(plan.experts.lr), "rule": "explicit"}
-  path = os.path.join(edir, "teacher_lr.json")
+    sel = {"lr": float(plan.experts.lr), "rule": "explicit"}
+    if accept is not None:
+      accept(sel)
+    return sel
   probe_cfg = plan.experts
   ident = {"objective": probe_cfg.objective, "obj": results.jsonable(dataclasses.asdict(probe_cfg.obj)),
            "epochs": probe_cfg.epochs, "batch_size": probe_cfg.batch_size,
@@ -60,25 +63,10 @@ def resolve_teacher_lr(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str
            "key": np.asarray(jax.random.key_data(key)).reshape(-1).tolist(),
            "train": ex.data_digest(p0, train_xs), "val": ex.data_digest({}, val_xs),
            "numerics": workdir_lib.NUMERICS}
-  ident = json.loads(json.dumps(results.jsonable(ident)))
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      cached = json.load(f)
-    if cached.get("ident") == ident:
-      return cached
-  sel = ex.select_teacher_lr(key, p0, train_xs, val_xs, probe_cfg, progress=progress)
-  sel["ident"] = ident
-  sel["new"] = True
-  return sel
-
-
-def write_teacher_lr(edir: str, sel: dict) -> None:
-  """Caches a new lr selection in the experts directory (after it accepted the run)."""
-  if sel.pop("new", False):
-    def write():
-      os.makedirs(edir, exist_ok=True)
-      store_lib.atomic_write_json(os.path.join(edir, "teacher_lr.json"), results.jsonable(sel))
-    distributed.on_writer(write, f"writing {edir}/teacher_lr.json")
+  return stage_lib.cached(
+      os.path.join(edir, "teacher_lr.json"),
+      lambda: ex.select_teacher_lr(key, p0, train_xs, val_xs, probe_cfg, progress=progress),
+      ident=ident, accept=accept)
 
 
 def prepare_experts(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str, *, progress: bool = False,
@@ -93,11 +81,13 @@ def prepare_experts(plan: plan_lib.Plan, key, p0, train_xs, val_xs, edir: str, *
     digest = ex.data_digest(p0, train_xs)
     ex.check_experts(edir, ex.identity(ekey, p0, train_xs, plan.experts, digest),
                      ignore_lr=True)
+
+    def accept(sel):
+      ex.check_experts(edir, ex.identity(ekey, p0, train_xs,
+                                         dataclasses.replace(plan.experts, lr=sel["lr"]), digest))
     sel = resolve_teacher_lr(plan, rng.stream(key, "lr_teacher"), p0, train_xs, val_xs, edir,
-                             progress)
+                             progress, accept=accept)
     ecfg = dataclasses.replace(plan.experts, lr=sel["lr"])
-    ex.check_experts(edir, ex.identity(ekey, p0, train_xs, ecfg, digest))
-    write_teacher_lr(edir, sel)
     traj = ex.train_experts(ekey, p0, train_xs, ecfg, edir, progress=progress, metrics=metrics,
                             digest=digest)
   return sel, traj
@@ -174,7 +164,8 @@ def data_binding(st) -> dict:
 
 
 def _run(plan: plan_lib.Plan, st, split, workdir: str) -> list[dict]:
-  metrics = results.MetricsWriter(workdir)
+  # the stages: experts (and the lr probe) → distillation → evaluation → the result
+  stages = stage_lib.Stages(workdir, time_s=("experts", "distill", "eval"))
   progress = plan.progress
   method, spec, dcfg = plan.method, plan.spec, plan.distill
   mods = st.modalities
@@ -186,7 +177,6 @@ def _run(plan: plan_lib.Plan, st, split, workdir: str) -> list[dict]:
   n = plan.n if spec["rows"] == "subset" else len(tr_idx)
   p0 = heads_lib.pretrained_heads(st, mods)
   key = rng.root(plan.seed)
-  time_s = {"experts": 0.0, "distill": 0.0, "eval": 0.0}
 
   # Initialisation: n random real train instances (all modalities of the same instance).
   init_rows = (np.sort(np.asarray(jax.random.permutation(rng.stream(key, "init"),
@@ -198,47 +188,43 @@ def _run(plan: plan_lib.Plan, st, split, workdir: str) -> list[dict]:
   lr, sim_params, syn, extra = None, None, init_syn, {}
 
   if spec["optimize"]:
-    t0 = time.time()
-    edir = plan.experts_dir or os.path.join(workdir, "experts")
-    metrics.truncate({"stage": "lr_teacher"})
-    sel, traj = prepare_experts(plan, key, p0, train_xs, val_xs, edir, progress=progress,
-                                metrics=metrics)
-    extra["lr_teacher"] = sel["lr"]
-    extra["lr_teacher_selection"] = {k: v for k, v in sel.items() if k != "ident"}
-    metrics.write(stage="lr_teacher", **extra["lr_teacher_selection"])
-    time_s["experts"] = time.time() - t0
+    with stages.stage("lr_teacher", time="experts") as s:
+      edir = plan.experts_dir or os.path.join(workdir, "experts")
+      # the experts' loop writes (and on resume truncates) its own "experts" records
+      sel, traj = prepare_experts(plan, key, p0, train_xs, val_xs, edir, progress=progress,
+                                  metrics=stages.metrics)
+      extra["lr_teacher"] = sel["lr"]
+      extra["lr_teacher_selection"] = {k: v for k, v in sel.items() if k != stage_lib.IDENT}
+      s.write(**extra["lr_teacher_selection"])
 
-    t0 = time.time()
-    state = dl.init_state(rng.stream(key, "distill"), dcfg, init_syn, sel["lr"],
-                          dl.feature_scale(train_xs))
-    state = dl.distill(state, traj, dcfg, ckpt_dir=os.path.join(workdir, "distill_ckpt"),
-                       ckpt_every=plan.ckpt_every, log_every=plan.log_every, metrics=metrics,
-                       progress=progress)
-    del traj
-    syn = {m: np.asarray(v) for m, v in state.syn.items()}
-    lr = float(np.exp(np.asarray(state.log_lr)))
-    sim_params = state.sim if dcfg.sim_kind != "fixed" else None
-    time_s["distill"] = time.time() - t0
+    with stages.stage("distill", time="distill", truncate=False) as s:   # the loop resumes
+      state = dl.init_state(rng.stream(key, "distill"), dcfg, init_syn, sel["lr"],
+                            dl.feature_scale(train_xs))
+      state = dl.distill(state, traj, dcfg, ckpt_dir=os.path.join(workdir, "distill_ckpt"),
+                         ckpt_every=plan.ckpt_every, log_every=plan.log_every,
+                         metrics=s.metrics, tags=s.tags, progress=progress)
+      del traj
+      syn = {m: np.asarray(v) for m, v in state.syn.items()}
+      lr = float(np.exp(np.asarray(state.log_lr)))
+      sim_params = state.sim if dcfg.sim_kind != "fixed" else None
 
   sim_full = (np.asarray(sim_lib.full_matrix(sim_params, n, dcfg.sim_kind, dcfg.sim_alpha))
               if sim_params else None)
-  t0 = time.time()
-  ecfg = dataclasses.replace(plan.eval, sim_kind=dcfg.sim_kind if sim_params else "fixed")
-  if ecfg.protocol == "paper" and lr is None:
-    lr = plan.experts.lr or 0.01  # Random: the paper's lr_teacher (SPEC §3.7)
-  if spec["rows"] == "none":   # zero-shot: the pretrained heads, untrained
-    out = {"runs": [heads_lib.evaluate_heads_retrieval(p0, test_xs)[0]], "lr": None,
-           "epochs": [0], "val_r1": [float(ev.val_avg_r1(heads_lib.embed_split(p0, val_xs)))],
-           "lr_grid": None}
-  else:
-    out = ev.evaluate_set(rng.stream(key, "eval"), p0, syn, test_xs, ecfg, val_xs=val_xs,
-                          sim_params=sim_params, learned_lr=lr, progress=progress)
-  runs = out["runs"]
-  time_s["eval"] = time.time() - t0
-  metrics.truncate({"stage": "eval"})
-  for r, per in enumerate(runs):
-    metrics.write(stage="eval", run=r, retrieval=per, epochs=out["epochs"][r],
-                  val_r1=(out["val_r1"] or [None] * len(runs))[r])
+  with stages.stage("eval", time="eval") as s:
+    ecfg = dataclasses.replace(plan.eval, sim_kind=dcfg.sim_kind if sim_params else "fixed")
+    if ecfg.protocol == "paper" and lr is None:
+      lr = plan.experts.lr or 0.01  # Random: the paper's lr_teacher (SPEC §3.7)
+    if spec["rows"] == "none":   # zero-shot: the pretrained heads, untrained
+      out = {"runs": [heads_lib.evaluate_heads_retrieval(p0, test_xs)[0]], "lr": None,
+             "epochs": [0], "val_r1": [float(ev.val_avg_r1(heads_lib.embed_split(p0, val_xs)))],
+             "lr_grid": None}
+    else:
+      out = ev.evaluate_set(rng.stream(key, "eval"), p0, syn, test_xs, ecfg, val_xs=val_xs,
+                            sim_params=sim_params, learned_lr=lr, progress=progress)
+    runs = out["runs"]
+    for r, per in enumerate(runs):
+      s.write(run=r, retrieval=per, epochs=out["epochs"][r],
+              val_r1=(out["val_r1"] or [None] * len(runs))[r])
 
   if spec["rows"] == "subset":
     distributed.on_writer(lambda: write_distilled(
@@ -248,13 +234,12 @@ def _run(plan: plan_lib.Plan, st, split, workdir: str) -> list[dict]:
   n_syn = n if spec["rows"] == "subset" else None
   res = results.make_results(dataset=plan.store["dataset"], method=method, n_syn=n_syn,
                              config=plan.config,
-                             retrieval_runs=runs, time_s=time_s)
+                             retrieval_runs=runs, time_s=stages.time_s)
   res.update(extra)
   res["learned_lr"] = lr if spec["optimize"] else None
   res["eval"] = ev.record(ecfg, out)
-  metrics.truncate({"stage": "result"})
-  metrics.write(stage="result", method=method, avg=res["avg"], avg_std=res["avg_std"],
-                eval=res["eval"])
+  with stages.stage("result") as s:
+    s.write(method=method, avg=res["avg"], avg_std=res["avg_std"], eval=res["eval"])
   results.write_results(workdir, [res], title=plan.title)
   return [res]
 
@@ -298,16 +283,16 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     val_xs = data.load_split(st, "val", "features", mods) if select else None
     p0 = heads_lib.pretrained_heads(st, mods)
     cfg = dataclasses.replace(plan.eval, sim_kind="full" if sim is not None else "fixed")
-    t0 = time.time()
-    out = ev.evaluate_set(rng.stream(rng.root(plan.seed), "eval"), p0, xs, test_xs, cfg,
-                          val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=plan.progress)
+    stages = stage_lib.Stages(workdir)
+    with stages.stage(time="eval"):
+      out = ev.evaluate_set(rng.stream(rng.root(plan.seed), "eval"), p0, xs, test_xs, cfg,
+                            val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=plan.progress)
     n = len(next(iter(xs.values())))
     res = results.make_results(dataset=test_st.root, method=extra.get("method", "store"), n_syn=n,
                                config=plan.config, retrieval_runs=out["runs"],
-                               time_s={"eval": time.time() - t0})
+                               time_s=stages.time_s)
     res["eval"] = ev.record(cfg, out)
-    metrics = results.MetricsWriter(workdir)
-    metrics.truncate({"stage": "result"})
-    metrics.write(stage="result", avg=res["avg"], eval=res["eval"])
+    with stages.stage("result") as s:
+      s.write(avg=res["avg"], eval=res["eval"])
     results.write_results(workdir, [res], title=f"re-evaluation of {st.root}")
     return [res]

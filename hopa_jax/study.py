@@ -32,7 +32,6 @@ synthetic sets), so adding an objective never changes another's numbers.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import jax
@@ -47,6 +46,7 @@ from hopa_jax import experts as ex
 from hopa_jax import similarity as sim_lib
 from hopa_jax import plan as plan_lib
 from mmdd_jax import data, distributed, heads as heads_lib, results, rng
+from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as wd
 
 # The config → dataclass builders live with the plan (hopa_jax.plan.resolve_study).
@@ -232,16 +232,19 @@ def _study(plan: plan_lib.StudyPlan, st: store_lib.Store, n: int, workdir: str) 
   if os.path.exists(jsonl):
     os.remove(jsonl)   # derived from the rows below; rewritten by every run
   writer = results.MetricsWriter(workdir, "bound.jsonl")
-  metrics = results.MetricsWriter(workdir)
+  # the stages per objective: experts → distillation (loops that resume from their
+  # checkpoints) → the study of each set; time_s per row
+  stages = stage_lib.Stages(workdir)
   rows = []
   for objective in plan.objectives:
-    t0 = time.time()
-    traj = ex.train_experts(rng.stream(rng.stream(root, "experts"), objective), p0,
-                            train_xs, plan.experts[objective],
-                            os.path.join(workdir, "experts", objective), progress=progress,
-                            metrics=metrics, tags={"stage": "experts", "objective": objective})
-    theta0 = jax.tree_util.tree_map(lambda a: a[0, plan.start_epoch], traj)
-    t_exp = time.time() - t0
+    time_s = {}
+    with stages.stage("experts", objective=objective, truncate=False,
+                      time="experts_and_distill", time_s=time_s) as s:
+      traj = ex.train_experts(rng.stream(rng.stream(root, "experts"), objective), p0,
+                              train_xs, plan.experts[objective],
+                              os.path.join(workdir, "experts", objective), progress=progress,
+                              metrics=s.metrics, tags=s.tags)
+      theta0 = jax.tree_util.tree_map(lambda a: a[0, plan.start_epoch], traj)
 
     sets = [("random", random_syn, np.eye(n, dtype=np.float32))]
     if store_syn is not None:
@@ -249,46 +252,47 @@ def _study(plan: plan_lib.StudyPlan, st: store_lib.Store, n: int, workdir: str) 
       sets.append(("distilled", store_syn,
                    store_sim if store_sim is not None else np.eye(nn_, dtype=np.float32)))
     elif iterations > 0:
-      t1 = time.time()
-      dcfg = plan.distill[objective]
-      state = dl.init_state(rng.stream(rng.stream(root, "distill"), objective), dcfg,
-                            random_syn, lr0, dl.feature_scale(train_xs))
-      state = dl.distill(state, traj, dcfg,
-                         ckpt_dir=os.path.join(workdir, "distill_ckpt", objective),
-                         log_every=max(iterations // 4, 1), metrics=metrics,
-                         tags={"stage": "distill", "objective": objective}, progress=progress)
-      syn = {m: np.asarray(v) for m, v in state.syn.items()}
-      sim = (np.asarray(sim_lib.full_matrix(state.sim, n, dcfg.sim_kind, dcfg.sim_alpha))
-             if dcfg.sim_kind != "fixed" else np.eye(n, dtype=np.float32))
-      scale_ratio = max(float(np.abs(syn[m]).max() / max(np.abs(random_syn[m]).max(), 1e-12))
-                        for m in mods)
-      if not all(np.all(np.isfinite(v)) for v in syn.values()) or scale_ratio > 1e3:
-        note += (f"\n\n{objective}: the distillation diverged (feature scale ×{scale_ratio:.3g} "
-                 "of the initial set); its distilled row is skipped — lower lr_data / lr_sim.")
-      else:
-        sets.append(("distilled", syn, sim.astype(np.float32)))
-      t_exp += time.time() - t1
+      with stages.stage("distill", objective=objective, truncate=False,
+                        time="experts_and_distill", time_s=time_s) as s:
+        dcfg = plan.distill[objective]
+        state = dl.init_state(rng.stream(rng.stream(root, "distill"), objective), dcfg,
+                              random_syn, lr0, dl.feature_scale(train_xs))
+        state = dl.distill(state, traj, dcfg,
+                           ckpt_dir=os.path.join(workdir, "distill_ckpt", objective),
+                           log_every=max(iterations // 4, 1), metrics=s.metrics,
+                           tags=s.tags, progress=progress)
+        syn = {m: np.asarray(v) for m, v in state.syn.items()}
+        sim = (np.asarray(sim_lib.full_matrix(state.sim, n, dcfg.sim_kind, dcfg.sim_alpha))
+               if dcfg.sim_kind != "fixed" else np.eye(n, dtype=np.float32))
+        scale_ratio = max(float(np.abs(syn[m]).max() / max(np.abs(random_syn[m]).max(), 1e-12))
+                          for m in mods)
+        if not all(np.all(np.isfinite(v)) for v in syn.values()) or scale_ratio > 1e3:
+          note += (f"\n\n{objective}: the distillation diverged (feature scale ×{scale_ratio:.3g} "
+                   "of the initial set); its distilled row is skipped — lower lr_data / lr_sim.")
+        else:
+          sets.append(("distilled", syn, sim.astype(np.float32)))
     del traj
 
     study = bound.make_study(objective, eta=plan.eta, steps=plan.T, ocfg=ocfg,
                              power_iters=plan.power_iters, power_tol=plan.power_tol)
     k_pow = rng.stream(rng.stream(root, "power"), objective)
     for sname, syn, targets in sets:
-      t1 = time.time()
-      trace = study(theta0, real_xs, {m: jnp.asarray(syn[m]) for m in mods},
-                    jnp.asarray(targets), k_pow)
-      trace = jax.device_get(trace)
-      for q in ("mismatch", "gap"):
-        v = np.asarray(getattr(trace, q))
-        if not np.all(np.isfinite(v)):
-          raise FloatingPointError(f"bound study {objective}/{sname}: non-finite {q} at step "
-                                   f"{int(np.argmin(np.isfinite(v)))}")
-      summ = bound.summarize(trace, plan.eta)
+      row_time = dict(time_s)
+      with stages.stage(time="study", time_s=row_time):
+        trace = study(theta0, real_xs, {m: jnp.asarray(syn[m]) for m in mods},
+                      jnp.asarray(targets), k_pow)
+        trace = jax.device_get(trace)
+        for q in ("mismatch", "gap"):
+          v = np.asarray(getattr(trace, q))
+          if not np.all(np.isfinite(v)):
+            raise FloatingPointError(f"bound study {objective}/{sname}: non-finite {q} at step "
+                                     f"{int(np.argmin(np.isfinite(v)))}")
+        summ = bound.summarize(trace, plan.eta)
       row = dict(dataset=plan.store["dataset"], objective=objective, synthetic=sname,
                  n_syn=len(next(iter(syn.values()))), real_batch=len(real_idx), T=plan.T,
                  eta=plan.eta, start_epoch=plan.start_epoch, **summ,
                  mismatch_steps=_to_list(trace.mismatch), gap_steps=_to_list(trace.gap),
-                 time_s={"experts_and_distill": t_exp, "study": time.time() - t1})
+                 time_s=row_time)
       writer.write(**row, steps=trace_record(trace))
       rows.append(row)
       logging.info("%s/%s: gap %.3g bound %.3g", objective, sname, row["endpoint_gap"],

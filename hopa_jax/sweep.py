@@ -48,7 +48,7 @@ import numpy as np
 from hopa_jax import distill as dl
 from hopa_jax import plan as plan_lib
 from hopa_jax import table
-from mmdd_jax import distributed, keys, results, workdir as workdir_lib
+from mmdd_jax import distributed, keys, results, stage as stage_lib, workdir as workdir_lib
 
 # The sweep config's keys (experiments/configs/sweep.py; module docstring there).
 DATASETS = ("msrvtt_sim", "vggsound_s_sim", "didemo_sim")
@@ -423,9 +423,7 @@ def finished(sc, workdir: str, row: Row) -> list[dict] | None:
   c = config_of(sc, workdir, target)
   if target.kind != "reeval":
     return table._finished(wd, c)
-  if not os.path.exists(os.path.join(c.store, "manifest.json")):
-    return None
-  return workdir_lib.finished_results(wd, c, {"store": workdir_lib.store_digest(c.store)})
+  return stage_lib.finished(wd, c, {"store": c.store})
 
 
 def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,

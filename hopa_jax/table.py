@@ -16,10 +16,9 @@ from typing import Callable
 from absl import logging
 
 from hopa_jax import distill as dl
-from embed import store as store_lib
 from mmdd_jax import data as data_lib
 from mmdd_jax import distributed, results
-from mmdd_jax import workdir as workdir_lib
+from mmdd_jax import stage as stage_lib
 
 PAPER_METHODS = ("zero_shot", "full", "random", "mtt_vl", "tesla", "lors", "repblend", "hopa")
 ABLATIONS = ("3pair", "tbind", "vbind", "rank2", "no_mining")
@@ -69,11 +68,9 @@ def label(method: str, objective: str | None) -> str:
 
 def _finished(wd: str, c) -> list[dict] | None:
   """The row's results when ``wd`` holds a finished run of exactly this config *and*
-  the store's current content (:func:`mmdd_jax.workdir.finished_results`), else None."""
+  the store's current content (:func:`mmdd_jax.stage.finished`), else None."""
   root = data_lib.store_root(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None)
-  if not os.path.exists(os.path.join(root, store_lib.MANIFEST)):
-    return None
-  return workdir_lib.finished_results(wd, c, {"store": workdir_lib.store_digest(root)})
+  return stage_lib.finished(wd, c, {"store": root})
 
 
 def at_n(config, n: int):

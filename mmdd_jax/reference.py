@@ -9,7 +9,6 @@ calibration do not move when an inner objective is tuned."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 import jax
@@ -18,7 +17,7 @@ import numpy as np
 import optax
 
 from embed import store as store_lib
-from mmdd_jax import classification, data, heads, losses, results, rng, train
+from mmdd_jax import classification, data, heads, losses, results, rng, stage, train
 from mmdd_jax import workdir as workdir_lib
 
 FULL_TAU = 0.07  # CLIP's initial temperature; the Full protocol's InfoNCE
@@ -95,58 +94,59 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
   if c["task"] not in ("auto", "retrieval", "classification"):
     raise ValueError(f"config key 'task': expected auto, retrieval or classification, "
                      f"found '{c['task']}'")
-  t0 = time.time()   # the store is validated before the workdir is touched
-  st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
-                          data_dir=c["data_dir"] or None,
-                          check_hashes=c.get("check_hashes", True))
-  t_data = time.time() - t0
+  time_s = {}
+  with stage.timed(time_s, "data"):   # the store is validated before the workdir is touched
+    st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],
+                            data_dir=c["data_dir"] or None,
+                            check_hashes=c.get("check_hashes", True))
+  t_data = time_s["data"]
   with workdir_lib.open_workdir(workdir, config, fresh=fresh,
                                 data={"store": workdir_lib.store_digest(st)}):
     return _reference_rows(c, st, t_data, workdir)
 
 
 def _reference_rows(c: dict, st: store_lib.Store, t_data: float, workdir: str) -> list[dict]:
-  metrics = results.MetricsWriter(workdir)
-  for stage in ("full", "result"):
-    metrics.truncate({"stage": stage})   # a rerun recomputes every row
+  # every row is recomputed by a rerun (its stages drop their old records first)
+  stages = stage.Stages(workdir)
   key = rng.root(c["seed"])
   task = c["task"] if c["task"] != "auto" else task_of(st)
   full, cls = c["full"], c["classification"]
   rows = []
   if task == "retrieval":
-    t0 = time.time()
-    p0 = heads.pretrained_heads(st)
-    test_xs = data.load_split(st, "test", "features")
-    zs, _ = heads.evaluate_heads_retrieval(p0, test_xs)
+    time_s = {"data": t_data}
+    with stages.stage(time="eval", time_s=time_s):
+      p0 = heads.pretrained_heads(st)
+      test_xs = data.load_split(st, "test", "features")
+      zs, _ = heads.evaluate_heads_retrieval(p0, test_xs)
     rows.append(results.make_results(dataset=c["dataset"], method="zero_shot", n_syn=0,
-                                     config=c, retrieval_runs=[zs],
-                                     time_s={"data": t_data, "eval": time.time() - t0}))
+                                     config=c, retrieval_runs=[zs], time_s=time_s))
     train_xs = data.load_split(st, "train", "features")
     full_runs = []
-    t0 = time.time()
-    for r in range(full["runs"]):
-      p, losses = train_full_retrieval(
-          jax.random.fold_in(key, r), p0, train_xs, epochs=full["epochs"], lr=full["lr"],
-          batch_size=full["batch_size"], tau=full["tau"])
-      losses = np.asarray(losses)
-      bad = np.flatnonzero(~np.isfinite(losses))
-      if bad.size:
-        raise FloatingPointError(f"Full training run {r}: non-finite loss at epoch {bad[0] + 1}")
-      for e, l in enumerate(losses):
-        metrics.write(stage="full", run=r, epoch=e + 1, loss=float(l))
-      full_runs.append(heads.evaluate_heads_retrieval(p, test_xs)[0])
+    time_s = {"data": t_data}
+    with stages.stage("full", time="train_eval", time_s=time_s) as s:
+      for r in range(full["runs"]):
+        p, losses = train_full_retrieval(
+            jax.random.fold_in(key, r), p0, train_xs, epochs=full["epochs"], lr=full["lr"],
+            batch_size=full["batch_size"], tau=full["tau"])
+        losses = np.asarray(losses)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+          raise FloatingPointError(f"Full training run {r}: non-finite loss at epoch {bad[0] + 1}")
+        for e, l in enumerate(losses):
+          s.write(run=r, epoch=e + 1, loss=float(l))
+        full_runs.append(heads.evaluate_heads_retrieval(p, test_xs)[0])
     rows.append(results.make_results(dataset=c["dataset"], method="full", n_syn=None,
-                                     config=c, retrieval_runs=full_runs,
-                                     time_s={"data": t_data, "train_eval": time.time() - t0}))
+                                     config=c, retrieval_runs=full_runs, time_s=time_s))
   else:
-    t0 = time.time()
-    accs = reference_classification(st, key, runs=cls["runs"], epochs=cls["epochs"],
-                                    lr=cls["lr"], batch_size=cls["batch_size"])
+    time_s = {"data": t_data}
+    with stages.stage(time="train_eval", time_s=time_s):
+      accs = reference_classification(st, key, runs=cls["runs"], epochs=cls["epochs"],
+                                      lr=cls["lr"], batch_size=cls["batch_size"])
     rows.append(results.make_results(dataset=c["dataset"], method="full", n_syn=None,
-                                     config=c, accuracy_runs=accs,
-                                     time_s={"data": t_data, "train_eval": time.time() - t0}))
-  for r in rows:
-    metrics.write(stage="result", method=r["method"], avg=r["avg"], accuracy=r["accuracy"])
+                                     config=c, accuracy_runs=accs, time_s=time_s))
+  with stages.stage("result") as s:
+    for r in rows:
+      s.write(method=r["method"], avg=r["avg"], accuracy=r["accuracy"])
   results.write_results(workdir, rows, title=f"Reference rows: {c['dataset']} "
                         f"(scale {c['scale']:g}, seed {c['seed']})")
   return rows
