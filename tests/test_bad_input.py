@@ -159,6 +159,9 @@ BAD_OTHER_CONFIGS = [
     ("bindc", {"method": ("dm", "bogus")}, r"'method': expected one of .* for every item"),
     ("bindc", {"eval.runs": 0}, r"'eval.runs': expected ≥ 1, found 0"),
     ("bindc", {"ckpt_every": 0}, r"'ckpt_every': expected ≥ 1, found 0"),
+    ("bindc", {"distill.cfd_real": "pooled", "augment.jitter": 0.1},   # between keys
+     r"'distill.cfd_real': expected 'sampled' with the siamese augmentation.*augment.jitter"),
+    ("bindc", {"augment.mixup": -0.1}, r"'augment.mixup': expected ≥ 0, found -0.1"),
     ("reference", {"task": "bogus"}, r"'task': expected one of"),
     ("reference", {"full.runs": 0}, r"'full.runs': expected ≥ 1, found 0"),
     ("bound", {"study.T": 0}, r"'study.T': expected ≥ 1, found 0"),
