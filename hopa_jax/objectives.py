@@ -51,7 +51,8 @@ class ObjectiveConfig:
   ``clip_targets``) and, with ``pos_from="targets"``, adds it to the positives. Real
   data (``Y = I``) is unchanged by all three.
   """
-  tau_mod: float = keys_lib.field(0.1, ">0", "temperature of the singular-value softmax (L_mod) [R]")
+  tau_mod: float = keys_lib.field(0.1, ">0", "temperature of the singular-value softmax "
+                                  "(L_mod) [R]")
   tau_inst: float = keys_lib.field(0.2, ">0", "temperature of the proxy similarity logits "
                                "(L_inst) [R]")
   lam_inst: float = keys_lib.field(1.0, ">=0", "weight λ_inst of L_inst [R]")
