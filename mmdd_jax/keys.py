@@ -1,6 +1,8 @@
 """Config keys as one table: the defaults, the one check and ``--help`` read off it.
 
-A method family declares each config key once, in a table (``hopa_jax.plan.KEYS``,
+A method family declares each config key once: on the library dataclass's field
+(:func:`field`; the family's table takes the section with :func:`section`) or, for a
+key no dataclass holds, as a row of its table (``hopa_jax.plan.KEYS``,
 ``bindc_jax.plan.KEYS``, …): dotted key → ``(default, rule, meaning)``. :func:`build`
 makes the nested ``ConfigDict`` of the defaults (what ``get_config`` starts from),
 :func:`check` is the one range check (called by the family's ``resolve``), and
@@ -14,7 +16,7 @@ Keys are set the ml_collections way: ``--config.a.b=value`` on the command line 
 as Python literals, ``--config.eval.lrs='(0.01, 0.1)'``), ``config.a.b = value`` or
 :func:`override` (``{"a.b": value}``, one line for an unknown key or a bad string) in
 code. ``get_config(arg)`` reads only its few switches from ``arg``
-(:func:`parse_switches`: ``dataset=…,n=…,local=1``).
+(:func:`switched`: ``dataset=…,n=…,local=1``).
 """
 
 from __future__ import annotations
