@@ -25,22 +25,19 @@ import jax
 import jax.numpy as jnp
 
 from mmdd_jax import rng
+from mmdd_jax import keys as keys_lib
 from mmdd_jax.heads import l2_normalize
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  """Strengths of the siamese augmentation (0 disables a component).
-
-  Attributes:
-    dropout: feature-dropout probability ``p``.
-    jitter: standard deviation ``σ`` of the shared Gaussian shift.
-    mixup: mixup strength; ``λ ~ U(1 − mixup, 1)``.
-    renormalize: project augmented rows back to the unit sphere.
-  """
-  dropout: float = 0.0
-  jitter: float = 0.0
-  mixup: float = 0.0
+  """Strengths of the siamese augmentation (0 disables a component); the strengths are
+  config keys ``augment.<field>`` (:func:`mmdd_jax.keys.field`). Mixup draws
+  ``λ ~ U(1 − mixup, 1)``; ``renormalize`` projects augmented rows back to the unit
+  sphere."""
+  dropout: float = keys_lib.field(0.0, ">=0", "siamese feature-dropout probability (0 = off)")
+  jitter: float = keys_lib.field(0.0, ">=0", "siamese Gaussian shift σ (0 = off)")
+  mixup: float = keys_lib.field(0.0, ">=0", "siamese within-class mixup strength (0 = off)")
   renormalize: bool = True
 
   @property

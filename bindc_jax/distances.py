@@ -46,26 +46,22 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from mmdd_jax import keys as keys_lib
+
 PHASE_CLAMP = 1e-12
 AMP_EPS = 1e-24  # |Φ| = sqrt(max(Re² + Im², AMP_EPS)): finite gradient at Φ = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class DistanceConfig:
-  """Static options of the distances.
-
-  Attributes:
-    alpha: CFD amplitude weight α.
-    beta: CFD phase weight β.
-    num_freqs: number of CFD frequencies per step (NCFM: 4096).
-    freq_scale: standard deviation of the frequencies, ``t ~ N(0, freq_scale² I)``.
-    bandwidth: MMD Gaussian-kernel σ; ``None`` selects the median heuristic.
-  """
-  alpha: float = 0.5
-  beta: float = 0.5
-  num_freqs: int = 4096
-  freq_scale: float = 1.0
-  bandwidth: float | None = None
+  """Static options of the distances; each field is a config key ``loss.dist.<field>``
+  (:func:`mmdd_jax.keys.field`)."""
+  alpha: float = keys_lib.field(0.5, ">=0", "CFD amplitude weight α")
+  beta: float = keys_lib.field(0.5, ">=0", "CFD phase weight β")
+  num_freqs: int = keys_lib.field(4096, ">=1", "CFD frequencies per step (NCFM: 4096)")
+  freq_scale: float = keys_lib.field(1.0, ">0", "CFD frequencies t ~ N(0, freq_scale² I)")
+  bandwidth: float | None = keys_lib.field(None, ">0", "MMD Gaussian σ (None: median "
+                                           "heuristic)", typ=float)
 
 
 def sample_frequencies(key: jax.Array, num: int, dim: int, scale: float = 1.0,

@@ -50,6 +50,7 @@ from bindc_jax import augment as aug_lib
 from bindc_jax import distances as dist_lib
 from bindc_jax import losses as loss_lib
 from mmdd_jax import distributed, loop, results, rng, sharding
+from mmdd_jax import keys as keys_lib
 from mmdd_jax.heads import l2_normalize
 
 
@@ -62,43 +63,34 @@ class DistillState:
   cfd_pool: Any = None
 
 
+CFD_REAL = ("sampled", "pooled")
+
+
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
-  """Static options of the distillation loop.
-
-  Attributes:
-    loss: :class:`bindc_jax.losses.LossConfig`.
-    augment: :class:`bindc_jax.augment.AugmentConfig`.
-    iterations: number of steps (SPEC: 2000).
-    real_batch: real rows per class per step (128).
-    syn_batch: synthetic rows per class per step (32).
-    lr: SGD learning rate (0.5).
-    momentum: SGD momentum (0.5).
-    project: renormalise the synthetic set after every update.
-    cfd_real: ``"sampled"`` (default, SPEC: the CFD's real side is the step's real batch
-      on fresh frequencies) or ``"pooled"`` (the whole class's real characteristic
-      function on a frequency pool redrawn every ``cfd_pool_every`` steps; see the module
-      docstring). Only methods whose loss uses CFD are affected.
-    cfd_pool_every: steps per frequency pool in ``"pooled"`` mode.
-    normalize: divide each synthetic instance's gradient (all modalities together) by
-      its norm before SGD, so that ``lr`` is a step length on the sphere whatever the
-      loss's scale (CFD·300 and DM gradients differ by ~300×); this is what lets one
-      learning-rate grid serve every method (:mod:`bindc_jax.select`). False = SPEC.
+  """Static options of the distillation loop; the key fields are config keys
+  ``distill.<field>`` (:func:`mmdd_jax.keys.field`). ``cfd_real``: only methods whose
+  loss uses CFD are affected (module docstring). ``normalize`` (the run's
+  ``select.enabled``): divide each synthetic instance's gradient (all modalities
+  together) by its norm before SGD, so that ``lr`` is a step length on the sphere
+  whatever the loss's scale (CFD·300 and DM gradients differ by ~300×); this is what
+  lets one learning-rate grid serve every method (:mod:`bindc_jax.select`). False = SPEC.
   """
   loss: loss_lib.LossConfig = loss_lib.LossConfig()
   augment: aug_lib.AugmentConfig = aug_lib.AugmentConfig()
-  iterations: int = 2000
-  real_batch: int = 128
-  syn_batch: int = 32
-  lr: float = 0.5
-  momentum: float = 0.5
-  project: bool = True
+  iterations: int = keys_lib.field(2000, ">=1", "distillation steps (SPEC: 2000)")
+  real_batch: int = keys_lib.field(128, ">=1", "real rows per class and step")
+  syn_batch: int = keys_lib.field(32, ">=1", "synthetic rows per class and step")
+  lr: float = keys_lib.field(0.5, ">0", "SGD rate of the synthetic set when "
+                             "select.enabled=False (SPEC 0.5)")
+  momentum: float = keys_lib.field(0.5, ">=0", "SGD momentum")
+  project: bool = keys_lib.field(True, None, "renormalise the synthetic set onto the sphere "
+                                 "after every update")
   normalize: bool = False
-  cfd_real: str = "sampled"
-  cfd_pool_every: int = 50
-
-
-CFD_REAL = ("sampled", "pooled")
+  cfd_real: str = keys_lib.field("sampled", CFD_REAL, "CFD real side: sampled (SPEC, per "
+                                 "step) | pooled (whole-class CF on a frequency pool; "
+                                 "docs/bindc.md 'Pooled CFD'; not with augment)")
+  cfd_pool_every: int = keys_lib.field(50, ">=1", "steps per frequency pool (cfd_real=pooled)")
 
 
 def uses_pool(cfg: DistillConfig) -> bool:

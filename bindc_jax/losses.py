@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from bindc_jax import distances as dist_lib
+from mmdd_jax import keys as keys_lib
 
 NCFM_SCALE = 300.0
 COS_EPS = 1e-12
@@ -41,15 +42,11 @@ Batch = Mapping[str, jax.Array]
 class LossConfig:
   """Static loss options (hashable; closed over by the jitted step).
 
-  Attributes:
-    kind: ``"bindc"`` (uni/cross/joint alignment), ``"dm"`` or ``"avdd"``.
-    distance: the uni-modal distance, a key of ``distances.DISTANCES``.
-    dist: :class:`distances.DistanceConfig`.
-    use_uni, use_cross, use_joint: component switches (ablations).
-    lam_uni, lam_cross, lam_joint: λ weights.
-    uni_scale: ``s`` multiplying the uni-modal term (NCFM's 300).
-    modality_weights: optional ``((modality, weight), …)`` for L_uni (default 1).
-    lam_icm, lam_cgm: AVDD weights.
+  The weights are config keys ``loss.<field>`` (:func:`mmdd_jax.keys.field`); the method
+  fixes ``kind`` (``"bindc"``: uni/cross/joint alignment, ``"dm"`` or ``"avdd"``),
+  ``distance`` (the uni-modal distance, a key of ``distances.DISTANCES``) and the
+  component switches ``use_uni`` / ``use_cross`` / ``use_joint`` (ablations);
+  ``modality_weights``: optional ``((modality, weight), …)`` for L_uni (default 1).
   """
   kind: str = "bindc"
   distance: str = "cfd"
@@ -57,13 +54,16 @@ class LossConfig:
   use_uni: bool = True
   use_cross: bool = True
   use_joint: bool = True
-  lam_uni: float = 1.0
-  lam_cross: float = 10.0
-  lam_joint: float = 10.0
-  uni_scale: float = NCFM_SCALE
+  lam_uni: float = keys_lib.field(1.0, ">=0", "weight λ_uni of the uni-modal term")
+  lam_cross: float = keys_lib.field(10.0, ">=0", "weight λ_cross of the cross-modal term")
+  lam_joint: float = keys_lib.field(10.0, ">=0", "weight λ_joint of the joint-modal term")
+  uni_scale: float = keys_lib.field(NCFM_SCALE, ">0", "scale s of the uni-modal term (NCFM's "
+                                    "300)")
   modality_weights: tuple[tuple[str, float], ...] = ()
-  lam_icm: float = 10.0
-  lam_cgm: float = 10.0
+  lam_icm: float = keys_lib.field(10.0, ">=0", "AVDD weight of the implicit cross-matching "
+                                  "term")
+  lam_cgm: float = keys_lib.field(10.0, ">=0", "AVDD weight of the cross-modal gap-matching "
+                                  "term")
 
   def needs_frequencies(self) -> bool:
     return self.kind == "bindc" and self.use_uni and dist_lib.needs_frequencies(self.distance)

@@ -1,14 +1,15 @@
 r"""ImageBindDC's config keys and plan: a config resolved once, before any work.
 
-Every key of ``experiments/configs/bindc.py`` is declared once here, in :data:`KEYS`
-(dotted key → ``(default, rule, meaning)``, :mod:`mmdd_jax.keys`); sections mirror the
-library's dataclasses: ``distill`` ↔ :class:`bindc_jax.distill.DistillConfig` (plus
-``bindc_lr``), ``loss`` ↔ :class:`bindc_jax.losses.LossConfig` (the weights; the method
-fixes the rest), ``loss.dist`` ↔ ``DistanceConfig``, ``augment`` ↔ ``AugmentConfig``;
-``select`` is the lr selection rule (:mod:`bindc_jax.select`), ``eval`` the protocol
-(:mod:`bindc_jax.evaluate`). :func:`resolve` checks a config once (the table's rules,
-then the methods and the rules between keys) and builds each method's loop config once;
-the run and the tables read only the :class:`Plan`.
+The keys of ``experiments/configs/bindc.py``, :data:`KEYS` (dotted key → ``(default,
+rule, meaning)``, :mod:`mmdd_jax.keys`). The sections that mirror the library's
+dataclasses are their key fields, declared once on the field: ``distill`` ↔
+:class:`bindc_jax.distill.DistillConfig` (plus ``bindc_lr``), ``loss`` ↔
+:class:`bindc_jax.losses.LossConfig` (the weights; the method fixes the rest),
+``loss.dist`` ↔ ``DistanceConfig``, ``augment`` ↔ ``AugmentConfig``; ``select`` (the lr
+selection rule, :mod:`bindc_jax.select`), ``eval`` (the protocol,
+:mod:`bindc_jax.evaluate`) and the top-level keys are declared here. :func:`resolve`
+checks a config once (the table's rules, then the rules between keys) and builds each
+method's loop config once; the run and the tables read only the :class:`Plan`.
 """
 
 from __future__ import annotations
@@ -44,36 +45,14 @@ KEYS = {
     "val_fraction": (0.1, ">=0", "stratified validation split carved from train; every selection "
                  "reads only it (0: none, SPEC's fixed epochs and rates; needs "
                  "select.enabled=False)"),
-    "distill.iterations": (2000, ">=1", "distillation steps (SPEC: 2000)"),
-    "distill.real_batch": (128, ">=1", "real rows per class and step"),
-    "distill.syn_batch": (32, ">=1", "synthetic rows per class and step"),
-    "distill.lr": (0.5, ">0", "SGD rate of the synthetic set when select.enabled=False (SPEC "
-                   "0.5)"),
+    # the sections are the library dataclasses' key fields (mmdd_jax.keys.field)
+    **keys.section(distill_lib.DistillConfig, "distill"),
     "distill.bindc_lr": (1e-3, ">0", "SGD rate of the CFD-family methods when "
                          "select.enabled=False (CFD gradients ~100x DM's at uni_scale 300: a "
                          "measured departure from SPEC, docs/bindc.md; SPEC: = distill.lr)"),
-    "distill.momentum": (0.5, ">=0", "SGD momentum"),
-    "distill.project": (True, None, "renormalise the synthetic set onto the sphere after "
-                        "every update"),
-    "distill.cfd_real": ("sampled", distill_lib.CFD_REAL, "CFD real side: sampled (SPEC, per "
-                         "step) | pooled (whole-class CF on a frequency pool; docs/bindc.md "
-                         "'Pooled CFD'; not with augment)"),
-    "distill.cfd_pool_every": (50, ">=1", "steps per frequency pool (cfd_real=pooled)"),
-    "loss.lam_uni": (1.0, ">=0", "weight λ_uni of the uni-modal term"),
-    "loss.lam_cross": (10.0, ">=0", "weight λ_cross of the cross-modal term"),
-    "loss.lam_joint": (10.0, ">=0", "weight λ_joint of the joint-modal term"),
-    "loss.uni_scale": (300.0, ">0", "scale s of the uni-modal term (NCFM's 300)"),
-    "loss.lam_icm": (10.0, ">=0", "AVDD weight of the implicit cross-matching term"),
-    "loss.lam_cgm": (10.0, ">=0", "AVDD weight of the cross-modal gap-matching term"),
-    "loss.dist.alpha": (0.5, ">=0", "CFD amplitude weight α"),
-    "loss.dist.beta": (0.5, ">=0", "CFD phase weight β"),
-    "loss.dist.num_freqs": (4096, ">=1", "CFD frequencies per step (NCFM: 4096)"),
-    "loss.dist.freq_scale": (1.0, ">0", "CFD frequencies t ~ N(0, freq_scale² I)"),
-    "loss.dist.bandwidth": (keys.placeholder(float), ">0", "MMD Gaussian σ (None: median "
-                            "heuristic)"),
-    "augment.dropout": (0.0, ">=0", "siamese feature-dropout probability (0 = off)"),
-    "augment.jitter": (0.0, ">=0", "siamese Gaussian shift σ (0 = off)"),
-    "augment.mixup": (0.0, ">=0", "siamese within-class mixup strength (0 = off)"),
+    **keys.section(loss_lib.LossConfig, "loss"),
+    **keys.section(dist_lib.DistanceConfig, "loss.dist"),
+    **keys.section(aug_lib.AugmentConfig, "augment"),
     "select.enabled": (True, None, "choose the synthetic set's lr on validation with "
                        "normalised updates (docs/bindc.md 'Selection rule'); False: SPEC's "
                        "plain SGD at distill.lr"),
@@ -126,32 +105,25 @@ def distill_config(c, method: str) -> distill_lib.DistillConfig | None:
 
 
 def methods(c) -> list[str]:
-  """``config.method``, validated."""
-  out = list(as_dict(c)["method"])
-  if not out:
-    raise ValueError("config key 'method': expected at least one method, found none")
-  for m in out:
-    if m != "full":
-      distill_lib.method_loss_config(m)
-  return out
+  """``config.method`` (checked by the key table's rule)."""
+  return list(as_dict(c)["method"])
 
 
 def check_config(c) -> None:
-  """The config errors that need no data (one line each): the key rules, the methods
-  and the rules between keys."""
+  """The config's one check (one line each): the key table's rules, then the rules
+  between keys."""
   d = as_dict(c)
   keys.check(d, KEYS)
-  methods(d)
-  for h in d["eval"]["heads"]:
-    if h not in classification.HEADS:
-      raise ValueError(f"config key 'eval.heads': expected heads from "
-                       f"{list(classification.HEADS)} joined by '+', found {list(d['eval']['heads'])}")
-  if not d["select"]["grid"] or min(d["select"]["grid"]) <= 0:
-    raise ValueError("config key 'select.grid': expected positive learning rates, found "
-                     f"{list(d['select']['grid'])}")
   if d["select"]["enabled"] and d["val_fraction"] <= 0:
     raise ValueError("config key 'select.enabled': the selection rule needs a validation "
                      f"split (val_fraction > 0), found val_fraction={d['val_fraction']}")
+  aug = {k: v for k, v in d["augment"].items() if v}
+  losses = [distill_lib.method_loss_config(m) for m in d["method"] if m != "full"]
+  if (d["distill"]["cfd_real"] == "pooled" and aug
+      and any(lc is not None and lc.needs_frequencies() for lc in losses)):
+    raise ValueError("config key 'distill.cfd_real': expected 'sampled' with the siamese "
+                     "augmentation (pooled precomputes the real side), found 'pooled' with "
+                     + ", ".join(f"augment.{k}={v}" for k, v in aug.items()))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,6 +51,7 @@ from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
 from mmdd_jax import distributed, loop, results, rng, sharding
+from mmdd_jax import keys as keys_lib
 
 GRAD_MODES = ("full", "tesla")
 OPTIMIZERS = ("adam", "sgd")
@@ -97,74 +98,64 @@ def method_spec(name: str) -> dict:
 class DistillConfig:
   """Static configuration of one distillation (hashable; closed over by the step).
 
-  Attributes:
-    n: synthetic instances.
-    objective: inner objective name; obj: its :class:`ObjectiveConfig`.
-    sim_kind: ``lowrank`` / ``full`` / ``fixed`` (``fixed`` = no similarity mining).
-    sim_rank, sim_alpha: low-rank ``Ŝ`` rank ``r`` and scale ``α``.
-    syn_steps: student steps per iteration; mini_batch: synthetic batch size.
-    expert_epochs: target offset; max_start_epoch: starts ``s ~ U{0..max_start_epoch−1}``.
-    grad_mode: ``full`` or ``tesla``.
-    optimizer: ``adam`` (default; the project's rule: normalised updates, so every
-      learnable moves at the data's own scale whatever the gradient scale) or
-      ``sgd`` (SPEC §3.5: SGD with ``momentum``).
-    lr_data, lr_lr, lr_sim: learning rates of the synthetic features, ``η`` and
-      the ``Ŝ`` params. With ``adam`` the features' lr is *relative*: modality ``m``
-      moves by about ``lr_data · scale_m`` per coordinate and step, ``scale_m`` the
-      RMS spread of the real features (``DistillState.syn_scale``); ``log η`` and
-      ``Ŝ`` (both O(1) quantities) move by about ``lr_lr`` / ``lr_sim``. With ``sgd``
-      they are SPEC's absolute lrs, and ``lr_lr`` applies to raw ``η`` as in MTT/LoRS
-      (:func:`sgd_on_raw_lr`; ``log η`` is only how the state stores it).
-    lr_min: ``sgd``: the floor under the learned ``η`` after each update (MTT/LoRS
-      keep ``η`` raw; LoRS optionally clamps it, ``--clamp_lr``).
-    blend: RepBlend's representation blending of every student mini-batch.
-    learn_lr: learn ``η`` (else it stays at its initial value).
-    momentum: SGD momentum (``optimizer="sgd"``).
-    iterations: distillation iterations (:func:`distill`).
-    trajectories_per_iter: expert segments matched per iteration, their losses averaged
-      (1 = the paper's algorithm; module docstring).
+  The key fields are config keys ``distill.<field>`` (``n`` the top-level ``n``;
+  :func:`mmdd_jax.keys.field`: default, rule, meaning); ``objective``, ``obj``,
+  ``blend`` and ``sim_kind="fixed"`` are the method's (:data:`METHODS`). Learning
+  rates: with ``adam`` the features' lr is *relative* — modality ``m`` moves by about
+  ``lr_data · scale_m`` per coordinate and step, ``scale_m`` the RMS spread of the real
+  features (``DistillState.syn_scale``), so every learnable moves at the data's own
+  scale whatever the gradient scale; ``log η`` and ``Ŝ`` (both O(1)) move by about
+  ``lr_lr`` / ``lr_sim``. With ``sgd`` (SPEC §3.5) they are SPEC's absolute lrs, and
+  ``lr_lr`` applies to raw ``η`` as in MTT/LoRS (:func:`sgd_on_raw_lr`; ``log η`` is only
+  how the state stores it). ``trajectories_per_iter``: module docstring.
   """
-  n: int = 100
-  objective: str = "hopa"
+  n: int = keys_lib.field(100, ">=1", "synthetic instances")
+  objective: str = keys_lib.field("hopa", obj_lib.names, "inner objective (the method's)")
   obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
-  sim_kind: str = "lowrank"
-  sim_rank: int = 10
-  sim_alpha: float = 1.0
-  syn_steps: int = 16
-  mini_batch: int = 25
-  expert_epochs: int = 2
-  max_start_epoch: int = 5
-  grad_mode: str = "full"
-  optimizer: str = "adam"
-  lr_data: float = 0.01
-  lr_lr: float = 0.01
-  lr_sim: float = 0.01
-  blend: bool = False
-  learn_lr: bool = True
-  momentum: float = 0.5
-  lr_min: float = 1e-6
-  iterations: int = 2000
-  trajectories_per_iter: int = 1
+  sim_kind: str = keys_lib.field("lowrank", sim_lib.KINDS, "similarity mining Ŝ: lowrank | "
+                                 "full (fixed when the method has none)")
+  sim_rank: int = keys_lib.field(10, ">=1", "rank r of the low-rank Ŝ")
+  sim_alpha: float = keys_lib.field(1.0, ">0", "scale α of the low-rank Ŝ")
+  syn_steps: int = keys_lib.field(16, ">=1", "student SGD steps per iteration")
+  mini_batch: int = keys_lib.field(25, ">=1", "synthetic mini-batch of the student")
+  expert_epochs: int = keys_lib.field(2, ">=1", "target offset: θ* = θ[start + "
+                                      "expert_epochs]")
+  max_start_epoch: int = keys_lib.field(5, ">=1", "start epochs s ~ U{0..max_start_epoch−1}")
+  grad_mode: str = keys_lib.field("full", GRAD_MODES, "None = the method's (full; tesla for "
+                                  "method=tesla) | full | tesla", typ=str)
+  optimizer: str = keys_lib.field("adam", OPTIMIZERS, "adam (normalised updates, lr_data "
+                                  "relative to the features' spread) | sgd (SPEC §3.5/§3.7: "
+                                  "momentum, lr_data 100, lr_lr 1e-4)")
+  lr_data: float = keys_lib.field(0.01, ">0", "lr of the synthetic features")
+  lr_lr: float = keys_lib.field(0.01, ">0", "lr of the student step size: of log η (adam) | "
+                                "of raw η, as MTT/LoRS (sgd; η clamped ≥ 1e-6)")
+  lr_sim: float = keys_lib.field(0.01, ">0", "lr of the Ŝ parameters")
+  blend: bool = False     # RepBlend's representation blending of every student mini-batch
+  learn_lr: bool = keys_lib.field(True, None, "learn the student step size η (else it stays "
+                                  "at the experts' lr)")
+  momentum: float = keys_lib.field(0.5, ">=0", "SGD momentum (optimizer=sgd)")
+  lr_min: float = keys_lib.field(1e-6, ">0", "sgd: the floor under the learned η after each "
+                                 "update (MTT/LoRS keep η raw; LoRS optionally clamps it)")
+  iterations: int = keys_lib.field(2000, ">=1", "distillation iterations")
+  trajectories_per_iter: int = keys_lib.field(
+      1, ">=1", "expert segments matched per iteration, losses averaged (vmapped, split over "
+      "the devices; 1 = the paper's algorithm; at 1 the key is left out of the fingerprint)")
 
   def validate(self, num_snapshots: int | None = None) -> None:
-    if self.grad_mode not in GRAD_MODES:
-      raise ValueError(f"grad_mode: expected one of {GRAD_MODES}, found '{self.grad_mode}'")
-    if self.optimizer not in OPTIMIZERS:
-      raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, found '{self.optimizer}'")
-    if self.sim_kind not in sim_lib.KINDS:
-      raise ValueError(f"sim_kind: expected one of {sim_lib.KINDS}, found '{self.sim_kind}'")
-    obj_lib.get_objective(self.objective)
-    if not self.lr_min > 0:
-      raise ValueError(f"lr_min: expected > 0, found {self.lr_min}")
-    for f in ("n", "syn_steps", "mini_batch", "expert_epochs", "max_start_epoch", "iterations",
-              "trajectories_per_iter"):
-      if getattr(self, f) < 1:
-        raise ValueError(f"{f}: expected ≥ 1, found {getattr(self, f)}")
+    """A config built by hand (a resolved config was checked by its key table, and
+    :meth:`check_segments` by ``resolve``): every field's rule, then the segments."""
+    keys_lib.check_fields(self)
+    self.check_segments(num_snapshots)
+
+  def check_segments(self, num_snapshots: int | None) -> None:
+    """The one rule between keys: the last target ``θ[max_start_epoch − 1 +
+    expert_epochs]`` is a snapshot of ``num_snapshots`` (None: not checked)."""
     if num_snapshots is not None and self.max_start_epoch - 1 + self.expert_epochs > num_snapshots - 1:
       raise ValueError(
-          f"max_start_epoch + expert_epochs: expected ≤ expert epochs = {num_snapshots - 1} "
-          f"(the last target is θ[max_start_epoch − 1 + expert_epochs]), found "
-          f"{self.max_start_epoch} + {self.expert_epochs}")
+          f"config keys 'distill.max_start_epoch' + 'distill.expert_epochs': expected "
+          f"max_start_epoch + expert_epochs − 1 ≤ experts.epochs = {num_snapshots - 1} (the "
+          f"last target is θ[max_start_epoch − 1 + expert_epochs]), found "
+          f"{self.max_start_epoch} + {self.expert_epochs} − 1")
 
 
 @flax.struct.dataclass
@@ -465,7 +456,7 @@ def distill(state: DistillState, traj, cfg: DistillConfig, *, ckpt_dir: str | No
     The final state.
   """
   num_snapshots = jax.tree_util.tree_leaves(traj)[0].shape[1]
-  cfg.validate(num_snapshots)
+  cfg.check_segments(num_snapshots)   # the trajectories given (resolve checked the config)
   step_fn = make_distill_step(cfg)
   if distributed.process_count() > 1 or cfg.trajectories_per_iter > 1:
     # one program over the global mesh: the state and the trajectories replicated (the

@@ -80,6 +80,7 @@ from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
 from mmdd_jax import data, distributed, rng, sharding
+from mmdd_jax import keys as keys_lib
 from mmdd_jax import train as train_lib
 
 PROTOCOLS = ("select", "paper")
@@ -88,51 +89,41 @@ HEADS = ("linear_pretrained", "linear_random", "mlp", "mlp_residual")
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  """Attributes:
-    protocol: ``select`` (validation-selected lr and epochs) or ``paper`` (fixed).
-    runs: evaluation runs (mean ± std reported).
-    objective / obj: the evaluation objective (one for every row of a table).
-    lrs: ``select``: the lr grid (log-spaced).
-    max_epochs / patience / val_every: ``select``: early stopping on validation.
-    epochs: ``paper``: fixed epochs (×0.1 at the halfway epoch).
-    batch_size, momentum, weight_decay: SGD.
-    init_noise: per-run std added to the pretrained heads [R].
-    sim_kind / sim_alpha: how to read ``Ŝ`` params.
-    head: the heads trained (:data:`HEADS`, module docstring).
-    mlp_hidden: ``head="mlp"`` / ``"mlp_residual"``: hidden units (None: the embedding
-      dimension).
-  """
-  protocol: str = "select"
-  runs: int = 5
-  objective: str = "hopa"
+  """One evaluation protocol (module docstring) for every row of a table; the key fields
+  are config keys ``eval.<field>`` (:func:`mmdd_jax.keys.field`). ``obj`` (the objective's
+  settings), ``sim_kind`` / ``sim_alpha`` (how to read ``Ŝ`` params) and ``mlp_hidden``
+  are set by the code."""
+  protocol: str = keys_lib.field("select", PROTOCOLS, "select: lr and epochs on validation | "
+                                 "paper: SPEC §3.6 (fixed epochs at the learned η)")
+  runs: int = keys_lib.field(5, ">=1", "evaluation runs (mean ± std)")
+  objective: str = keys_lib.field(
+      "hopa", obj_lib.names, "None = the set's own inner objective (Random/Full rows set it "
+      "per objective, experiments.hopa_table does) | an objective for every row", typ=str)
   obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
-  lrs: tuple = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
-  max_epochs: int = 100
-  patience: int = 10
-  val_every: int = 1
-  epochs: int = 100
-  batch_size: int = 128
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  init_noise: float = 1e-3
-  sim_kind: str = "fixed"
-  sim_alpha: float = 1.0
-  head: str = "linear_pretrained"
-  mlp_hidden: int | None = None
+  lrs: tuple = keys_lib.field((0.001, 0.003, 0.01, 0.03, 0.1, 0.3), ">0",
+                              "select: the lr grid")
+  max_epochs: int = keys_lib.field(100, ">=1", "select: early stopping on validation avg R@1 …")
+  patience: int = keys_lib.field(10, ">=1", "select: … stops after this many checks without "
+                                 "improvement")
+  val_every: int = keys_lib.field(1, ">=1", "select: … checked every this many epochs")
+  epochs: int = keys_lib.field(100, ">=1", "paper: fixed epochs, lr ×0.1 at half")
+  batch_size: int = keys_lib.field(128, ">=1", "evaluation batch")
+  momentum: float = keys_lib.field(0.9, ">=0", "evaluation SGD momentum")
+  weight_decay: float = keys_lib.field(5e-4, ">=0", "evaluation weight decay")
+  init_noise: float = keys_lib.field(1e-3, ">=0", "per-run noise on the pretrained heads [R]")
+  sim_kind: str = keys_lib.field("fixed", sim_lib.KINDS, "how to read the set's Ŝ params")
+  sim_alpha: float = keys_lib.field(1.0, ">0", "scale α of a low-rank Ŝ")
+  head: str = keys_lib.field(
+      "linear_pretrained", HEADS, "heads trained: linear_pretrained (the store's heads.npz) | "
+      "linear_random | mlp (two-layer, random init) | mlp_residual (pretrained + a zero-init "
+      "residual MLP) — hopa_jax.evaluate.HEADS, docs/analyses.md")
+  mlp_hidden: int | None = keys_lib.field(None, ">=1", "head mlp / mlp_residual: hidden units "
+                                          "(None: the embedding dimension)", typ=int)
 
   def validate(self) -> None:
-    if self.protocol not in PROTOCOLS:
-      raise ValueError(f"eval protocol: expected one of {PROTOCOLS}, found '{self.protocol}'")
-    if self.head not in HEADS:
-      raise ValueError(f"eval head: expected one of {HEADS}, found '{self.head}'")
-    if self.mlp_hidden is not None and self.mlp_hidden < 1:
-      raise ValueError(f"eval mlp_hidden: expected None or ≥ 1, found {self.mlp_hidden}")
-    obj_lib.get_objective(self.objective)
-    if not self.lrs or any(not lr > 0 for lr in self.lrs):
-      raise ValueError(f"eval lrs: expected a non-empty grid of values > 0, found {self.lrs}")
-    for f in ("runs", "max_epochs", "patience", "val_every", "epochs", "batch_size"):
-      if getattr(self, f) < 1:
-        raise ValueError(f"eval {f}: expected ≥ 1, found {getattr(self, f)}")
+    """A config built by hand (a resolved config was checked by its key table): every
+    field's rule."""
+    keys_lib.check_fields(self, "eval ")
 
 
 def make_trainer(loss_fn: Callable, n: int, cfg: EvalConfig):
@@ -297,7 +288,6 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
   Returns ``{"runs": [per-run retrieval dicts], "lr": float, "epochs": [per run],
   "val_r1": [per run] | None, "lr_grid": {lr: val} | None}``.
   """
-  cfg.validate()
   xs = {m: jnp.asarray(v, jnp.float32) for m, v in xs.items()}
   loss_fn = make_loss(cfg, sim_params)
   keys = jax.random.split(key, cfg.runs)

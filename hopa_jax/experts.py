@@ -34,31 +34,27 @@ from mmdd_jax import data, heads as heads_lib
 from mmdd_jax import distributed, loop, results, rng, sharding
 from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
+from mmdd_jax import keys as keys_lib
 from mmdd_jax import train as train_lib
-
-
-TEACHER_LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExpertConfig:
-  """Attributes:
-    num_experts: number of expert runs ``E``.
-    epochs: SGD epochs per expert (snapshots ``0..epochs``).
-    lr: lr_teacher (plain SGD, no momentum); None: selected on validation from
-      ``lr_grid`` (:func:`select_teacher_lr`) before the experts train.
-    lr_grid: the grid of that selection.
-    batch_size: real mini-batch size.
-    init_noise: std of the per-expert Gaussian noise added to the pretrained heads. [R]
-    objective: inner objective name (:data:`hopa_jax.objectives.OBJECTIVES`).
-    obj: :class:`hopa_jax.objectives.ObjectiveConfig`.
-  """
-  num_experts: int = 20
-  epochs: int = 10
-  lr: float | None = 0.01
-  lr_grid: tuple = TEACHER_LR_GRID
-  batch_size: int = 128
-  init_noise: float = 1e-3
+  """The experts' training; the key fields are config keys ``experts.<field>``
+  (:func:`mmdd_jax.keys.field`). ``lr`` None: selected on validation from ``lr_grid``
+  (:func:`select_teacher_lr`) before the experts train (the run configs' default,
+  ``hopa_jax.plan.EXPERTS``). ``objective`` (an inner objective of
+  :data:`hopa_jax.objectives.OBJECTIVES`) and ``obj`` are the method's."""
+  num_experts: int = keys_lib.field(20, ">=1", "expert trajectories E")
+  epochs: int = keys_lib.field(10, ">=1", "epochs per expert (snapshots 0..epochs)")
+  lr: float | None = keys_lib.field(
+      0.01, ">0", "lr_teacher; None: one probe expert per lr of experts.lr_grid, the best "
+      "validation avg R@1 after experts.epochs wins (SPEC/paper: 0.01)", typ=float)
+  lr_grid: tuple = keys_lib.field((0.01, 0.03, 0.1, 0.3, 1.0), ">0",
+                                  "the lr_teacher selection grid")
+  batch_size: int = keys_lib.field(128, ">=1", "real mini-batch of the experts")
+  init_noise: float = keys_lib.field(1e-3, ">=0", "per-expert N(0, σ²) on the pretrained "
+                                     "heads [R]")
   objective: str = "hopa"
   obj: obj_lib.ObjectiveConfig = obj_lib.ObjectiveConfig()
 

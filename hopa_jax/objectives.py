@@ -26,56 +26,52 @@ import jax
 import jax.numpy as jnp
 
 from hopa_jax import proxy as proxy_lib
+from mmdd_jax import keys as keys_lib
 from mmdd_jax import losses as mm_losses
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-  """Static (hashable) hyperparameters of the inner objectives.
+  """Static (hashable) hyperparameters of the inner objectives; each field is a config
+  key ``objective.<field>`` (:func:`mmdd_jax.keys.field`: default, rule, meaning).
 
-  Attributes:
-    tau_mod: temperature of the singular-value softmax (L_mod). [R] 0.1
-    tau_inst: temperature of the proxy similarity logits (L_inst). [R] 0.2
-    lam_inst: weight λ_inst of L_inst. [R] 1
-    use_mod / use_inst: ablation switches ("w/o L_mod", "w/o L_inst").
-    rank: proxy rank (1 = HoPA, 2 = "Rank-2" ablation).
-    tau_pair: temperature of the pairwise wBCE logits (LoRS, 3-pair, T-bind, V-bind,
-      RepBlend). 0.07: LoRS's published value (``--temperature 0.07``,
-      ``logit_scale = log(1/temperature)``, not trained during distillation), which
-      RepBlend keeps and HoPA's pairwise variants follow ("wBCE following Xu et al.");
-      one rule for every method: its published temperature (docs/hopa.md).
-    tau_nce: temperature of pairwise InfoNCE (MTT-VL, TESLA). 0.07 (CLIP's, the MTT-VL
-      experts')
-    beta: positive threshold of the weighted BCE (``pos = Y > beta``). 0.5
-    clip_targets: clip the (learned) targets to [0, 1] before the BCE. Off by
-      default (SPEC); with targets outside [0, 1] the BCE is unbounded below, which
-      can destabilise similarity mining at large lr_sim.
-    pos_from: which pairs the weighted BCE treats as positives. ``"targets"``
-      (SPEC/LoRS): ``pos = Y > beta`` from the (learned) targets. ``"identity"``:
-      ``pos = I`` — an instance's own pair is always a positive and every other
-      pair a negative, whatever values similarity mining gives the targets (the
-      values still enter the BCE). With ``"targets"`` mining can push a diagonal
-      target below β and turn an instance's own pair into a negative (measured: 82 %
-      of LoRS's diagonal below 0 on msrvtt_sim; docs/hopa.md).
-    diag_floor: an instance's own pair keeps a target ``≥ beta`` and stays a
-      positive: the diagonal of the batch targets is floored at ``beta`` (after
-      ``clip_targets``) and, with ``pos_from="targets"``, the diagonal joins the
-      positives. Off by default (SPEC/LoRS let mining drive a diagonal target to 0
-      and below, which trains the own pair as a non-match); the run configs turn it
-      on for every objective alike (docs/hopa.md). Real data (``Y = I``) is unchanged.
+  Temperatures: one rule for every method, its published value — LoRS's
+  ``--temperature 0.07`` (``logit_scale = log(1/temperature)``, not trained during
+  distillation) for the pairwise wBCE, which RepBlend keeps and HoPA's pairwise
+  variants follow ("wBCE following Xu et al."); CLIP's 0.07 (the MTT-VL experts') for
+  InfoNCE (docs/hopa.md).
+
+  The defaults here are SPEC/LoRS's (``clip_targets``, ``pos_from="targets"``,
+  ``diag_floor`` off); the run configs turn the three departures on for every
+  objective alike (``hopa_jax.plan.OBJECTIVE``, docs/hopa.md). Without clipping,
+  targets outside [0, 1] make the BCE unbounded below (LoRS diverges at lr_sim 10);
+  with ``pos_from="targets"`` mining can push a diagonal target below β and turn an
+  instance's own pair into a negative (measured: 82 % of LoRS's diagonal below 0 on
+  msrvtt_sim); ``diag_floor`` floors the batch targets' diagonal at ``beta`` (after
+  ``clip_targets``) and, with ``pos_from="targets"``, adds it to the positives. Real
+  data (``Y = I``) is unchanged by all three.
   """
-  tau_mod: float = 0.1
-  tau_inst: float = 0.2
-  lam_inst: float = 1.0
-  use_mod: bool = True
-  use_inst: bool = True
-  rank: int = 1
-  tau_pair: float = 0.07
-  tau_nce: float = 0.07
-  beta: float = 0.5
-  clip_targets: bool = False
-  pos_from: str = "targets"
-  diag_floor: bool = False
+  tau_mod: float = keys_lib.field(0.1, ">0", "temperature of the singular-value softmax "
+                                  "(L_mod) [R]")
+  tau_inst: float = keys_lib.field(0.2, ">0", "temperature of the proxy similarity logits "
+                               "(L_inst) [R]")
+  lam_inst: float = keys_lib.field(1.0, ">=0", "weight λ_inst of L_inst [R]")
+  use_mod: bool = keys_lib.field(True, None, "keep L_mod (the method 'no_lmod' turns it off)")
+  use_inst: bool = keys_lib.field(True, None, "keep L_inst (the method 'no_linst' turns it off)")
+  rank: int = keys_lib.field(1, ">=1", "proxy rank (1 = HoPA; the method 'rank2' sets 2)")
+  tau_pair: float = keys_lib.field(0.07, ">0", "temperature of the pairwise wBCE logits (LoRS's "
+                               "published 0.07)")
+  tau_nce: float = keys_lib.field(0.07, ">0", "temperature of pairwise InfoNCE (MTT-VL, TESLA; "
+                              "CLIP's 0.07)")
+  beta: float = keys_lib.field(0.5, "(0,1)", "positive threshold of the weighted BCE (pos = Ŝ > "
+                           "beta)")
+  clip_targets: bool = keys_lib.field(False, None, "clip learned targets Ŝ to [0, 1] in the wBCE "
+                                  "(not in SPEC: else LoRS diverges at lr_sim 10; docs/hopa.md)")
+  pos_from: str = keys_lib.field("targets", ("targets", "identity"), "wBCE positives: 'identity' "
+                             "(an instance's own pair) or 'targets' (SPEC/LoRS: Ŝ > beta)")
+  diag_floor: bool = keys_lib.field(False, None, "an instance's own pair keeps a target ≥ beta "
+                                "and stays a positive (not in SPEC; docs/hopa.md); False = "
+                                "SPEC/LoRS")
 
 
 POS_FROM = ("targets", "identity")
@@ -212,6 +208,12 @@ def infonce(zs, targets, cfg: ObjectiveConfig = ObjectiveConfig()) -> jax.Array:
 OBJECTIVES: dict[str, Callable] = {
     "hopa": hopa, "3pair": three_pair, "tbind": tbind, "vbind": vbind, "infonce": infonce,
 }
+
+
+def names() -> tuple:
+  """The registered objectives' names (a rule read at check time:
+  :mod:`hopa_jax.proxy_variants` registers more)."""
+  return tuple(sorted(OBJECTIVES))
 
 
 def get_objective(name: str) -> Callable:

@@ -1,18 +1,18 @@
 r"""The HoPA family's config keys and plans: a config resolved once, before any work.
 
-Every key of the HoPA configs (``experiments/configs/hopa.py``, ``bound.py``,
-``evaluate.py``, ``cross_arch.py``) is declared once here: dotted key → ``(default,
-rule, meaning)`` (:mod:`mmdd_jax.keys`); ``get_config`` builds its defaults from these
-tables and ``--help`` lists them. :func:`resolve` (a run), :func:`resolve_study` (the
-bound study) and :func:`resolve_evaluate` (a re-evaluation) turn a config into a frozen
-plan: the one range check of the table, the method table (:data:`hopa_jax.distill.METHODS`)
-applied once, the library dataclasses built and validated once. The run, the study and
-the re-evaluation read only their plan (``plan.config`` is the config as data: what the
+The key tables of the HoPA configs (``experiments/configs/hopa.py``, ``bound.py``,
+``evaluate.py``, ``cross_arch.py``): dotted key → ``(default, rule, meaning)``
+(:mod:`mmdd_jax.keys`); ``get_config`` builds its defaults from these tables and
+``--help`` lists them. The sections are the library dataclasses' key fields, declared
+once on the field (``objective`` ↔ ``ObjectiveConfig``, ``experts`` ↔ ``ExpertConfig``,
+``distill`` ↔ ``DistillConfig``, ``eval`` ↔ ``EvalConfig``; the fields a method fixes
+are added by :func:`resolve`); the other keys are declared here. :func:`resolve` (a
+run), :func:`resolve_study` (the bound study) and :func:`resolve_evaluate` (a
+re-evaluation) turn a config into a frozen plan: the one check (the table's rules,
+then the few rules between keys), the method table (:data:`hopa_jax.distill.METHODS`)
+applied once, the library dataclasses built once. The run, the study and the
+re-evaluation read only their plan (``plan.config`` is the config as data: what the
 workdir is bound to and what results.json records).
-
-Sections mirror the library's dataclasses (``objective`` ↔ ``ObjectiveConfig``,
-``experts`` ↔ ``ExpertConfig``, ``distill`` ↔ ``DistillConfig``, ``eval`` ↔
-``EvalConfig``; the fields a method fixes are added by :func:`resolve`).
 """
 
 from __future__ import annotations
@@ -28,93 +28,29 @@ from hopa_jax import similarity as sim_lib
 from mmdd_jax import keys
 
 
-def objective_names():   # read at check time (hopa_jax.proxy_variants registers more)
-  return tuple(sorted(obj_lib.OBJECTIVES))
-
-
+objective_names = obj_lib.names   # read at check time (hopa_jax.proxy_variants registers more)
 P = keys.placeholder
 
-# The inner objective: shared by HoPA, the experts, the bound study and re-evaluations.
-# Every method's published temperature: LoRS's 0.07 (pairwise wBCE), CLIP's 0.07
-# (InfoNCE), HoPA's 0.1 / 0.2 (docs/hopa.md). A method's own settings override these.
-OBJECTIVE = {
-    "objective.tau_mod": (0.1, ">0", "temperature of the singular-value softmax (L_mod) [R]"),
-    "objective.tau_inst": (0.2, ">0", "temperature of the proxy similarity logits (L_inst) [R]"),
-    "objective.lam_inst": (1.0, ">=0", "weight λ_inst of L_inst [R]"),
-    "objective.use_mod": (True, None, "keep L_mod (the method 'no_lmod' turns it off)"),
-    "objective.use_inst": (True, None, "keep L_inst (the method 'no_linst' turns it off)"),
-    "objective.rank": (1, ">=1", "proxy rank (1 = HoPA; the method 'rank2' sets 2)"),
-    "objective.tau_pair": (0.07, ">0", "temperature of the pairwise wBCE logits (LoRS's "
-                           "published 0.07)"),
-    "objective.tau_nce": (0.07, ">0", "temperature of pairwise InfoNCE (MTT-VL, TESLA; CLIP's "
-                          "0.07)"),
-    "objective.beta": (0.5, "(0,1)", "positive threshold of the weighted BCE (pos = Ŝ > beta)"),
-    "objective.clip_targets": (True, None, "clip learned targets Ŝ to [0, 1] in the wBCE (not "
-                               "in SPEC: else LoRS diverges at lr_sim 10; docs/hopa.md)"),
-    "objective.pos_from": ("identity", ("targets", "identity"), "wBCE positives: 'identity' "
-                           "(an instance's own pair) or 'targets' (SPEC/LoRS: Ŝ > beta)"),
-    "objective.diag_floor": (True, None, "an instance's own pair keeps a target ≥ beta and "
-                             "stays a positive (not in SPEC; docs/hopa.md); False = SPEC/LoRS"),
-}
-EXPERTS = {
-    "experts.num_experts": (20, ">=1", "expert trajectories E"),
-    "experts.epochs": (10, ">=1", "epochs per expert (snapshots 0..epochs)"),
-    "experts.lr": (P(float), ">0", "lr_teacher; None: one probe expert per lr of "
-                   "experts.lr_grid, the best validation avg R@1 after experts.epochs wins "
-                   "(SPEC/paper: 0.01)"),
-    "experts.lr_grid": ((0.01, 0.03, 0.1, 0.3, 1.0), ">0", "the lr_teacher selection grid"),
-    "experts.batch_size": (128, ">=1", "real mini-batch of the experts"),
-    "experts.init_noise": (1e-3, ">=0", "per-expert N(0, σ²) on the pretrained heads [R]"),
-}
-DISTILL = {
-    "distill.sim_kind": ("lowrank", tuple(k for k in sim_lib.KINDS if k != "fixed"), "similarity mining Ŝ: lowrank | full "
-                         "(fixed when the method has none)"),
-    "distill.sim_rank": (10, ">=1", "rank r of the low-rank Ŝ"),
-    "distill.sim_alpha": (1.0, ">0", "scale α of the low-rank Ŝ"),
-    "distill.syn_steps": (16, ">=1", "student SGD steps per iteration"),
-    "distill.mini_batch": (25, ">=1", "synthetic mini-batch of the student"),
-    "distill.expert_epochs": (2, ">=1", "target offset: θ* = θ[start + expert_epochs]"),
-    "distill.max_start_epoch": (5, ">=1", "start epochs s ~ U{0..max_start_epoch−1}"),
-    "distill.grad_mode": (P(str), dl.GRAD_MODES, "None = the method's (full; tesla for "
-                          "method=tesla) | full | tesla"),
-    "distill.optimizer": ("adam", dl.OPTIMIZERS, "adam (normalised updates, lr_data "
-                          "relative to the features' spread) | sgd (SPEC §3.5/§3.7: momentum, "
-                          "lr_data 100, lr_lr 1e-4)"),
-    "distill.lr_data": (0.01, ">0", "lr of the synthetic features"),
-    "distill.lr_lr": (0.01, ">0", "lr of the student step size: of log η (adam) | of raw η, "
-                      "as MTT/LoRS (sgd; η clamped ≥ 1e-6)"),
-    "distill.lr_sim": (0.01, ">0", "lr of the Ŝ parameters"),
-    "distill.momentum": (0.5, ">=0", "SGD momentum (optimizer=sgd)"),
-    "distill.learn_lr": (True, None, "learn the student step size η (else it stays at the "
-                         "experts' lr)"),
-    "distill.iterations": (2000, ">=1", "distillation iterations"),
-    "distill.trajectories_per_iter": (1, ">=1", "expert segments matched per iteration, losses "
-                                      "averaged (vmapped, split over the devices; 1 = the "
-                                      "paper's algorithm; at 1 the key is left out of the "
-                                      "fingerprint)"),
-}
-EVAL = {
-    "eval.protocol": ("select", ev.PROTOCOLS, "select: lr and epochs on validation | "
-                      "paper: SPEC §3.6 (fixed epochs at the learned η)"),
-    "eval.objective": (P(str), objective_names, "None = the set's own inner objective (Random/Full rows "
-                       "set it per objective, experiments.hopa_table does) | an objective for "
-                       "every row"),
-    "eval.runs": (5, ">=1", "evaluation runs (mean ± std)"),
-    "eval.lrs": ((0.001, 0.003, 0.01, 0.03, 0.1, 0.3), ">0", "select: the lr grid"),
-    "eval.max_epochs": (100, ">=1", "select: early stopping on validation avg R@1 …"),
-    "eval.patience": (10, ">=1", "select: … stops after this many checks without improvement"),
-    "eval.val_every": (1, ">=1", "select: … checked every this many epochs"),
-    "eval.epochs": (100, ">=1", "paper: fixed epochs, lr ×0.1 at half"),
-    "eval.batch_size": (128, ">=1", "evaluation batch"),
-    "eval.momentum": (0.9, ">=0", "evaluation SGD momentum"),
-    "eval.weight_decay": (5e-4, ">=0", "evaluation weight decay"),
-    "eval.init_noise": (1e-3, ">=0", "per-run noise on the pretrained heads [R]"),
-}
+# The sections are the library dataclasses' key fields (default, rule and meaning declared
+# once, on the field: mmdd_jax.keys.field), less the fields a method fixes; where a run
+# config's default differs from the library's, it is named here.
+# The run configs' three departures from SPEC/LoRS, for every objective alike (docs/hopa.md).
+OBJECTIVE = keys.section(obj_lib.ObjectiveConfig, "objective", defaults=dict(
+    clip_targets=True, pos_from="identity", diag_floor=True))
+# The teacher lr is selected on validation unless given.
+EXPERTS = keys.section(ex.ExpertConfig, "experts", defaults=dict(lr=None))
+# grad_mode None: the method's; mining by lowrank or full Ŝ (fixed: a method without it).
+DISTILL = keys.section(dl.DistillConfig, "distill", exclude=("n", "objective", "lr_min"),
+                       defaults=dict(grad_mode=None),
+                       rules=dict(sim_kind=tuple(k for k in sim_lib.KINDS if k != "fixed")))
+# eval.objective None: the method's inner objective; the heads are a re-evaluation's key.
+EVAL = keys.section(ev.EvalConfig, "eval", exclude=("sim_kind", "sim_alpha", "head",
+                                                    "mlp_hidden"), defaults=dict(objective=None))
 KEYS = {
     "dataset": ("msrvtt_sim", None, "store directory or simulator name "
                 "(embed.simulate.DATASETS)"),
     **keys.STORE,
-    "n": (100, ">=1", "synthetic instances"),
+    **keys.section(dl.DistillConfig, "", only=("n",)),
     "method": ("hopa", tuple(dl.METHODS), "hopa | lors | mtt_vl | tesla | repblend | "
                "random | full | zero_shot | the ablations (hopa_jax.distill.METHODS)"),
     "seed": (0, ">=0", "simulator seed, validation split and every key of the run"),
@@ -168,11 +104,7 @@ EVALUATE_KEYS = {
     "check_hashes": keys.STORE["check_hashes"],
     "progress": (True, None, "progress bars"),
     **OBJECTIVE,
-    **keys.variant(EVAL, {"eval.objective": "hopa"}),
-    "eval.head": ("linear_pretrained", ev.HEADS, "heads trained: linear_pretrained (the "
-                  "store's heads.npz) | linear_random | mlp (two-layer, random init) | "
-                  "mlp_residual (pretrained + a zero-init residual MLP) — "
-                  "hopa_jax.evaluate.HEADS, docs/analyses.md"),
+    **keys.section(ev.EvalConfig, "eval", exclude=("sim_kind", "sim_alpha", "mlp_hidden")),
 }
 
 CROSS_ARCH_ROWS = ("distilled", "random", "full")   # hopa_jax.cross_arch.ROWS
@@ -186,8 +118,10 @@ CROSS_ARCH_KEYS = {
     "local": (False, None, "shrink the evaluation to a seconds-long run (smoke tests)"),
     "check_hashes": keys.STORE["check_hashes"],
     "progress": (True, None, "progress bars"),
-    **{k: v for k, v in EVALUATE_KEYS.items()
-       if k.startswith(("objective.", "eval.")) and k != "eval.head"},
+    # every row and head selected on validation by one rule: the select protocol only
+    **keys.variant({k: v for k, v in EVALUATE_KEYS.items()
+                    if k.startswith(("objective.", "eval.")) and k != "eval.head"}, {},
+                   rules={"eval.protocol": ("select",)}),
 }
 
 
@@ -281,15 +215,15 @@ class Plan:
 
 
 def resolve(config: Any) -> Plan:
-  """The run's :class:`Plan`: the keys' one check, the method table applied once, the
-  dataclasses built and validated (one ``ValueError`` line naming the config key)."""
+  """The run's :class:`Plan`: the keys' one check (the table's rules, then the one rule
+  between keys), the method table applied once, the dataclasses built once (one
+  ``ValueError`` line naming the config key)."""
   d = as_dict(config)
   keys.check(d, KEYS)
   spec = dl.method_spec(d["method"])
   dcfg = distill_config(d)
-  dcfg.validate(num_snapshots=d["experts"]["epochs"] + 1 if spec["optimize"] else None)
+  dcfg.check_segments(d["experts"]["epochs"] + 1 if spec["optimize"] else None)
   ecfg = eval_config(d)
-  ecfg.validate()
   return Plan(config=d, store=_store(d), seed=d["seed"], n=d["n"], method=d["method"],
               spec=spec, val_fraction=d["val_fraction"], experts_dir=d["experts_dir"],
               progress=bool(d["progress"]), log_every=d["log_every"],
@@ -322,14 +256,10 @@ def study_distill_config(c, n: int, objective: str,
 
 
 def study_objectives(c) -> list[str]:
-  """The study's checks beyond the key rules (before the workdir is bound); returns the
-  objectives."""
+  """The study's rules between keys (after the key rules, before the workdir is bound);
+  returns the objectives."""
   d = as_dict(c)
   names = list(d["study"]["objectives"])
-  if not names:
-    raise ValueError("config key 'study.objectives': expected '+'-separated names, found none")
-  for o in names:
-    obj_lib.get_objective(o)
   if d["experts"]["lr"] is None:
     raise ValueError("config key 'experts.lr': expected a learning rate (the bound study "
                      "selects nothing on validation), found None")
@@ -375,7 +305,7 @@ def resolve_study(config: Any) -> StudyPlan:
   if iterations > 0 and not s["distilled_store"]:
     for o in names:
       distill[o] = study_distill_config(d, s["n"], o, ocfg)
-      distill[o].validate(d["experts"]["epochs"] + 1)
+      distill[o].check_segments(d["experts"]["epochs"] + 1)
   return StudyPlan(
       config=d, store=_store(d), seed=d["seed"], progress=bool(d.get("progress", True)),
       objectives=tuple(names), obj=ocfg,
@@ -412,7 +342,6 @@ def resolve_evaluate(config: Any) -> EvaluatePlan:
   if not d["store"]:
     raise ValueError("config key 'store': expected a store directory, found ''")
   cfg = ev.EvalConfig(**d["eval"], obj=obj_lib.ObjectiveConfig(**d["objective"]))
-  cfg.validate()
   return EvaluatePlan(config=d, store=d["store"], test_store=d["test_store"], seed=d["seed"],
                       lr=d["lr"], check_hashes=d["check_hashes"], progress=bool(d["progress"]),
                       eval=cfg)

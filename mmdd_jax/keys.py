@@ -1,6 +1,8 @@
 """Config keys as one table: the defaults, the one check and ``--help`` read off it.
 
-A method family declares each config key once, in a table (``hopa_jax.plan.KEYS``,
+A method family declares each config key once: on the library dataclass's field
+(:func:`field`; the family's table takes the section with :func:`section`) or, for a
+key no dataclass holds, as a row of its table (``hopa_jax.plan.KEYS``,
 ``bindc_jax.plan.KEYS``, …): dotted key → ``(default, rule, meaning)``. :func:`build`
 makes the nested ``ConfigDict`` of the defaults (what ``get_config`` starts from),
 :func:`check` is the one range check (called by the family's ``resolve``), and
@@ -14,12 +16,13 @@ Keys are set the ml_collections way: ``--config.a.b=value`` on the command line 
 as Python literals, ``--config.eval.lrs='(0.01, 0.1)'``), ``config.a.b = value`` or
 :func:`override` (``{"a.b": value}``, one line for an unknown key or a bad string) in
 code. ``get_config(arg)`` reads only its few switches from ``arg``
-(:func:`parse_switches`: ``dataset=…,n=…,local=1``).
+(:func:`switched`: ``dataset=…,n=…,local=1``).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from typing import Any, Mapping
 
 import ml_collections
@@ -56,11 +59,12 @@ def as_dict(config: Any) -> dict:
   return fix(d)
 
 
-def variant(keys: dict, defaults: dict) -> dict:
-  """``keys`` with other defaults (``defaults``: dotted key → value); rules and meanings
-  stay those of ``keys``."""
-  assert set(defaults) <= set(keys), sorted(set(defaults) - set(keys))
-  return {k: (defaults.get(k, d), r, h) for k, (d, r, h) in keys.items()}
+def variant(keys: dict, defaults: dict, rules: dict | None = None) -> dict:
+  """``keys`` with other defaults (``defaults``: dotted key → value) and narrower rules
+  (``rules``); the meanings stay those of ``keys``."""
+  rules = rules or {}
+  assert set(defaults) | set(rules) <= set(keys), sorted(set(defaults) | set(rules) - set(keys))
+  return {k: (defaults.get(k, d), rules.get(k, r), h) for k, (d, r, h) in keys.items()}
 
 
 def _scalar(key: str, raw: str, typ):
@@ -143,6 +147,15 @@ def parse_switches(arg: str | None, **switches) -> dict:
   return out
 
 
+def switched(keys: dict, arg: str | None, switches=()) -> tuple[ml_collections.ConfigDict, dict]:
+  """``get_config(arg)``'s opening: the defaults of ``keys`` with the switches that
+  ``arg`` gives set (``switches``: names of top-level keys, or a mapping name → dotted
+  key; a switch takes its key's type). Returns the config and the switches given."""
+  paths = dict(switches) if isinstance(switches, Mapping) else {s: s for s in switches}
+  given = parse_switches(arg, **{s: keys[p][0] for s, p in paths.items()})
+  return override(build(keys), {paths[s]: v for s, v in given.items()}), given
+
+
 def _items(spec: str | Mapping) -> dict:
   if isinstance(spec, Mapping):
     return {k: str(v) for k, v in spec.items()}
@@ -193,32 +206,77 @@ _TESTS = {">0": (lambda v: v > 0, "> 0"), ">=0": (lambda v: v >= 0, "≥ 0"),
           "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]")}
 
 
+def broken(rule, v) -> str | None:
+  """None when ``v`` keeps ``rule`` (None passes; a tuple item by item, not empty), else
+  what was expected."""
+  if rule is None or v is None:
+    return None
+  rule = rule() if callable(rule) else rule
+  ok, desc = ((lambda x: x in rule), f"one of {list(rule)}") if isinstance(rule, (tuple, list)) \
+      else _TESTS[rule]
+  items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+  try:
+    good = bool(items) and all(ok(x) for x in items)
+  except TypeError:
+    good = False
+  return None if good else desc + (" for every item" if isinstance(v, (tuple, list)) else "")
+
+
 def check(c: Mapping, keys: dict) -> None:
   """The one range check of ``c`` against ``keys``' rules: one ``ValueError`` line
   naming the key, the expected range and the found value. A key ``c`` lacks is not
   checked (a config assembled from sections, e.g. the sweep's re-evaluation rows, whose
   library dataclass then takes its own default)."""
   for path, (_, rule, _) in keys.items():
-    if rule is None:
-      continue
     try:
       parent, leaf = _get(c, path)
       v = parent[leaf]
     except KeyError:
       continue
-    if v is None:
+    want = broken(rule, v)
+    if want:
+      raise ValueError(f"config key '{path}': expected {want}, found {v!r}")
+
+
+# --------------------------------------------------- keys declared on dataclass fields
+
+
+def field(default, rule=None, meaning: str = "", typ: type | None = None):
+  """A dataclass field that is (or may be) a config key: its default, its rule (as in a
+  table) and its meaning (``--help``) in one place. ``typ``: the type of a None default
+  (the config's placeholder)."""
+  return dataclasses.field(default=default, metadata={"key": (rule, meaning, typ)})
+
+
+def section(cls, prefix: str, *, exclude=(), only=None, defaults=None, rules=None) -> dict:
+  """The key table of ``cls``'s :func:`field` s: ``prefix.name`` → ``(default, rule,
+  meaning)`` in field order (``prefix`` "": top-level keys), without ``exclude``
+  (fields the code fixes) or only ``only``; ``defaults`` / ``rules`` (name → value):
+  this config's own default / a narrower rule of a field."""
+  out = {}
+  for f in dataclasses.fields(cls):
+    if "key" not in f.metadata or f.name in exclude or (only is not None and f.name not in only):
       continue
-    rule = rule() if callable(rule) else rule
-    ok, desc = ((lambda x: x in rule), f"one of {list(rule)}") if isinstance(rule, (tuple, list)) \
-        else _TESTS[rule]
-    items = tuple(v) if isinstance(v, (tuple, list)) else (v,)
-    try:
-      good = bool(items) and all(ok(x) for x in items)
-    except TypeError:
-      good = False
-    if not good:
-      raise ValueError(f"config key '{path}': expected {desc}"
-                       f"{' for every item' if isinstance(v, (tuple, list)) else ''}, found {v!r}")
+    rule, meaning, typ = f.metadata["key"]
+    default = (defaults or {}).get(f.name, f.default)
+    if default is None:
+      default = placeholder(typ)
+    out[f"{prefix}.{f.name}" if prefix else f.name] = (
+        default, (rules or {}).get(f.name, rule), meaning)
+  unknown = set(defaults or {}) | set(rules or {})
+  assert unknown <= {k.rsplit(".", 1)[-1] for k in out}, sorted(unknown)
+  return out
+
+
+def check_fields(obj, prefix: str = "") -> None:
+  """The rules of ``obj``'s :func:`field` s (a dataclass built by hand, not from a
+  resolved config): one ``ValueError`` line, ``{prefix}{field}: expected …, found …``."""
+  for f in dataclasses.fields(obj):
+    if "key" in f.metadata:
+      v = getattr(obj, f.name)
+      want = broken(f.metadata["key"][0], v)
+      if want:
+        raise ValueError(f"{prefix}{f.name}: expected {want}, found {v!r}")
 
 
 def describe(c: ml_collections.ConfigDict, keys: dict) -> str:

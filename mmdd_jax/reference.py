@@ -19,8 +19,32 @@ import optax
 from embed import store as store_lib
 from mmdd_jax import classification, data, heads, losses, results, rng, stage, train
 from mmdd_jax import workdir as workdir_lib
+from mmdd_jax import keys
 
 FULL_TAU = 0.07  # CLIP's initial temperature; the Full protocol's InfoNCE
+
+# The keys of experiments/configs/reference.py (mmdd_jax.keys); the functions' defaults
+# below are read from it.
+KEYS = {
+    "dataset": ("msrvtt_sim", None, "a store directory, or a simulator name "
+                "(embed.simulate.DATASETS)"),
+    **keys.STORE,
+    "seed": (0, ">=0", "simulator seed and root key (Full run r: fold_in(key, r))"),
+    "task": ("auto", ("auto", "retrieval", "classification"), "retrieval | classification | "
+             "auto (from the store: the simulator's task, else classification for a labelled "
+             "two-modality store)"),
+    "full.runs": (1, ">=1", "Full retrieval: training runs (seeds) averaged"),
+    "full.epochs": (10, ">=1", "Full retrieval: SGD epochs over the train split"),
+    "full.lr": (0.01, ">0", "Full retrieval: SGD learning rate"),
+    "full.batch_size": (128, ">=1", "Full retrieval: batch size"),
+    "full.tau": (FULL_TAU, ">0", "Full retrieval: symmetric InfoNCE temperature "
+                 "(mmdd_jax.reference.FULL_TAU; not objective.tau_nce)"),
+    "classification.runs": (5, ">=1", "Full classification: linear-head runs averaged"),
+    "classification.epochs": (30, ">=1", "Full classification: epochs"),
+    "classification.lr": (1e-3, ">0", "Full classification: learning rate"),
+    "classification.batch_size": (256, ">=1", "Full classification: batch size"),
+}
+_D = {k: d for k, (d, _, _) in KEYS.items()}
 
 
 def full_loss(tau: float):
@@ -31,8 +55,8 @@ def full_loss(tau: float):
 
 
 def train_full_retrieval(key: jax.Array, params0: Mapping, train_xs: Mapping[str, np.ndarray], *,
-                         epochs: int = 10, lr: float = 0.01, batch_size: int = 128,
-                         tau: float = FULL_TAU):
+                         epochs: int = _D["full.epochs"], lr: float = _D["full.lr"],
+                         batch_size: int = _D["full.batch_size"], tau: float = _D["full.tau"]):
   """Full: the pretrained heads trained on all real train data (symmetric InfoNCE
   over all modality pairs, SGD)."""
   xs = {m: jnp.asarray(v) for m, v in train_xs.items()}
@@ -41,7 +65,8 @@ def train_full_retrieval(key: jax.Array, params0: Mapping, train_xs: Mapping[str
   return fit(params0, xs, key)
 
 
-def reference_retrieval(st: store_lib.Store, key: jax.Array, *, runs: int = 1, **full_kw):
+def reference_retrieval(st: store_lib.Store, key: jax.Array, *, runs: int = _D["full.runs"],
+                        **full_kw):
   """Returns ``{"zero_shot": [per-direction], "full": [per-direction per run]}``."""
   mods = st.modalities
   p0 = heads.pretrained_heads(st, mods)
@@ -55,8 +80,11 @@ def reference_retrieval(st: store_lib.Store, key: jax.Array, *, runs: int = 1, *
   return {"zero_shot": [zs], "full": full}
 
 
-def reference_classification(st: store_lib.Store, key: jax.Array, *, runs: int = 5,
-                             epochs: int = 30, lr: float = 1e-3, batch_size: int = 256):
+def reference_classification(st: store_lib.Store, key: jax.Array, *,
+                             runs: int = _D["classification.runs"],
+                             epochs: int = _D["classification.epochs"],
+                             lr: float = _D["classification.lr"],
+                             batch_size: int = _D["classification.batch_size"]):
   """Full-data linear heads on the embeddings (mean of per-modality softmaxes)."""
   if st.num_classes is None or st.labels("train") is None:
     raise store_lib.StoreError(f"{st.root}/train/labels.npy: field 'labels': expected class "
@@ -91,9 +119,7 @@ def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> lis
   classification the root key (the numbers of the flag-based binary before).
   """
   c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  if c["task"] not in ("auto", "retrieval", "classification"):
-    raise ValueError(f"config key 'task': expected auto, retrieval or classification, "
-                     f"found '{c['task']}'")
+  keys.check(c, KEYS)   # the one check (one line naming the key), before any work
   time_s = {}
   with stage.timed(time_s, "data"):   # the store is validated before the workdir is touched
     st = data.resolve_store(c["dataset"], scale=c["scale"], seed=c["seed"],

@@ -159,6 +159,9 @@ BAD_OTHER_CONFIGS = [
     ("bindc", {"method": ("dm", "bogus")}, r"'method': expected one of .* for every item"),
     ("bindc", {"eval.runs": 0}, r"'eval.runs': expected ≥ 1, found 0"),
     ("bindc", {"ckpt_every": 0}, r"'ckpt_every': expected ≥ 1, found 0"),
+    ("bindc", {"distill.cfd_real": "pooled", "augment.jitter": 0.1},   # between keys
+     r"'distill.cfd_real': expected 'sampled' with the siamese augmentation.*augment.jitter"),
+    ("bindc", {"augment.mixup": -0.1}, r"'augment.mixup': expected ≥ 0, found -0.1"),
     ("reference", {"task": "bogus"}, r"'task': expected one of"),
     ("reference", {"full.runs": 0}, r"'full.runs': expected ≥ 1, found 0"),
     ("bound", {"study.T": 0}, r"'study.T': expected ≥ 1, found 0"),
@@ -202,3 +205,33 @@ def test_bindc_bad_store_stops_before_any_work(tiny_cls_store, tmp_path):
   with pytest.raises(ValueError, match=r"field 'class_names': expected null or a non-empty list"):
     bindc_run.train_and_evaluate(c, str(tmp_path / "w"))
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_section_keys_are_declared_once_on_the_dataclass_fields():
+  """A section key's meaning and rule are its dataclass field's (mmdd_jax.keys.field);
+  a library dataclass built by hand is checked by the same rules (validate())."""
+  import dataclasses
+  from bindc_jax import augment, distances, distill as bindc_distill, losses
+  from bindc_jax import plan as bindc_plan
+  from hopa_jax import distill as dl, evaluate as ev, experts as ex, objectives as obj
+  from hopa_jax import plan as hopa_plan
+  sections = [(hopa_plan.KEYS, "objective", obj.ObjectiveConfig),
+              (hopa_plan.KEYS, "experts", ex.ExpertConfig),
+              (hopa_plan.KEYS, "distill", dl.DistillConfig),
+              (hopa_plan.EVALUATE_KEYS, "eval", ev.EvalConfig),
+              (bindc_plan.KEYS, "distill", bindc_distill.DistillConfig),
+              (bindc_plan.KEYS, "loss", losses.LossConfig),
+              (bindc_plan.KEYS, "loss.dist", distances.DistanceConfig),
+              (bindc_plan.KEYS, "augment", augment.AugmentConfig)]
+  for table, prefix, cls in sections:
+    fields = {f.name: f.metadata["key"] for f in dataclasses.fields(cls) if "key" in f.metadata}
+    names = [k[len(prefix) + 1:] for k in table if k.startswith(prefix + ".")]
+    names = [n for n in names if "." not in n and n != "bindc_lr"]   # bindc_lr: plan's own
+    assert names and set(names) <= set(fields), (prefix, set(names) - set(fields))
+    for n in names:
+      rule, meaning, _ = fields[n]
+      assert table[f"{prefix}.{n}"][2] == meaning, (prefix, n)
+  with pytest.raises(ValueError, match=r"^sim_rank: expected ≥ 1, found 0$"):
+    dl.DistillConfig(sim_rank=0).validate()
+  with pytest.raises(ValueError, match=r"^eval lrs: expected > 0 for every item"):
+    ev.EvalConfig(lrs=(0.1, -1.0)).validate()

@@ -14,9 +14,7 @@ SWITCHES = ("dataset", "local")
 
 
 def get_config(arg: str | None = None):
-  a = keys.parse_switches(arg, dataset="", local=False)
-  c = keys.build(KEYS)
-  c.dataset, c.local = a.get("dataset", c.dataset), a.get("local", c.local)
+  c, _ = keys.switched(KEYS, arg, SWITCHES)
   if c.local:
     c.update_from_flattened_dict({
         "scale": 0.05, "distill.iterations": 20, "distill.real_batch": 32,

@@ -17,9 +17,7 @@ SWITCHES = ("dataset", "local")
 
 
 def get_config(arg: str | None = None):
-  a = keys.parse_switches(arg, dataset="", local=False)
-  c = keys.build(KEYS)
-  c.dataset, c.local = a.get("dataset", c.dataset), a.get("local", c.local)
+  c, _ = keys.switched(KEYS, arg, SWITCHES)
   if c.local:
     c.update_from_flattened_dict({
         "scale": 0.02, "study.objectives": ("hopa", "3pair"), "study.T": 4, "study.n": 10,

@@ -16,8 +16,7 @@ SWITCHES = ("local",)
 
 
 def get_config(arg: str | None = None):
-  c = keys.build(KEYS)
-  c.local = keys.parse_switches(arg, local=False).get("local", False)
+  c, _ = keys.switched(KEYS, arg, SWITCHES)
   if c.local:
     c.update_from_flattened_dict({"eval.runs": 2, "eval.lrs": (0.01, 0.1),
                                   "eval.max_epochs": 3, "eval.patience": 2})

@@ -61,8 +61,7 @@ SWITCHES = ("local",)
 
 
 def get_config(arg: str | None = None):
-  c = keys.build(KEYS)
-  c.local = keys.parse_switches(arg, local=False).get("local", False)
+  c, _ = keys.switched(KEYS, arg, SWITCHES)
   if c.local:
     c.update_from_flattened_dict({
         "scale": 0.05, "train_scale": 0.05, "n": 10, "cls_scale": 0.05,

@@ -14,5 +14,4 @@ KEYS = plan.EVALUATE_KEYS
 
 
 def get_config(arg: str | None = None):
-  keys.parse_switches(arg)
-  return keys.build(KEYS)
+  return keys.switched(KEYS, arg)[0]

@@ -15,7 +15,8 @@ from hopa_jax import plan
 from mmdd_jax import keys
 
 KEYS = plan.KEYS
-SWITCHES = ("dataset", "n", "method", "optimizer", "local")
+SWITCHES = {"dataset": "dataset", "n": "n", "method": "method",
+            "optimizer": "distill.optimizer", "local": "local"}
 
 # (lr_sim, sim_rank, sim_alpha, iterations, max_start_epoch) per family and n bucket.
 _TABLE = {"msrvtt": {100: (10.0, 10, 1.0, 2000, 5), 200: (10.0, 20, 0.5, 2000, 5),
@@ -35,12 +36,8 @@ def bucket(n: int) -> int:
 
 
 def get_config(arg: str | None = None):
-  a = keys.parse_switches(arg, dataset="", n=0, method="", optimizer="", local=False)
-  c = keys.build(KEYS)
-  c.dataset, c.method = a.get("dataset", c.dataset), a.get("method", c.method)
-  c.n, c.local = a.get("n", c.n), a.get("local", c.local)
+  c, a = keys.switched(KEYS, arg, SWITCHES)
   d = c.distill
-  d.optimizer = a.get("optimizer", d.optimizer)
   lr_sim, d.sim_rank, d.sim_alpha, d.iterations, d.max_start_epoch = \
       _TABLE[family(c.dataset)][bucket(c.n)]
   if d.optimizer != "adam":

@@ -31,5 +31,4 @@ KEYS = sweep.KEYS
 
 
 def get_config(arg: str | None = None):
-  keys.parse_switches(arg)
-  return keys.build(KEYS)
+  return keys.switched(KEYS, arg)[0]
