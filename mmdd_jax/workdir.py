@@ -209,7 +209,7 @@ def differences(workdir: str, config: Any, data: Mapping | None = None) -> str |
   return None
 
 
-def check_config(workdir: str, config: Any, data: Mapping | None = None) -> None:
+def check_binding(workdir: str, config: Any, data: Mapping | None = None) -> None:
   """Raises :class:`RunError` when ``workdir`` holds a run of another config or of
   other data."""
   why = differences(workdir, config, data)
@@ -340,7 +340,7 @@ def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
   if not workdir:
     raise RunError("--workdir: expected an output directory, found none")
   if not fresh:
-    check_config(workdir, config, data)
+    check_binding(workdir, config, data)
 
   def prepare():
     if fresh:
@@ -348,7 +348,7 @@ def open_workdir(workdir: str, config: Any, *, data: Mapping | None = None,
       if moved:
         print(f"{workdir}: --fresh: the previous contents were moved to {moved}")
     else:
-      check_config(workdir, config, data)   # again under the lock
+      check_binding(workdir, config, data)   # again under the lock
     from embed.store import atomic_write_json
     bound = _with_numerics(data)
     atomic_write_json(os.path.join(workdir, CONFIG_FILE),
