@@ -48,12 +48,12 @@ if [ "$TINY" = 1 ]; then   # seconds-sized shapes, its own workdir (never mixed 
   WD=${SWEEP_WORKDIR:-runs/gpu_session_tiny/sweep}
   SWEEP_FLAGS=(--config.phases="('msrvtt_sim/100/random|hopa/spec/0',)" --config.budgets.spec.num_experts=2
                --config.budgets.spec.expert_epochs=3 --config.budgets.spec.eval_runs=2)
-  BASE="scale=0.05,local=1,progress=0"
+  BASE=(--config.base.scale=0.05 --config.base.local=True --config.base.progress=False)
 else
   BENCH_ARGS=""
   BINDC_ARGS="--iterations=500"   # the full shape, ms / iteration from 500 timed iterations
   SWEEP_FLAGS=(--config.phases="('msrvtt_sim/100/main|ablations/spec/0', 'vggsound_s_sim|didemo_sim/100/main/spec/0', 'all/200|500/main/spec/0')")
-  BASE=""
+  BASE=()
 fi
 
 timeout 150 "$PYTHON" benchmarks/hopa_bench.py $BENCH_ARGS > "$OUT/bench_hopa.txt" 2>&1 \
@@ -69,7 +69,7 @@ LIMIT=$(awk "BEGIN { print ($HARD - 60) / 60.0 }")
 if [ "$HARD" -gt 60 ]; then
   timeout "$HARD" "$PYTHON" -m experiments.hopa_sweep --workdir="$WD" \
     --config=experiments/configs/sweep.py "${SWEEP_FLAGS[@]}" --config.time_limit_min="$LIMIT" \
-    ${BASE:+--config.base="$BASE"} \
+    "${BASE[@]}" \
     > "$OUT/sweep.log" 2>&1
   echo "sweep exit $? after $(( $(date +%s) - START )) s of the session" >> "$OUT/sweep.log"
 else

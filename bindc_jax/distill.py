@@ -282,17 +282,19 @@ def effective_real_batch(cfg: DistillConfig, mask: np.ndarray) -> int:
   return int(min(cfg.real_batch, int(np.asarray(mask).sum(1).max())))
 
 
-def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
+def distill(state: DistillState, xs_c: Mapping[str, Any], mask: Any,
             cfg: DistillConfig, base_key: jax.Array, *, log_every: int | None = None,
             ckpt_dir: str | None = None, ckpt_every: int | None = None,
             metrics: results.MetricsWriter | None = None,
             tags: Mapping[str, Any] | None = None, progress: bool = False,
-            desc: str = "distill", stop_at: int | None = None) -> tuple[dict, DistillState]:
-  """Runs ``cfg.iterations`` steps from ``syn0`` (or resumes from ``ckpt_dir``) with
-  :func:`mmdd_jax.loop.run_loop`.
+            desc: str = "distill", stop_at: int | None = None) -> DistillState:
+  """Runs ``cfg.iterations`` steps from ``state`` (or resumes from ``ckpt_dir``) with
+  :func:`mmdd_jax.loop.run_loop`; the same shape as HoPA's
+  :func:`hopa_jax.distill.distill` (a state in, the final state out).
 
   Args:
-    syn0: initial synthetic set ``{m: [C, ipc, d]}``.
+    state: the initial state, :func:`init_state` of the initial synthetic set
+      ``{m: [C, ipc, d]}`` (used when ``ckpt_dir`` holds no checkpoint).
     xs_c, mask: real data per class (:func:`bindc_jax.init.group_by_class`).
     cfg: :class:`DistillConfig`.
     base_key: the run's key; step ``s`` uses ``fold_in(base_key, s)``.
@@ -306,14 +308,14 @@ def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
     stop_at: stop after this step (tests of killed runs); default: the end.
 
   Returns:
-    ``(syn, state)``: the unit-norm synthetic set and the final state.
+    The final state (its unit-norm synthetic set: :func:`synthetic`).
   """
   data = ({m: jnp.asarray(v, jnp.float32) for m, v in xs_c.items()}, jnp.asarray(mask, bool))
   rb = effective_real_batch(cfg, np.asarray(mask))
   # Data-parallel over classes with jax.sharding: the class axis of the real data and
   # of the state is split across devices when it divides evenly (no-op on one device).
   data = sharding.shard_leading(data)
-  state = sharding.shard_leading(init_state(syn0, cfg))
+  state = sharding.shard_leading(state)
 
   def advance(state, start, n):
     del start   # the state carries its step; every draw is a function of it
@@ -323,5 +325,10 @@ def distill(syn0: Mapping[str, jax.Array], xs_c: Mapping[str, Any], mask: Any,
                         ckpt_every=ckpt_every, log_every=log_every, metrics=metrics,
                         tags=tags or {"stage": "distill"}, progress=progress, desc=desc,
                         stop_at=stop_at)
-  # (several processes: every process gathers the classes of the others)
-  return distributed.to_host({m: l2_normalize(v) for m, v in state.syn.items()}), state
+  return state
+
+
+def synthetic(state: DistillState) -> dict:
+  """The state's synthetic set ``{m: [C, ipc, d]}``, unit-norm, on the host (several
+  processes: every process gathers the classes of the others)."""
+  return distributed.to_host({m: l2_normalize(v) for m, v in state.syn.items()})

@@ -205,10 +205,12 @@ def _run(plan: plan_lib.Plan, st, mods, split, workdir: str) -> list[dict]:
                     iterations=min(plan.select_iterations, plan.iterations), log_fn=s.write)
             sel = stage_lib.cached(os.path.join(workdir, "selection", f"{method}.json"), select)
             dcfg = dataclasses.replace(dcfg, lr=float(sel["lr"]))
-          syn, _ = distill_lib.distill(
-              syn, xs_c, mask, dcfg, k_dist, log_every=plan.log_every,
-              ckpt_dir=os.path.join(workdir, "ckpt", method), ckpt_every=plan.ckpt_every,
-              metrics=sd.metrics, tags=sd.tags, progress=plan.progress, desc=method)
+          state = distill_lib.distill(
+              distill_lib.init_state(syn, dcfg), xs_c, mask, dcfg, k_dist,
+              log_every=plan.log_every, ckpt_dir=os.path.join(workdir, "ckpt", method),
+              ckpt_every=plan.ckpt_every, metrics=sd.metrics, tags=sd.tags,
+              progress=plan.progress, desc=method)
+          syn = distill_lib.synthetic(state)
         syn = {m: np.asarray(v) for m, v in syn.items()}
         xs_train, y_train = eval_lib.flatten(syn)
       path = os.path.join(workdir, "distilled" if len(names) == 1 else f"distilled-{method}")

@@ -60,7 +60,8 @@ def select_lr(syn0: Mapping[str, Any], xs_c: Mapping[str, Any], mask: Any,
   scores = []
   for lr in grid:
     c = dataclasses.replace(cfg, lr=lr, normalize=True, iterations=int(iterations))
-    syn, _ = distill_lib.distill(syn0, xs_c, mask, c, key)
+    syn = distill_lib.synthetic(distill_lib.distill(distill_lib.init_state(syn0, c), xs_c,
+                                                    mask, c, key))
     scores.append(float(score_fn(syn)))
     if log_fn is not None:
       log_fn(lr=lr, score=scores[-1])

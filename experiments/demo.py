@@ -77,7 +77,7 @@ def configs(c):
   hcfg = keys.from_spec(hopa_config, dict(dataset=RETRIEVAL, scale=c.scale, seed=c.seed, n=c.n,
                                           **dd), c.hopa)
   bcfg = keys.from_spec(bindc_config, dict(dataset=CLASSIFICATION, scale=c.cls_scale,
-                                           seed=c.seed, method="+".join(c.cls_methods), **dd),
+                                           seed=c.seed, method=tuple(c.cls_methods), **dd),
                         c.bindc)
   hopa_plan.resolve(hcfg)
   bindc_plan.resolve(bcfg)

@@ -72,9 +72,10 @@ PHASES = (
 
 BUDGETS = {"cpu": (10, 10, 0.5, 16, 5), "spec": (20, 10, 1.0, 16, 5)}
 KEYS = {
-    "base": ("progress=0", None, "overrides of experiments/configs/hopa.py applied to every "
-             "row (e.g. 'scale=1,data_dir=runs/data'; dataset, n, method, seed and the "
-             "budget's keys are the sweep's)"),
+    "base": (keys.overrides(plan_lib.KEYS, {"progress": False}), None, "keys of "
+             "experiments/configs/hopa.py set for every row (e.g. --config.base.scale=1 "
+             "--config.base.data_dir=runs/data; None: that file's default; dataset, n, "
+             "method, seed and the budget's keys are the sweep's)"),
     "datasets": (DATASETS, None, "what 'all' in a phase means"),
     "phases": (PHASES, None, "the priority order: DATASETS/NS/SETS/BUDGET/SEEDS per phase, "
                "items joined by '|' (module docstring); rows already planned by an earlier "

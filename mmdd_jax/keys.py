@@ -22,6 +22,7 @@ code. ``get_config(arg)`` reads only its few switches from ``arg``
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 from typing import Any, Mapping
 
@@ -44,8 +45,41 @@ def build(keys: dict) -> ml_collections.ConfigDict:
     # A placeholder is a FieldReference: a fresh one per config, or setting one
     # config's key would set it in every config built from the table.
     node[leaf] = (placeholder(default.get_type()) if isinstance(default, config_dict.FieldReference)
+                  else copy.deepcopy(default) if isinstance(default, ml_collections.ConfigDict)
                   else default)
   return c
+
+
+def overrides(keys: dict, values: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """A section that overrides another config file's keys (the demo's ``hopa`` /
+  ``bindc``, the sweep's ``base``): every key of that file's table ``keys``, typed, None
+  (= that file's own default, e.g. its per-n value) unless ``values`` (dotted key →
+  value) sets it. Set like any key: ``--config.hopa.distill.iterations=500``;
+  :func:`from_spec` applies the keys set."""
+  c = ml_collections.ConfigDict()
+  for path, (default, _, _) in keys.items():
+    *parents, leaf = path.split(".")
+    node = c
+    for p in parents:
+      if p not in node:
+        node[p] = ml_collections.ConfigDict()
+      node = node[p]
+    node[leaf] = placeholder(default.get_type() if isinstance(default, config_dict.FieldReference)
+                             else type(default))
+  return override(c, dict(values or {}))
+
+
+def set_keys(section: ml_collections.ConfigDict) -> dict:
+  """The keys an :func:`overrides` section sets (dotted key → value; None = not set)."""
+  flat = as_dict(section)
+
+  def walk(d, prefix=""):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        yield from walk(v, f"{prefix}{k}.")
+      elif v is not None:
+        yield prefix + k, v
+  return dict(walk(flat))
 
 
 def as_dict(config: Any) -> dict:
@@ -82,7 +116,15 @@ def convert(key: str, raw: str, default, typ=None):
   """The string ``raw`` as a value of ``default``'s type (``typ`` for a None
   placeholder; a tuple from a Python literal, ``(0.01, 0.1)``)."""
   if default is None:
-    return None if raw.lower() in ("none", "") else _scalar(key, raw, typ)
+    if raw.lower() in ("none", ""):
+      return None
+    if typ is tuple:   # an overrides section's tuple key: a Python literal, items as written
+      try:
+        v = ast.literal_eval(raw)
+      except (ValueError, SyntaxError):
+        v = raw
+      return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    return _scalar(key, raw, typ)
   if isinstance(default, tuple):
     try:
       v = ast.literal_eval(raw)
@@ -156,49 +198,19 @@ def switched(keys: dict, arg: str | None, switches=()) -> tuple[ml_collections.C
   return override(build(keys), {paths[s]: v for s, v in given.items()}), given
 
 
-def _items(spec: str | Mapping) -> dict:
-  if isinstance(spec, Mapping):
-    return {k: str(v) for k, v in spec.items()}
-  out = {}
-  for item in filter(None, (s.strip() for s in (spec or "").split(","))):
-    k, eq, raw = item.partition("=")
-    if not eq:
-      raise ValueError(f"config arg '{item}': expected key=value")
-    out[k.strip()] = raw.strip()
-  return out
-
-
-def apply_overrides(c: ml_collections.ConfigDict, spec: str | Mapping) -> ml_collections.ConfigDict:
-  """Sets the keys of an override string on ``c``: ``key=value,…``, a key a dotted path
-  or a unique leaf name, tuples ``+``-joined. The format of the demo's ``hopa`` /
-  ``bindc`` and the sweep's ``base`` values only: those values are written in the
-  workdirs' configs (their fingerprints), so they keep their format; ``get_config`` and
-  ``--config`` do not read it (:func:`from_spec` does, with the file's switches)."""
-  paths = leaves(c)
-  for k, raw in _items(spec).items():
-    hits = [k] if k in paths else [p for p in paths if p.rsplit(".", 1)[-1] == k]
-    if len(hits) != 1:
-      raise ValueError(f"config key '{k}': " + (f"ambiguous, expected one of {hits}" if hits
-                       else "unknown (see --help for the keys)"))
-    parent, leaf = _get(c, hits[0])
-    default = parent[leaf]
-    if isinstance(default, tuple):
-      typ = type(default[0]) if default else float
-      parent[leaf] = tuple(_scalar(hits[0], v.strip(), typ) for v in raw.split("+") if v.strip())
-    else:
-      typ = parent.get_ref(leaf).get_type() if default is None else None
-      parent[leaf] = convert(hits[0], raw, default, typ)
-  return c
-
-
-def from_spec(module, *specs: str | Mapping) -> ml_collections.ConfigDict:
-  """``module.get_config`` of override strings / dicts (:func:`apply_overrides`'s format;
-  a later one wins): their switches (``module.SWITCHES``) go to ``get_config``, the other
-  keys are set on the result. Unchecked (the family's ``resolve`` checks)."""
-  items = {k: v for spec in specs for k, v in _items(spec).items()}
+def from_spec(module, *specs: Mapping | ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``module.get_config`` with the keys of ``specs`` set (dicts ``{dotted key: value}`` or
+  :func:`overrides` sections; a later one wins): the file's switches
+  (``module.SWITCHES``, names or name → dotted key) go to ``get_config``, the other keys
+  are set on the result (:func:`override`). Unchecked (the family's ``resolve`` checks)."""
+  items = {}
+  for spec in specs:
+    items.update(set_keys(spec) if isinstance(spec, ml_collections.ConfigDict) else spec)
   switches = getattr(module, "SWITCHES", ())
-  c = module.get_config(",".join(f"{k}={v}" for k, v in items.items() if k in switches))
-  return apply_overrides(c, {k: v for k, v in items.items() if k not in switches})
+  paths = dict(switches) if isinstance(switches, Mapping) else {s: s for s in switches}
+  by_path = {p: s for s, p in paths.items()}
+  arg = ",".join(f"{by_path[k]}={v}" for k, v in items.items() if k in by_path)
+  return override(module.get_config(arg), {k: v for k, v in items.items() if k not in by_path})
 
 
 _TESTS = {">0": (lambda v: v > 0, "> 0"), ">=0": (lambda v: v >= 0, "≥ 0"),
@@ -279,8 +291,25 @@ def check_fields(obj, prefix: str = "") -> None:
         raise ValueError(f"{prefix}{f.name}: expected {want}, found {v!r}")
 
 
+def _sections(keys: dict) -> list[str]:
+  return [p for p, (d, _, _) in keys.items() if isinstance(d, ml_collections.ConfigDict)]
+
+
+def _listed(c: ml_collections.ConfigDict, keys: dict) -> list[str]:
+  """The keys ``--help`` lists: the leaves of ``c``, an :func:`overrides` section as one."""
+  secs, out = _sections(keys), []
+  for p in leaves(c):
+    sec = next((s for s in secs if p.startswith(s + ".")), None)
+    if sec is None:
+      out.append(p)
+    elif sec not in out:
+      out.append(sec)
+  return out
+
+
 def describe(c: ml_collections.ConfigDict, keys: dict) -> str:
-  """One line per key: ``dotted.key = default — meaning``."""
+  """One line per key: ``dotted.key = default — meaning`` (an :func:`overrides` section:
+  ``section.* = {the keys it sets} — meaning``)."""
   flat = c.to_dict()
 
   def shown(p):
@@ -288,8 +317,14 @@ def describe(c: ml_collections.ConfigDict, keys: dict) -> str:
     for k in p.split("."):
       v = v[k]
     return repr(v)
-  return "\n".join(f"{p} = {shown(p)} — {keys[p][2] if p in keys else '(undocumented)'}"
-                   for p in leaves(c))
+
+  def line(p):
+    meaning = keys[p][2] if p in keys else "(undocumented)"
+    if p in _sections(keys):
+      _, leaf = _get(c, p)
+      return f"{p}.* = {set_keys(_get(c, p)[0][leaf])!r} — {meaning}"
+    return f"{p} = {shown(p)} — {meaning}"
+  return "\n".join(line(p) for p in _listed(c, keys))
 
 
 def config_help(module) -> str:
@@ -306,7 +341,7 @@ def config_help(module) -> str:
 
 def missing_help(c: ml_collections.ConfigDict, keys: dict) -> list[str]:
   """Keys of ``c`` without a help line, and help lines without a key."""
-  have = set(leaves(c))
+  have = set(_listed(c, keys))
   return sorted((have - set(keys)) | (set(keys) - have))
 
 

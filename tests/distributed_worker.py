@@ -38,8 +38,10 @@ def sweep_config(store):
   """A tiny sweep whose two distilled rows share one experts directory."""
   from experiments.configs import sweep as sweep_cfg
   c = sweep_cfg.get_config()
-  c.base = (f"dataset={store},local=1,progress=0,experts.lr=0.1,eval.protocol=paper,"
-            "eval.epochs=1,eval.runs=1,distill.max_start_epoch=1")
+  c.base.update_from_flattened_dict({"dataset": store, "local": True, "progress": False,
+                                     "experts.lr": 0.1, "eval.protocol": "paper",
+                                     "eval.epochs": 1, "eval.runs": 1,
+                                     "distill.max_start_epoch": 1})
   c.datasets = (store,)
   c.phases = ("all/8/main/cpu/0",)
   c.method_sets.main = ("hopa", "no_mining")

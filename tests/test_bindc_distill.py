@@ -58,7 +58,8 @@ def test_steps_keep_sphere_and_finite(key, method):
   syn0 = init_lib.initialize("herding", key, xs_c, mask, 3)
   cfg = dataclasses.replace(_cfg(syn_batch=2), loss=D.method_loss_config(
       method, L.LossConfig(dist=distances.DistanceConfig(num_freqs=16))))
-  syn, state = D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
+  state = D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, log_every=3, progress=False)
+  syn = D.synthetic(state)
   assert int(state.step) == 6
   for m, v in syn.items():
     assert v.shape == (3, 3, 8) and np.isfinite(v).all()
@@ -74,15 +75,18 @@ def test_resume_is_bit_identical(key, tmp_path, cfd_real):
     cfg = _cfg(iterations=8, augment=A.AugmentConfig(dropout=0.2, jitter=0.05, mixup=0.3))
   else:   # pool period 3 straddles the checkpoint at step 4
     cfg = _cfg(iterations=8, cfd_real="pooled", cfd_pool_every=3)
-  straight, s1 = D.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
+  s1 = D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, log_every=2, progress=False)
+  straight = D.synthetic(s1)
   ck = str(tmp_path / "ck")
   m = results.MetricsWriter(str(tmp_path))
   kw = dict(log_every=2, ckpt_dir=ck, ckpt_every=4, metrics=m, progress=False)
-  part, sp = D.distill(syn0, xs_c, mask, cfg, key, stop_at=4, **kw)
+  sp = D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, stop_at=4, **kw)
+  part = D.synthetic(sp)
   assert int(sp.step) == 4
   # killed after logging step 6, before the next checkpoint (8): resume restores 4
-  D.distill(syn0, xs_c, mask, cfg, key, stop_at=6, **kw)
-  resumed, s2 = D.distill(syn0, xs_c, mask, cfg, key, **kw)
+  D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, stop_at=6, **kw)
+  s2 = D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, **kw)
+  resumed = D.synthetic(s2)
   assert int(s2.step) == 8
   assert [r["step"] for r in m.records()] == [2, 4, 6, 8]
   assert {r["stage"] for r in m.records()} == {"distill"}
@@ -97,7 +101,7 @@ def test_nan_is_a_hard_error(key):
   syn0 = init_lib.initialize("herding", key, xs_c, mask, 1)
   cfg = _cfg(lr=float("nan"), loss=dict(kind="dm"))
   with pytest.raises(FloatingPointError, match="non-finite"):
-    D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
+    D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, log_every=3, progress=False)
 
 
 def test_methods_registry():
@@ -116,7 +120,8 @@ def test_three_modalities_on_msrvtt(tiny_store, key):
                                           tiny_store.num_classes)
   syn0 = init_lib.initialize("herding", key, xs_c, mask, 1)
   cfg = _cfg(iterations=2)
-  syn, _ = D.distill(syn0, xs_c, mask, cfg, key, log_every=2, progress=False)
+  syn = D.synthetic(D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, log_every=2,
+                              progress=False))
   assert set(syn) == {"audio", "text", "vision"} and np.isfinite(syn["text"]).all()
 
 
@@ -170,7 +175,8 @@ def test_pooled_distill_smoke_and_options(key):
   xs_c, mask = _data()
   syn0 = init_lib.initialize("herding", key, xs_c, mask, 3)
   cfg = _cfg(syn_batch=2, iterations=7, cfd_real="pooled", cfd_pool_every=3)
-  syn, state = D.distill(syn0, xs_c, mask, cfg, key, log_every=3, progress=False)
+  state = D.distill(D.init_state(syn0, cfg), xs_c, mask, cfg, key, log_every=3, progress=False)
+  syn = D.synthetic(state)
   assert int(state.step) == 7 and int(state.cfd_pool["index"]) == 2   # steps 6 // 3
   for m, v in syn.items():
     assert v.shape == (3, 3, 8) and np.isfinite(v).all()
@@ -178,7 +184,7 @@ def test_pooled_distill_smoke_and_options(key):
     assert not np.allclose(v, syn0[m])
   # methods without CFD ignore the option; augmentation and bad values are errors
   dm = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, kind="dm"))
-  assert D.distill(syn0, xs_c, mask, dm, key, progress=False)[1].cfd_pool is None
+  assert D.distill(D.init_state(syn0, dm), xs_c, mask, dm, key, progress=False).cfd_pool is None
   with pytest.raises(ValueError, match="aug_dropout"):
     D.make_step(dataclasses.replace(cfg, augment=A.AugmentConfig(jitter=0.1)), 8)
   with pytest.raises(ValueError, match="cfd_real"):

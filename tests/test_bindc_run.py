@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from bindc_jax import plan as plan_lib
 from bindc_jax import run
 from experiments.configs import bindc as cfg_lib
 from mmdd_jax import keys, results
@@ -125,8 +126,8 @@ def test_config_keys_types_and_help():
   assert bindc.loss.dist.bandwidth == 0.5 and bindc.loss.dist.num_freqs == 512
   assert dm.loss.kind == "dm" and bindc.iterations == 7
   assert run.distill_config(c, "random") is None
-  with pytest.raises(ValueError, match="ambiguous"):   # the demo's / sweep's override strings
-    keys.apply_overrides(cfg_lib.get_config(), "iterations=3")
+  with pytest.raises(ValueError, match="'iterations': unknown"):   # an overrides section:
+    keys.overrides(plan_lib.KEYS, {"iterations": 3})                # dotted keys only
   with pytest.raises(ValueError, match="unknown"):
     keys.override(cfg_lib.get_config(), {"nonsense": 1})
   with pytest.raises(ValueError, match="not a switch"):

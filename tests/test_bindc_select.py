@@ -58,10 +58,13 @@ def test_select_lr_same_rule_for_every_method(key, monkeypatch):
   syn0 = init_lib.initialize("herding", key, xs_c, mask, 1)
   runs = []
 
-  def fake_distill(s0, xs, m, cfg, k, **kw):
+  def fake_distill(s0, xs, m, cfg, k, **kw):   # the "state" is the initial set itself
     runs.append((cfg, k, s0))
-    return {mm: np.asarray(v) for mm, v in s0.items()}, None
+    return s0
+  monkeypatch.setattr(S.distill_lib, "init_state", lambda s0, cfg: s0)
   monkeypatch.setattr(S.distill_lib, "distill", fake_distill)
+  monkeypatch.setattr(S.distill_lib, "synthetic",
+                      lambda s: {mm: np.asarray(v) for mm, v in s.items()})
   seen = {}
   for method in ("dm", "mmd", "avdd", "cfd_only", "bindc"):
     lc = D.method_loss_config(method, L.LossConfig(dist=distances.DistanceConfig(num_freqs=16)))

@@ -53,6 +53,30 @@ def test_every_key_has_help_and_the_default_meets_the_resolution_rule():
   assert set(bcfg.method) == {"random", "herding", "dm", "bindc", "full"}
 
 
+def test_row_keys_are_set_the_ml_collections_way():
+  """The demo's ``hopa`` / ``bindc`` sections: any key of the row config files from the
+  command line (``--config.hopa.a.b=``), tuples as Python literals; unset keys keep the
+  row file's default; an unknown key stops with one line."""
+  from absl import flags
+  from ml_collections import config_flags
+  from experiments import demo
+  def parse(*overrides):
+    argv = ["demo", f"--config={demo_config.__file__}", *overrides]
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=argv)
+    fv(argv)
+    return fv.config
+  hcfg, bcfg = demo.configs(parse("--config.hopa.distill.iterations=500",
+                                  "--config.hopa.eval.lrs=(0.01, 0.1)",
+                                  "--config.hopa.distill.lr_data=0.02", "--config.bindc.ipc=2"))
+  assert (hcfg.distill.iterations, hcfg.eval.lrs, hcfg.distill.lr_data) == (500, (0.01, 0.1), 0.02)
+  assert hcfg.distill.syn_steps == 8   # the demo's budget; unset keys: hopa.py's defaults
+  assert hcfg.distill.lr_lr == hopa_config.get_config().distill.lr_lr
+  assert bcfg.ipc == 2 and bcfg.distill.iterations == 200
+  with pytest.raises((flags.Error, AttributeError), match="nonsense"):   # as for any key
+    parse("--config.hopa.nonsense=1")
+
+
 def test_resolution_rule_stops_before_any_work(tmp_path):
   from experiments import demo
   with pytest.raises(ValueError, match="config key 'scale': expected a test split of ≥ 1000 rows"):

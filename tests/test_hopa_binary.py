@@ -40,12 +40,20 @@ def test_config_defaults_and_overrides():
                                                "eval.lrs": "(0.01, 0.1)", "experts.lr": 0.3})
   assert (c.distill.lr_data, c.distill.lr_lr, c.eval.lrs, c.experts.lr) == (0.5, 0.2, (0.01, 0.1), 0.3)
   assert keys.override(c, {"experts.lr": "none"}).experts.lr is None
-  # The demo's / sweep's override strings: unique leaf names, '+' tuples.
-  c = keys.apply_overrides(hopa_config.get_config(), "distill.lr_data=0.5,lr_lr=0.2,"
-                           "eval.lrs=0.01+0.1,experts.lr=0.3")
-  assert (c.distill.lr_data, c.distill.lr_lr, c.eval.lrs, c.experts.lr) == (0.5, 0.2, (0.01, 0.1), 0.3)
-  with pytest.raises(ValueError, match="ambiguous"):
-    keys.apply_overrides(hopa_config.get_config(), "momentum=0.1")
+  # An overrides section (the demo's hopa, the sweep's base): typed keys, None = the
+  # file's own default; its switches go to get_config (n=200's per-n defaults apply).
+  from hopa_jax import plan as hopa_plan
+  sec = keys.overrides(hopa_plan.KEYS, {"distill.lr_data": 0.5, "eval.lrs": (0.01, 0.1),
+                                        "experts.lr": 0.3, "n": 200})
+  assert keys.set_keys(sec) == {"n": 200, "experts.lr": 0.3, "distill.lr_data": 0.5,
+                                "eval.lrs": (0.01, 0.1)}
+  c = keys.from_spec(hopa_config, sec)
+  assert (c.distill.lr_data, c.eval.lrs, c.experts.lr, c.n) == (0.5, (0.01, 0.1), 0.3, 200)
+  assert keys.as_dict(c) == keys.as_dict(keys.override(
+      hopa_config.get_config("n=200"), {"distill.lr_data": 0.5, "eval.lrs": (0.01, 0.1),
+                                        "experts.lr": 0.3}))
+  with pytest.raises(ValueError, match="'momentum': unknown"):   # dotted keys only
+    keys.overrides(hopa_plan.KEYS, {"momentum": 0.1})
   # Every dataclass is built from its section, once (the plan).
   p = hopa_bin.resolve(hopa_config.get_config("method=rank2"))
   assert p.obj.rank == 2 and p.distill.sim_kind == "lowrank"

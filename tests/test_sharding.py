@@ -25,13 +25,15 @@ def test_bindc_distill_sharded_over_classes_matches_unsharded(key):
   mask = np.ones((4, 12), bool)
   syn0 = {m: jnp.asarray(v[:, :2]) for m, v in xs.items()}
   cfg = D.DistillConfig(iterations=3, real_batch=8, syn_batch=2, loss=D.method_loss_config("dm"))
-  a, state = D.distill(syn0, xs, mask, cfg, key, progress=False)
+  state = D.distill(D.init_state(syn0, cfg), xs, mask, cfg, key, progress=False)
+  a = D.synthetic(state)
   assert len(state.syn["audio"].sharding.device_set) == 4  # really sharded
   one = sh.mesh(jax.devices()[:1])
   orig = sh.mesh
   try:
     sh.mesh = lambda devices=None: one
-    b, state1 = D.distill(syn0, xs, mask, cfg, key, progress=False)
+    state1 = D.distill(D.init_state(syn0, cfg), xs, mask, cfg, key, progress=False)
+    b = D.synthetic(state1)
     assert len(state1.syn["audio"].sharding.device_set) == 1
   finally:
     sh.mesh = orig

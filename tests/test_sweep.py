@@ -99,8 +99,9 @@ def test_bad_sweep_config_is_one_line(bad, match):
 
 def _tiny(store, **kw):
   c = sweep_config.get_config()
-  c.base = (f"dataset={store.root},local=1,progress=0,experts.lr=0.1,eval.lrs=0.01+0.1,"
-            "eval.max_epochs=2")
+  c.base.update_from_flattened_dict({"dataset": store.root, "local": True, "progress": False,
+                                     "experts.lr": 0.1, "eval.lrs": (0.01, 0.1),
+                                     "eval.max_epochs": 2})
   c.datasets = (store.root,)
   c.phases = ("all/8/main/cpu/0",)
   c.method_sets.main = ("random", "hopa")

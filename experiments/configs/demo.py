@@ -27,8 +27,10 @@ once.
 from __future__ import annotations
 
 from bindc_jax import distill as bindc_distill
+from bindc_jax import plan as bindc_plan
 from mmdd_jax import keys
 from hopa_jax import distill as hopa_distill
+from hopa_jax import plan as hopa_plan
 
 KEYS = {
     "seed": (0, ">=0", "simulator seed and every key"),
@@ -44,26 +46,34 @@ KEYS = {
     "n": (100, ">=1", "synthetic instances of Random / HoPA (/ LoRS)"),
     "methods": (("zero_shot", "random", "hopa", "full"), tuple(hopa_distill.METHODS), "rows "
                 "of the retrieval table (hopa_jax.table plans Random/Full per objective)"),
-    "hopa": ("num_experts=4,experts.epochs=6,max_start_epoch=3,expert_epochs=2,iterations=300,"
-             "syn_steps=8,experts.lr_grid=0.03+0.1+0.3,eval.runs=3,eval.lrs=0.003+0.01+0.03+"
-             "0.1,eval.max_epochs=40,eval.patience=6,log_every=25,progress=0", None,
-             "overrides of experiments/configs/hopa.py for every retrieval row"),
+    "hopa": (keys.overrides(hopa_plan.KEYS, {
+        "experts.num_experts": 4, "experts.epochs": 6, "distill.max_start_epoch": 3,
+        "distill.expert_epochs": 2, "distill.iterations": 300, "distill.syn_steps": 8,
+        "experts.lr_grid": (0.03, 0.1, 0.3), "eval.runs": 3,
+        "eval.lrs": (0.003, 0.01, 0.03, 0.1), "eval.max_epochs": 40, "eval.patience": 6,
+        "log_every": 25, "progress": False}), None,
+        "keys of experiments/configs/hopa.py set for every retrieval row "
+        "(--config.hopa.distill.iterations=…; None: that file's default)"),
     "cls_scale": (0.5, "(0,1]", "vggs10k_sim scale of the classification table (test split "
                   "2,000 · cls_scale rows)"),
     "cls_methods": (("random", "herding", "dm", "bindc", "full"),
                     tuple(bindc_distill.METHODS) + ("full",), "rows of the classification "
                     "table (bindc methods and full)"),
-    "bindc": ("ipc=1,distill.iterations=200,num_freqs=512,select.iterations=50,log_every=25,"
-              "progress=0", None, "overrides of experiments/configs/bindc.py for every "
-              "classification row"),
+    "bindc": (keys.overrides(bindc_plan.KEYS, {
+        "ipc": 1, "distill.iterations": 200, "loss.dist.num_freqs": 512,
+        "select.iterations": 50, "log_every": 25, "progress": False}), None,
+        "keys of experiments/configs/bindc.py set for every classification row "
+        "(--config.bindc.distill.iterations=…; None: that file's default)"),
 }
 SWITCHES = ("local",)
 
 
 def get_config(arg: str | None = None):
   c, _ = keys.switched(KEYS, arg, SWITCHES)
-  if c.local:
-    c.update_from_flattened_dict({
-        "scale": 0.05, "train_scale": 0.05, "n": 10, "cls_scale": 0.05,
-        "hopa": "local=1,progress=0,eval.lrs=0.01+0.1", "bindc": "local=1,progress=0"})
+  if c.local:   # the rows' own local=1 sizes, not the demo's budget
+    c.update_from_flattened_dict({"scale": 0.05, "train_scale": 0.05, "n": 10,
+                                  "cls_scale": 0.05})
+    c.hopa = keys.overrides(hopa_plan.KEYS, {"local": True, "progress": False,
+                                             "eval.lrs": (0.01, 0.1)})
+    c.bindc = keys.overrides(bindc_plan.KEYS, {"local": True, "progress": False})
   return c
