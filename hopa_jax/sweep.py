@@ -58,6 +58,9 @@ PHASES = (
     # The run-seed spread of the headline comparison early (reordered 2026-12-01, after 22
     # rows, before any seed-1/2 row: without it no verdict can use the larger spread).
     "msrvtt_sim/100/random|hopa|lors/cpu/1|2",
+    # The set that issue 20's Table 4 analogue evaluates (VGGSound-S n = 200, as in the
+    # paper), with its Random and Full (added 2026-12-01 after 28 rows; no result used).
+    "vggsound_s_sim/200/random|hopa|full/cpu/0",
     "vggsound_s_sim/100/main/cpu/0",
     "didemo_sim/100/main/cpu/0",
     "all/100/ablations/cpu/0",

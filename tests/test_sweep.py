@@ -31,7 +31,13 @@ def test_config_help_and_plan_priority_order():
   assert {r.seed for r in seeds} == {1, 2} and {r.dataset for r in seeds} == {"msrvtt_sim"}
   assert {r.method.split("[")[0] for r in seeds} == {"random", "hopa", "lors"}
   assert own[j].dataset == "vggsound_s_sim"
-  # Then didemo, then the ablations at n=100 on all three, then the other seeds' rows …
+  # … then issue 20's Table 4 set: vggsound_s_sim n=200 Random, HoPA (and Full) …
+  t4 = next(i for i in range(j, len(own))
+            if own[i].n == 100 or own[i].method == "zero_shot")
+  assert {(r.dataset, r.n, r.method.split("[")[0]) for r in own[j:t4]} == {
+      ("vggsound_s_sim", 200, "random"), ("vggsound_s_sim", 200, "hopa"),
+      ("vggsound_s_sim", None, "full")}
+  # Then vggsound_s_sim n=100, didemo, then the ablations at n=100 on all three, then the other seeds' rows …
   order = [(r.dataset, r.n, r.budget, r.seed, r.method in c.method_sets.ablations,
             r.method.split("[")[0]) for r in own]
   def first_index(pred):
@@ -39,7 +45,7 @@ def test_config_help_and_plan_priority_order():
   i_did = first_index(lambda o: o[0] == "didemo_sim")
   i_abl = first_index(lambda o: o[4])
   i_seed = first_index(lambda o: o[3] == 1 and o[5] not in ("random", "hopa", "lors"))
-  i_200 = first_index(lambda o: o[1] == 200)
+  i_200 = first_index(lambda o: o[1] == 200 and o[0] != "vggsound_s_sim")
   i_500 = first_index(lambda o: o[1] == 500)
   i_spec = first_index(lambda o: o[2] == "spec")
   assert i_did < i_abl < i_seed < i_200 < i_500 < i_spec
