@@ -37,7 +37,7 @@ def test_config_help_and_plan_priority_order():
   assert {(r.dataset, r.n, r.method.split("[")[0]) for r in own[j:t4]} == {
       ("vggsound_s_sim", 200, "random"), ("vggsound_s_sim", 200, "hopa"),
       ("vggsound_s_sim", None, "full")}
-  # Then vggsound_s_sim n=100, didemo, then the ablations at n=100 on all three, then the other seeds' rows …
+  # Then vggsound_s_sim n=100, didemo, the ablations at n=100 on all three, other seeds …
   order = [(r.dataset, r.n, r.budget, r.seed, r.method in c.method_sets.ablations,
             r.method.split("[")[0]) for r in own]
   def first_index(pred):
