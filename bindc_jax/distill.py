@@ -103,8 +103,8 @@ def uses_pool(cfg: DistillConfig) -> bool:
     raise ValueError(f"cfd_pool_every: expected >= 1, found {cfg.cfd_pool_every}")
   if cfg.augment.enabled:
     raise ValueError("cfd_real=pooled precomputes the real side, so the siamese augmentation "
-                     "(aug_dropout, aug_jitter, aug_mixup) cannot apply: set them to 0 or "
-                     "use cfd_real=sampled")
+                     "(augment.dropout, augment.jitter, augment.mixup) cannot apply: set them "
+                     "to 0 or use cfd_real=sampled")
   return True
 
 

@@ -79,8 +79,13 @@ def configs(c):
   bcfg = keys.from_spec(bindc_config, dict(dataset=CLASSIFICATION, scale=c.cls_scale,
                                            seed=c.seed, method=tuple(c.cls_methods), **dd),
                         c.bindc)
-  hopa_plan.resolve(hcfg)
-  bindc_plan.resolve(bcfg)
+  for name, resolve, rc in (("hopa", hopa_plan.resolve, hcfg), ("bindc", bindc_plan.resolve, bcfg)):
+    try:
+      resolve(rc)
+    except ValueError as e:   # the demo's keys are checked first: a bad row key is the section's
+      msg = str(e)
+      raise ValueError(msg.replace("config key '", f"config key '{name}.", 1)
+                       if msg.startswith("config key '") else msg) from None
   return hcfg, bcfg
 
 

@@ -185,7 +185,7 @@ def test_pooled_distill_smoke_and_options(key):
   # methods without CFD ignore the option; augmentation and bad values are errors
   dm = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, kind="dm"))
   assert D.distill(D.init_state(syn0, dm), xs_c, mask, dm, key, progress=False).cfd_pool is None
-  with pytest.raises(ValueError, match="aug_dropout"):
+  with pytest.raises(ValueError, match="augment.dropout"):
     D.make_step(dataclasses.replace(cfg, augment=A.AugmentConfig(jitter=0.1)), 8)
   with pytest.raises(ValueError, match="cfd_real"):
     D.make_step(dataclasses.replace(cfg, cfd_real="cached"), 8)

@@ -75,6 +75,9 @@ def test_row_keys_are_set_the_ml_collections_way():
   assert bcfg.ipc == 2 and bcfg.distill.iterations == 200
   with pytest.raises((flags.Error, AttributeError), match="nonsense"):   # as for any key
     parse("--config.hopa.nonsense=1")
+  with pytest.raises(ValueError, match=r"^config key 'hopa.distill.iterations': expected ≥ 1, "
+                                       r"found 0$"):   # one line, the demo's key name
+    demo.configs(parse("--config.hopa.distill.iterations=0"))
 
 
 def test_resolution_rule_stops_before_any_work(tmp_path):
