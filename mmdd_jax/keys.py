@@ -32,22 +32,28 @@ from ml_collections import config_dict
 placeholder = config_dict.placeholder   # a key whose default is None (``none`` or a value)
 
 
-def build(keys: dict) -> ml_collections.ConfigDict:
-  """The nested config of ``keys``' defaults (dotted key → (default, rule, meaning))."""
+def _tree(keys: dict, leaf) -> ml_collections.ConfigDict:
+  """The nested config of ``keys``' dotted paths, each leaf ``leaf(default)``."""
   c = ml_collections.ConfigDict()
   for path, (default, _, _) in keys.items():
-    *parents, leaf = path.split(".")
+    *parents, name = path.split(".")
     node = c
     for p in parents:
       if p not in node:
         node[p] = ml_collections.ConfigDict()
       node = node[p]
-    # A placeholder is a FieldReference: a fresh one per config, or setting one
-    # config's key would set it in every config built from the table.
-    node[leaf] = (placeholder(default.get_type()) if isinstance(default, config_dict.FieldReference)
-                  else copy.deepcopy(default) if isinstance(default, ml_collections.ConfigDict)
-                  else default)
+    node[name] = leaf(default)
   return c
+
+
+def build(keys: dict) -> ml_collections.ConfigDict:
+  """The nested config of ``keys``' defaults (dotted key → (default, rule, meaning))."""
+  # A placeholder is a FieldReference (and a section a ConfigDict): a fresh one per
+  # config, or setting one config's key would set it in every config built from the table.
+  return _tree(keys, lambda d: (placeholder(d.get_type())
+                               if isinstance(d, config_dict.FieldReference)
+                               else copy.deepcopy(d) if isinstance(d, ml_collections.ConfigDict)
+                               else d))
 
 
 def overrides(keys: dict, values: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
@@ -56,16 +62,8 @@ def overrides(keys: dict, values: Mapping[str, Any] | None = None) -> ml_collect
   (= that file's own default, e.g. its per-n value) unless ``values`` (dotted key →
   value) sets it. Set like any key: ``--config.hopa.distill.iterations=500``;
   :func:`from_spec` applies the keys set."""
-  c = ml_collections.ConfigDict()
-  for path, (default, _, _) in keys.items():
-    *parents, leaf = path.split(".")
-    node = c
-    for p in parents:
-      if p not in node:
-        node[p] = ml_collections.ConfigDict()
-      node = node[p]
-    node[leaf] = placeholder(default.get_type() if isinstance(default, config_dict.FieldReference)
-                             else type(default))
+  c = _tree(keys, lambda d: placeholder(
+      d.get_type() if isinstance(d, config_dict.FieldReference) else type(d)))
   return override(c, dict(values or {}))
 
 
@@ -318,11 +316,13 @@ def describe(c: ml_collections.ConfigDict, keys: dict) -> str:
       v = v[k]
     return repr(v)
 
+  secs = _sections(keys)
+
   def line(p):
     meaning = keys[p][2] if p in keys else "(undocumented)"
-    if p in _sections(keys):
-      _, leaf = _get(c, p)
-      return f"{p}.* = {set_keys(_get(c, p)[0][leaf])!r} — {meaning}"
+    if p in secs:
+      parent, leaf = _get(c, p)
+      return f"{p}.* = {set_keys(parent[leaf])!r} — {meaning}"
     return f"{p} = {shown(p)} — {meaning}"
   return "\n".join(line(p) for p in _listed(c, keys))
 
