@@ -18,11 +18,14 @@ directory belongs …) and interruptions, as :func:`mmdd_jax.cli.run` reports th
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno as errno_lib
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 from typing import Iterator
 
@@ -165,6 +168,15 @@ class QuietBackground:
     return self
 
   def _unraisable(self, u) -> None:
+    if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
+      # Ctrl-C landed in a finalizer or a gc callback (XLA's runs often), where Python
+      # cannot raise it: deliver it again, so that the run stops instead of going on to
+      # finish as if nothing had happened. From another thread, a moment later: raised
+      # here, it would be swallowed again (if it is, this hook re-arms it once more).
+      again = threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGINT,))
+      again.daemon = True
+      again.start()
+      return
     if self.discard:
       return
     head = f"{u.err_msg or 'Exception ignored in'}: {u.object!r}\n" if u.object is not None else ""
