@@ -187,11 +187,16 @@ def parse_switches(arg: str | None, **switches) -> dict:
   return out
 
 
+def _switch_paths(switches) -> dict:
+  """Switch name → dotted key (a bare name is its own top-level key)."""
+  return dict(switches) if isinstance(switches, Mapping) else {s: s for s in switches}
+
+
 def switched(keys: dict, arg: str | None, switches=()) -> tuple[ml_collections.ConfigDict, dict]:
   """``get_config(arg)``'s opening: the defaults of ``keys`` with the switches that
   ``arg`` gives set (``switches``: names of top-level keys, or a mapping name → dotted
   key; a switch takes its key's type). Returns the config and the switches given."""
-  paths = dict(switches) if isinstance(switches, Mapping) else {s: s for s in switches}
+  paths = _switch_paths(switches)
   given = parse_switches(arg, **{s: keys[p][0] for s, p in paths.items()})
   return override(build(keys), {paths[s]: v for s, v in given.items()}), given
 
@@ -204,8 +209,7 @@ def from_spec(module, *specs: Mapping | ml_collections.ConfigDict) -> ml_collect
   items = {}
   for spec in specs:
     items.update(set_keys(spec) if isinstance(spec, ml_collections.ConfigDict) else spec)
-  switches = getattr(module, "SWITCHES", ())
-  paths = dict(switches) if isinstance(switches, Mapping) else {s: s for s in switches}
+  paths = _switch_paths(getattr(module, "SWITCHES", ()))
   by_path = {p: s for s, p in paths.items()}
   arg = ",".join(f"{by_path[k]}={v}" for k, v in items.items() if k in by_path)
   return override(module.get_config(arg), {k: v for k, v in items.items() if k not in by_path})
