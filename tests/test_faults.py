@@ -150,10 +150,18 @@ def test_corrupt_config_json_names_the_file(tiny_store, tmp_path):
 
 # --- SIGINT -------------------------------------------------------------------------------
 
+def _sigint_default():
+  """In the child, before exec: Ctrl-C's default action, whatever the test process
+  inherited (a job started in the background with ``&`` or ``nohup``, as CI may be,
+  ignores SIGINT, and Python then installs no KeyboardInterrupt handler at all)."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_is_one_line_and_the_rerun_resumes(tiny_store, tmp_path):
   wd = tmp_path / "w"
   cmd = _hopa_cmd(wd, tiny_store.root)
-  p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                       preexec_fn=_sigint_default)
   first = wd / "experts" / "0"          # the first finished checkpoint (epoch 0)
   t0 = time.time()
   while not first.exists() and p.poll() is None and time.time() - t0 < 300:
@@ -180,6 +188,7 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run():
     def __del__(self):
       raise KeyboardInterrupt   # what the default SIGINT handler raises inside __del__
 
+  before = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal
   quiet = faults.QuietBackground().install()
   try:
     with pytest.raises(KeyboardInterrupt):
@@ -189,6 +198,7 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run():
     assert quiet.held == []       # nothing printed about the swallowed one
   finally:
     quiet.release()
+    signal.signal(signal.SIGINT, before)
 
 
 # --- in-process: cli.run's one line for each errno (no mounts needed) ---------------------
