@@ -166,7 +166,7 @@ def run_cell(c, sets: StoreSets, row: str, head: str, workdir: str) -> dict:
     with stages.stage(time="eval"):
       out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), sets.params0, sets.train[row],
                             sets.test_xs, cfg, val_xs=sets.val_xs, sim_params=sim,
-                            progress=bool(c.progress))
+                            progress=bool(c.progress), ckpt_dir=os.path.join(wd, "eval_ckpt"))
     n = len(next(iter(sets.train[row].values())))
     res = results.make_results(dataset=sets.source, method=sets.method if row == "distilled" else row,
                                n_syn=n if row != "full" else None, config=conf,

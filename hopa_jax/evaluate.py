@@ -69,17 +69,21 @@ scored. One device: a no-op placement.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import time
 from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import heads as heads_lib
-from mmdd_jax import data, distributed, rng, sharding
+from mmdd_jax import data, distributed, faults, loop, rng, sharding
 from mmdd_jax import keys as keys_lib
 from mmdd_jax import train as train_lib
 
@@ -205,13 +209,27 @@ def make_loss(cfg: EvalConfig, sim_params: Mapping | None) -> Callable:
   return loss_fn
 
 
+def _checks(cfg: EvalConfig) -> int:
+  """How many validation checks a run of ``max_epochs`` epochs makes at most."""
+  return cfg.max_epochs // cfg.val_every + (1 if cfg.max_epochs % cfg.val_every else 0)
+
+
 def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_fn, *,
-                         progress: bool = False, desc: str = "eval"):
+                         progress: bool = False, desc: str = "eval",
+                         ckpt_dir: str | None = None, save_every_s: float = 60.0):
   """Runs ``len(keys)`` runs (run ``r`` at ``lrs[r]``) with early stopping on the
   validation avg R@1: each run keeps the heads of its checkpoint chosen by
   :func:`mmdd_jax.data.first_best` over its checks so far (exact ties, ``tol=0``: the
   earliest best) and stops after ``patience`` checks that do not become it.
-  Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``."""
+  Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``.
+
+  ``ckpt_dir``: resumable. After a validation check, when ``save_every_s`` seconds
+  have passed since the last save (and always when the runs end), everything the loop
+  carries — heads, optimizer state, best heads, scores so far, epoch — is saved there
+  (Orbax, one checkpoint kept); a call that finds one goes on from it, bit-identically
+  (every draw is a function of the epoch), and one that finds the finished state
+  returns it without training. An evaluation of the whole train set under wide heads
+  takes hours on a CPU: a killed one loses at most ``save_every_s`` of it."""
   n = int(next(iter(xs.values())).shape[0])
   init, epoch = make_trainer(loss_fn, n, cfg)
   score = make_val_scorer(val_xs)
@@ -222,11 +240,42 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   best_epoch = np.zeros(r, np.int64)
   waited = np.zeros(r, np.int64)
   history = [[] for _ in range(r)]   # per run: the validation scores of its checks so far
+  start, done = 0, False
+  mngr = loop.checkpoint_manager(ckpt_dir, keep=1) if ckpt_dir else None
+
+  def carried():
+    hist = np.zeros((r, _checks(cfg)), np.float32)
+    for i, h in enumerate(history):
+      hist[i, :len(h)] = h
+    return {"params": params, "opt": opt, "best": best,
+            "best_val": best_val.astype(np.float32), "best_epoch": best_epoch.astype(np.int32),
+            "waited": waited.astype(np.int32), "history": hist,
+            "epoch": np.asarray(e + 1, np.int32), "done": np.asarray(done)}
+
+  if mngr is not None and mngr.latest_step() is not None:
+    e = -1
+    template = carried()
+    target = {k: (loop.abstract(v) if k in ("params", "opt", "best") else v)
+              for k, v in template.items()}
+    try:
+      got = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(target))
+    except ValueError as err:
+      raise ValueError(f"{ckpt_dir}: expected an evaluation checkpoint of this config's "
+                       f"{r} runs and heads, found another ({' '.join(str(err).split())[:160]})"
+                       ) from None
+    params, opt, best = got["params"], got["opt"], got["best"]
+    best_val = np.asarray(got["best_val"]).astype(np.float64)
+    best_epoch = np.asarray(got["best_epoch"]).astype(np.int64)
+    waited = np.asarray(got["waited"]).astype(np.int64)
+    start, done = int(got["epoch"]), bool(got["done"])
+    checks = sum(1 for k in range(start) if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_epochs)
+    history = [list(np.asarray(got["history"])[i, :checks]) for i in range(r)]
   bar = None
-  if progress and distributed.is_writer():
+  if progress and distributed.is_writer() and not done:
     from tqdm.auto import tqdm
-    bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", leave=False)
-  for e in range(cfg.max_epochs):
+    bar = tqdm(total=cfg.max_epochs, initial=start, desc=desc, unit="epoch", leave=False)
+  saved = time.monotonic()
+  for e in range(start, 0 if done else cfg.max_epochs):
     params, opt, losses = epoch(params, opt, keys, jnp.asarray(e, jnp.int32), lrs, xs)
     if bar is not None:
       bar.update(1)
@@ -244,11 +293,23 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
     best_epoch = np.where(improved, e + 1, best_epoch)
     waited = np.where(improved, 0, waited + 1)
     best = _keep_improved(sharding.shard_leading(improved), best, params)
-    if np.all(waited >= cfg.patience):
+    done = bool(np.all(waited >= cfg.patience)) or e + 1 == cfg.max_epochs
+    if mngr is not None and (done or _agreed(time.monotonic() - saved >= save_every_s)):
+      loop.save(mngr, e + 1, carried(), ckpt_dir)
+      saved = time.monotonic()
+    if done:
       break
   if bar is not None:
     bar.close()
+  if mngr is not None:
+    with faults.writing(ckpt_dir):
+      mngr.close()
   return best, best_val, best_epoch
+
+
+def _agreed(flag: bool) -> bool:
+  """One decision for every process (process 0's), so that they save together."""
+  return bool(distributed.broadcast(flag)) if distributed.process_count() > 1 else flag
 
 
 @jax.jit
@@ -269,11 +330,12 @@ def _placed(keys, params0, xs, lrs, cfg: EvalConfig, init):
   return params, opt, lrs, sharding.replicate(xs)
 
 
-def select_lr(key, params0, xs, val_xs, cfg: EvalConfig, loss_fn, *, progress=False):
+def select_lr(key, params0, xs, val_xs, cfg: EvalConfig, loss_fn, *, progress=False,
+              ckpt_dir: str | None = None):
   """Step 1 of ``select``: one probe per grid lr; returns ``(lr, {lr: best val})``."""
   keys = jax.random.split(rng.stream(key, "lr_grid"), len(cfg.lrs))
   _, vals, _ = train_early_stopping(keys, params0, xs, val_xs, list(cfg.lrs), cfg, loss_fn,
-                                    progress=progress, desc="eval lr grid")
+                                    progress=progress, desc="eval lr grid", ckpt_dir=ckpt_dir)
   grid = {float(lr): float(v) for lr, v in zip(cfg.lrs, vals)}
   return data.choose(list(grid), list(grid.values())), grid
 
@@ -282,11 +344,15 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
                  test_xs: Mapping[str, np.ndarray], cfg: EvalConfig, *,
                  val_xs: Mapping[str, np.ndarray] | None = None,
                  sim_params: Mapping | None = None, learned_lr: float | None = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, ckpt_dir: str | None = None) -> dict:
   """Trains ``cfg.runs`` heads on ``xs`` and scores them on ``test_xs``.
 
   Returns ``{"runs": [per-run retrieval dicts], "lr": float, "epochs": [per run],
   "val_r1": [per run] | None, "lr_grid": {lr: val} | None}``.
+
+  ``ckpt_dir`` (protocol ``select``): the lr grid and the runs resume from their
+  checkpoints there (:func:`train_early_stopping`), removed once the test split is
+  scored; the caller writes the result right after.
   """
   xs = {m: jnp.asarray(v, jnp.float32) for m, v in xs.items()}
   loss_fn = make_loss(cfg, sim_params)
@@ -296,9 +362,12 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
     if val_xs is None:
       raise ValueError("eval protocol 'select': expected a validation split, found none")
     val = {m: jnp.asarray(v, jnp.float32) for m, v in val_xs.items()}
-    lr, grid = select_lr(key, params0, xs, val, cfg, loss_fn, progress=progress)
+    phase = (lambda name: os.path.join(ckpt_dir, name)) if ckpt_dir else (lambda name: None)
+    lr, grid = select_lr(key, params0, xs, val, cfg, loss_fn, progress=progress,
+                         ckpt_dir=phase("lr_grid"))
     params, vals, epochs = train_early_stopping(keys, params0, xs, val, [lr] * cfg.runs, cfg,
-                                                loss_fn, progress=progress, desc="eval runs")
+                                                loss_fn, progress=progress, desc="eval runs",
+                                                ckpt_dir=phase("runs"))
     out.update(lr_grid=grid, val_r1=[float(v) for v in vals])
     out["epochs"] = [int(e) for e in epochs]
   else:
@@ -311,6 +380,8 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
   params = distributed.to_host(params)   # the runs' heads on every process
   out["runs"] = [heads_lib.evaluate_heads_retrieval(
       jax.tree_util.tree_map(lambda a: a[r], params), test_xs)[0] for r in range(cfg.runs)]
+  if ckpt_dir and os.path.isdir(ckpt_dir):
+    distributed.on_writer(lambda: shutil.rmtree(ckpt_dir), "removing the evaluation checkpoints")
   return out
 
 

@@ -220,7 +220,8 @@ def _run(plan: plan_lib.Plan, st, split, workdir: str) -> list[dict]:
              "lr_grid": None}
     else:
       out = ev.evaluate_set(rng.stream(key, "eval"), p0, syn, test_xs, ecfg, val_xs=val_xs,
-                            sim_params=sim_params, learned_lr=lr, progress=progress)
+                            sim_params=sim_params, learned_lr=lr, progress=progress,
+                            ckpt_dir=os.path.join(workdir, "eval_ckpt"))
     runs = out["runs"]
     for r, per in enumerate(runs):
       s.write(run=r, retrieval=per, epochs=out["epochs"][r],
@@ -286,7 +287,8 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     stages = stage_lib.Stages(workdir)
     with stages.stage(time="eval"):
       out = ev.evaluate_set(rng.stream(rng.root(plan.seed), "eval"), p0, xs, test_xs, cfg,
-                            val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=plan.progress)
+                            val_xs=val_xs, sim_params=sim, learned_lr=lr, progress=plan.progress,
+                            ckpt_dir=os.path.join(workdir, "eval_ckpt"))
     n = len(next(iter(xs.values())))
     res = results.make_results(dataset=test_st.root, method=extra.get("method", "store"), n_syn=n,
                                config=plan.config, retrieval_runs=out["runs"],

@@ -70,3 +70,54 @@ def test_teacher_lr_probe_reads_validation_and_picks_the_best_final_score():
   assert finals[sel["lr"]] == max(finals.values())
   # Epoch 0 is the same heads for every lr.
   assert len({v[0] for v in sel["val_r1"].values()}) == 1
+
+
+def _same(a, b):
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_early_stopping_resumes_bit_identically_from_its_checkpoint(tmp_path, monkeypatch):
+  """A killed evaluation goes on from its last save and ends exactly where an
+  uninterrupted one does; a finished checkpoint is returned without training."""
+  xs, val = _data(jax.random.key(13), 16), _data(jax.random.key(14), 10)
+  cfg = ev.EvalConfig(runs=2, objective="infonce", max_epochs=9, patience=3, val_every=2)
+  loss = ev.make_loss(cfg, None)
+  keys = jax.random.split(jax.random.key(15), 2)
+  args = (keys, _heads(), xs, val, [0.3, 0.03], cfg, loss)
+  want = ev.train_early_stopping(*args)
+
+  scorer, calls = ev.make_val_scorer, []
+
+  def dies_at_the_third_check(v):
+    score = scorer(v)
+    def scored(p):
+      calls.append(1)
+      if len(calls) == 3:
+        raise KeyboardInterrupt
+      return score(p)
+    return scored
+
+  ck = str(tmp_path / "ck")
+  monkeypatch.setattr(ev, "make_val_scorer", dies_at_the_third_check)
+  with pytest.raises(KeyboardInterrupt):
+    ev.train_early_stopping(*args, ckpt_dir=ck, save_every_s=0.0)
+  monkeypatch.setattr(ev, "make_val_scorer", scorer)
+  assert (tmp_path / "ck" / "4").is_dir()       # saved after the second check (epoch 4)
+  got = ev.train_early_stopping(*args, ckpt_dir=ck, save_every_s=0.0)
+  _same(got, want)
+
+  def no_training(*a, **k):
+    raise AssertionError("a finished evaluation trained again")
+  trainer = ev.make_trainer
+  monkeypatch.setattr(ev, "make_trainer", lambda *a: (trainer(*a)[0], no_training))
+  _same(ev.train_early_stopping(*args, ckpt_dir=ck, save_every_s=0.0), want)
+
+
+def test_evaluate_set_removes_its_checkpoints_once_scored(tmp_path):
+  xs, val = _data(jax.random.key(16), 16), _data(jax.random.key(17), 10)
+  cfg = ev.EvalConfig(runs=2, objective="infonce", lrs=(0.01, 0.3), max_epochs=4, patience=2)
+  key, test = jax.random.key(18), _data(jax.random.key(19), 8)
+  want = ev.evaluate_set(key, _heads(), xs, test, cfg, val_xs=val)
+  got = ev.evaluate_set(key, _heads(), xs, test, cfg, val_xs=val, ckpt_dir=str(tmp_path / "ck"))
+  assert got == want and not (tmp_path / "ck").exists()
