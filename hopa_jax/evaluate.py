@@ -380,8 +380,10 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
   params = distributed.to_host(params)   # the runs' heads on every process
   out["runs"] = [heads_lib.evaluate_heads_retrieval(
       jax.tree_util.tree_map(lambda a: a[r], params), test_xs)[0] for r in range(cfg.runs)]
-  if ckpt_dir and os.path.isdir(ckpt_dir):
-    distributed.on_writer(lambda: shutil.rmtree(ckpt_dir), "removing the evaluation checkpoints")
+  if ckpt_dir:   # every process takes this branch (one looking at the directory could
+    # find it already removed by the writer and skip the collective the writer waits in)
+    distributed.on_writer(lambda: os.path.isdir(ckpt_dir) and shutil.rmtree(ckpt_dir),
+                          "removing the evaluation checkpoints")
   return out
 
 

@@ -150,18 +150,22 @@ def test_corrupt_config_json_names_the_file(tiny_store, tmp_path):
 
 # --- SIGINT -------------------------------------------------------------------------------
 
-def _sigint_default():
-  """In the child, before exec: Ctrl-C's default action, whatever the test process
-  inherited (a job started in the background with ``&`` or ``nohup``, as CI may be,
-  ignores SIGINT, and Python then installs no KeyboardInterrupt handler at all)."""
-  signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _with_default_sigint(cmd):
+  """``python -m module args…`` with Ctrl-C raising KeyboardInterrupt whatever the test
+  process inherited: a job started in the background (``&``, ``nohup``), as CI may be,
+  ignores SIGINT, its children inherit that, and Python then installs no handler."""
+  assert cmd[1] == "-m"
+  boot = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', "
+          "alter_sys=True)")
+  return [cmd[0], "-c", boot, *cmd[2:]]
 
 
 def test_sigint_is_one_line_and_the_rerun_resumes(tiny_store, tmp_path):
   wd = tmp_path / "w"
   cmd = _hopa_cmd(wd, tiny_store.root)
-  p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                       preexec_fn=_sigint_default)
+  p = subprocess.Popen(_with_default_sigint(cmd), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, cwd=ROOT)
   first = wd / "experts" / "0"          # the first finished checkpoint (epoch 0)
   t0 = time.time()
   while not first.exists() and p.poll() is None and time.time() - t0 < 300:
