@@ -181,6 +181,7 @@ def test_sigint_is_one_line_and_the_rerun_resumes(tiny_store, tmp_path):
   r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
   assert r.returncode == 0, r.stderr[-3000:]
   assert (wd / "results.json").exists() and (wd / "results.md").exists()
+  assert not (wd / "eval_ckpt").exists()   # the evaluation's checkpoints, removed once scored
   again = os.stat(first)
   assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)  # resumed, not redone
 
