@@ -78,7 +78,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from hopa_jax import objectives as obj_lib
 from hopa_jax import similarity as sim_lib
@@ -209,11 +208,6 @@ def make_loss(cfg: EvalConfig, sim_params: Mapping | None) -> Callable:
   return loss_fn
 
 
-def _checks(cfg: EvalConfig) -> int:
-  """How many validation checks a run of ``max_epochs`` epochs makes at most."""
-  return cfg.max_epochs // cfg.val_every + (1 if cfg.max_epochs % cfg.val_every else 0)
-
-
 def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_fn, *,
                          progress: bool = False, desc: str = "eval",
                          ckpt_dir: str | None = None, save_every_s: float = 60.0):
@@ -243,22 +237,20 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   start, done = 0, False
   mngr = loop.checkpoint_manager(ckpt_dir, keep=1) if ckpt_dir else None
 
-  def carried():
-    hist = np.zeros((r, _checks(cfg)), np.float32)
+  def carried(epochs: int):
+    """What the loop carries after ``epochs`` epochs (the checkpoint's tree)."""
+    hist = np.zeros((r, cfg.max_epochs), np.float32)   # at most one check per epoch
     for i, h in enumerate(history):
       hist[i, :len(h)] = h
     return {"params": params, "opt": opt, "best": best,
             "best_val": best_val.astype(np.float32), "best_epoch": best_epoch.astype(np.int32),
             "waited": waited.astype(np.int32), "history": hist,
-            "epoch": np.asarray(e + 1, np.int32), "done": np.asarray(done)}
+            "checks": np.asarray(len(history[0]), np.int32),
+            "epoch": np.asarray(epochs, np.int32), "done": np.asarray(done)}
 
   if mngr is not None and mngr.latest_step() is not None:
-    e = -1
-    template = carried()
-    target = {k: (loop.abstract(v) if k in ("params", "opt", "best") else v)
-              for k, v in template.items()}
     try:
-      got = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(target))
+      got = loop.restore(mngr, mngr.latest_step(), carried(0))
     except ValueError as err:
       raise ValueError(f"{ckpt_dir}: expected an evaluation checkpoint of this config's "
                        f"{r} runs and heads, found another ({' '.join(str(err).split())[:160]})"
@@ -268,8 +260,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
     best_epoch = np.asarray(got["best_epoch"]).astype(np.int64)
     waited = np.asarray(got["waited"]).astype(np.int64)
     start, done = int(got["epoch"]), bool(got["done"])
-    checks = sum(1 for k in range(start) if (k + 1) % cfg.val_every == 0 or k + 1 == cfg.max_epochs)
-    history = [list(np.asarray(got["history"])[i, :checks]) for i in range(r)]
+    history = [list(h[:int(got["checks"])]) for h in np.asarray(got["history"])]
   bar = None
   if progress and distributed.is_writer() and not done:
     from tqdm.auto import tqdm
@@ -295,7 +286,7 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
     best = _keep_improved(sharding.shard_leading(improved), best, params)
     done = bool(np.all(waited >= cfg.patience)) or e + 1 == cfg.max_epochs
     if mngr is not None and (done or _agreed(time.monotonic() - saved >= save_every_s)):
-      loop.save(mngr, e + 1, carried(), ckpt_dir)
+      loop.save(mngr, e + 1, carried(e + 1), ckpt_dir)
       saved = time.monotonic()
     if done:
       break
@@ -362,12 +353,13 @@ def evaluate_set(key: jax.Array, params0, xs: Mapping[str, np.ndarray],
     if val_xs is None:
       raise ValueError("eval protocol 'select': expected a validation split, found none")
     val = {m: jnp.asarray(v, jnp.float32) for m, v in val_xs.items()}
-    phase = (lambda name: os.path.join(ckpt_dir, name)) if ckpt_dir else (lambda name: None)
+    grid_ckpt, runs_ckpt = ((os.path.join(ckpt_dir, "lr_grid"), os.path.join(ckpt_dir, "runs"))
+                            if ckpt_dir else (None, None))
     lr, grid = select_lr(key, params0, xs, val, cfg, loss_fn, progress=progress,
-                         ckpt_dir=phase("lr_grid"))
+                         ckpt_dir=grid_ckpt)
     params, vals, epochs = train_early_stopping(keys, params0, xs, val, [lr] * cfg.runs, cfg,
                                                 loss_fn, progress=progress, desc="eval runs",
-                                                ckpt_dir=phase("runs"))
+                                                ckpt_dir=runs_ckpt)
     out.update(lr_grid=grid, val_r1=[float(v) for v in vals])
     out["epochs"] = [int(e) for e in epochs]
   else:
