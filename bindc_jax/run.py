@@ -38,6 +38,7 @@ from bindc_jax import select as select_lib
 from embed import store as store_lib
 from mmdd_jax import data as data_lib
 from mmdd_jax import distributed
+from mmdd_jax import keys
 from mmdd_jax import results as results_lib
 from mmdd_jax import rng
 from mmdd_jax import stage as stage_lib
@@ -111,7 +112,7 @@ def results_table(rows) -> str:
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Runs every method of ``config.method`` in ``workdir`` (module docstring); returns
   the results rows (one per method and evaluation head)."""
-  plan = plan_lib.resolve(config)   # bad config: one line, before anything is read
+  plan = keys.plan_of(config, plan_lib.Plan, plan_lib.resolve)   # one check
   # Then the store (the workdir is not touched yet).
   st = data_lib.resolve_store(**plan.store)
   if st.num_classes is None or st.labels("train") is None or st.labels("test") is None:

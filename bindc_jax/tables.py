@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import ml_collections
 
 from bindc_jax import run
 from embed.store import atomic_write_text
-from mmdd_jax import data as data_lib, distributed
+from mmdd_jax import distributed
 from mmdd_jax import keys
 from mmdd_jax import results as results_lib
 from mmdd_jax import stage as stage_lib
@@ -76,12 +76,6 @@ NAMES = {"random": "Random", "herding": "Herding", "dm": "DM", "mmd": "MMD", "av
          "bindc_no_cross": "uni + joint", "bindc_no_joint": "uni + cross"}
 
 
-def with_keys(config: ml_collections.ConfigDict, flat: Mapping[str, Any]
-              ) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with the dotted keys of ``flat`` set (:func:`mmdd_jax.keys.override`)."""
-  return keys.override(config.copy_and_resolve_references(), flat)
-
-
 def group_config(config: ml_collections.ConfigDict, group: str, budget: str
                  ) -> ml_collections.ConfigDict:
   """The config of ``group`` under ``budget`` (module docstring)."""
@@ -90,7 +84,8 @@ def group_config(config: ml_collections.ConfigDict, group: str, budget: str
   groups = dict(GROUPS)
   if group not in groups:
     raise ValueError(f"group: expected one of {list(groups)}, found '{group}'")
-  return with_keys(config, {**BUDGETS[budget], **groups[group], **TABLE_KEYS})
+  return keys.override(config.copy_and_resolve_references(),
+                       {**BUDGETS[budget], **groups[group], **TABLE_KEYS})
 
 
 def run_tables(config: ml_collections.ConfigDict, workdir: str, *, budget: str = "reduced",
@@ -101,13 +96,13 @@ def run_tables(config: ml_collections.ConfigDict, workdir: str, *, budget: str =
   if unknown:
     raise ValueError(f"only: expected group names from {[g for g, _ in GROUPS]}, "
                      f"found {unknown}")
-  cfgs = {g: group_config(config, g, budget) for g, _ in GROUPS if not only or g in only}
-  for cfg in cfgs.values():
-    run.resolve(cfg)   # every group's one check, before any directory exists
+  # every group resolved and checked once, before any directory exists; its run reads the plan
+  plans = {g: run.resolve(group_config(config, g, budget))
+           for g, _ in GROUPS if not only or g in only}
   distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
-  for group, cfg in cfgs.items():
+  for group, p in plans.items():
     t0 = time.time()
-    run.train_and_evaluate(cfg, os.path.join(workdir, group), fresh=fresh)
+    run.train_and_evaluate(p, os.path.join(workdir, group), fresh=fresh)
     log(f"[{group}] done in {(time.time() - t0) / 60:.1f} min")
     write_tables(workdir, budget, config.scale, config)
   return write_tables(workdir, budget, config.scale, config)
@@ -127,10 +122,7 @@ def load_rows(workdir: str, config: ml_collections.ConfigDict | None = None,
     if config is None:
       out[g] = results_lib.read_results(wd)
       continue
-    cfg = group_config(config, g, budget)
-    root = data_lib.store_root(cfg.dataset, scale=cfg.scale, seed=cfg.seed,
-                               data_dir=cfg.data_dir or None)
-    got = stage_lib.finished(wd, cfg, {"store": root})
+    got = stage_lib.finished_run(wd, run.resolve(group_config(config, g, budget)))
     if got is not None:
       out[g] = got
   return out

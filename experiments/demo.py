@@ -33,7 +33,6 @@ from embed import simulate
 from experiments.configs import bindc as bindc_config
 from experiments.configs import demo as demo_config
 from experiments.configs import hopa as hopa_config
-from hopa_jax import distill as hopa_distill
 from bindc_jax import plan as bindc_plan
 from hopa_jax import plan as hopa_plan
 from hopa_jax import run as hopa_run
@@ -121,23 +120,23 @@ def budget_lines(hcfg, bcfg, c, st, cst) -> list[str]:
 
 
 def retrieval_rows(hcfg, c, wd: str, prog: summary.Progress) -> list[dict]:
-  def run_row(rc, rwd):
-    spec = hopa_distill.method_spec(rc.method)
-    label = summary.display_name(table.label(rc.method, rc.eval.objective
-                                             if rc.method in table.BASELINE_ROWS else None))
-    label += f" n={rc.n}" if spec["rows"] == "subset" else ""
+  def run_row(p, rwd):   # p: the row's hopa_jax.plan.Plan
+    spec = p.spec
+    label = summary.display_name(table.label(
+        p.method, p.config["eval"]["objective"] if p.method in table.BASELINE_ROWS else None))
+    label += f" n={p.n}" if spec["rows"] == "subset" else ""
     metrics = os.path.join(rwd, "metrics.jsonl")
     stages = []
     if spec["optimize"]:
-      first = "lr_teacher selection" if rc.experts.lr is None else "experts"
-      if rc.experts.lr is None:
+      first = "lr_teacher selection" if p.experts.lr is None else "experts"
+      if p.experts.lr is None:
         stages.append(("experts", summary.has_record(stage="lr_teacher")))
-      stages += [("distill", summary.has_record(stage="experts", step=rc.experts.epochs)),
-                 ("eval", summary.has_record(stage="distill", step=rc.distill.iterations))]
+      stages += [("distill", summary.has_record(stage="experts", step=p.experts.epochs)),
+                 ("eval", summary.has_record(stage="distill", step=p.distill.iterations))]
     else:
       first = "eval" if spec["rows"] != "none" else "eval (pretrained heads)"
     with prog.watch(metrics, "retrieval", (label, first), [(label, s, f) for s, f in stages]):
-      return hopa_run.train_and_evaluate(rc, rwd)
+      return hopa_run.train_and_evaluate(p, rwd)
 
   return table.rows_for(hcfg, wd, list(c.methods), [c.n], run_row)
 

@@ -41,9 +41,8 @@ from absl import logging
 from embed import store as store_lib
 from hopa_jax import evaluate as ev
 from hopa_jax import inspect_distilled
-from hopa_jax import objectives as obj_lib
 from hopa_jax import plan as plan_lib
-from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, results, rng
 from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 
@@ -123,18 +122,17 @@ def load_sets(store_dir: str, *, check_hashes: bool = True,
                    init_ids=init_ids, val_ids=val_ids, test_ids=st.ids("test"))
 
 
-def eval_config(c, head: str, sim: bool) -> ev.EvalConfig:
-  """The cell's :class:`hopa_jax.evaluate.EvalConfig`: ``config.eval`` with ``head``."""
-  kw = {**plan_lib.section(c, "eval"), "head": head}
-  return ev.EvalConfig(**kw, obj=obj_lib.ObjectiveConfig(**plan_lib.section(c, "objective")),
-                       sim_kind="full" if sim else "fixed")
+def eval_config(p: plan_lib.CrossArchPlan, head: str, sim: bool) -> ev.EvalConfig:
+  """The cell's :class:`hopa_jax.evaluate.EvalConfig`: the plan's with ``head``."""
+  return dataclasses.replace(p.eval, head=head, sim_kind="full" if sim else "fixed")
 
 
-def cell_config(c, sets: StoreSets, row: str, head: str) -> dict:
+def cell_config(p: plan_lib.CrossArchPlan, sets: StoreSets, row: str, head: str) -> dict:
   """What a cell's result depends on (its workdir is bound to this)."""
-  cfg = {"row": row, "head": head, "seed": int(c.seed), "source_store": sets.source,
+  cfg = {"row": row, "head": head, "seed": int(p.seed), "source_store": sets.source,
          "val_ids_sha256": _sha(sets.val_ids), "test_ids_sha256": _sha(sets.test_ids),
-         "objective": results.jsonable(c.objective), "eval": results.jsonable(c.eval)}
+         "objective": results.jsonable(p.config["objective"]),
+         "eval": results.jsonable(p.config["eval"])}
   if row == "distilled":
     cfg["store"] = sets.root
   if row == "random":
@@ -150,10 +148,11 @@ def cell_dir(workdir: str, sets: StoreSets, row: str, head: str) -> str:
   return os.path.join(workdir, "cells", sets.label, f"{row}_{head}")
 
 
-def run_cell(c, sets: StoreSets, row: str, head: str, workdir: str) -> dict:
+def run_cell(p: plan_lib.CrossArchPlan, sets: StoreSets, row: str, head: str,
+             workdir: str) -> dict:
   """Evaluates (or reads) one cell; returns its results dict (with ``row``, ``head``,
   ``store``)."""
-  conf = cell_config(c, sets, row, head)
+  conf = cell_config(p, sets, row, head)
   wd = cell_dir(workdir, sets, row, head)
   tags = {"row": row, "head": head, "store": sets.root, "label": sets.label}
   with workdir_lib.open_workdir(wd, conf):
@@ -161,12 +160,12 @@ def run_cell(c, sets: StoreSets, row: str, head: str, workdir: str) -> dict:
       return dict(results.read_results(wd)[0], **tags)
     logging.warning("cross_arch cell %s %s %s -> %s", sets.label, row, head, wd)
     sim = sets.sim if row == "distilled" else None
-    cfg = eval_config(c, head, sim is not None)
+    cfg = eval_config(p, head, sim is not None)
     stages = stage_lib.Stages(wd)
     with stages.stage(time="eval"):
-      out = ev.evaluate_set(rng.stream(rng.root(c.seed), "eval"), sets.params0, sets.train[row],
+      out = ev.evaluate_set(rng.stream(rng.root(p.seed), "eval"), sets.params0, sets.train[row],
                             sets.test_xs, cfg, val_xs=sets.val_xs, sim_params=sim,
-                            progress=bool(c.progress), ckpt_dir=os.path.join(wd, "eval_ckpt"))
+                            progress=p.progress, ckpt_dir=os.path.join(wd, "eval_ckpt"))
     n = len(next(iter(sets.train[row].values())))
     res = results.make_results(dataset=sets.source, method=sets.method if row == "distilled" else row,
                                n_syn=n if row != "full" else None, config=conf,
@@ -178,27 +177,20 @@ def run_cell(c, sets: StoreSets, row: str, head: str, workdir: str) -> dict:
     return dict(res, **tags)
 
 
-def check_config(c) -> None:
-  """The one check of a cross-architecture config: the key table's rules (heads and rows
-  non-empty tuples of their names, the select protocol only)."""
-  keys.check(plan_lib.as_dict(c), plan_lib.CROSS_ARCH_KEYS)
-
-
 def run_table(config, workdir: str, stores: Sequence[str]) -> str:
   """Every (store, row, head) cell; writes and returns the table (module docstring)."""
-  c = config
-  check_config(c)
+  p = plan_lib.resolve_cross_arch(config)   # the one check, before any store is read
   if not stores:
     raise ValueError("--stores: expected at least one distilled store directory, found none")
-  all_sets = [load_sets(s, check_hashes=bool(c.check_hashes), rows=tuple(c.rows)) for s in stores]
+  all_sets = [load_sets(s, check_hashes=p.check_hashes, rows=p.rows) for s in stores]
   os.makedirs(workdir, exist_ok=True)
   cells = []
   for sets in all_sets:            # every store is checked before any cell runs
-    for row in c.rows:
-      for head in c.heads:
-        cells.append(run_cell(c, sets, row, head, workdir))
+    for row in p.rows:
+      for head in p.heads:
+        cells.append(run_cell(p, sets, row, head, workdir))
     sets.train.clear()
-  return write_table(workdir, cells, heads=list(c.heads), rows=list(c.rows))
+  return write_table(workdir, cells, heads=list(p.heads), rows=list(p.rows))
 
 
 def _pm(r: Mapping, k: str = "R@1") -> str:

@@ -345,3 +345,31 @@ def resolve_evaluate(config: Any) -> EvaluatePlan:
   return EvaluatePlan(config=d, store=d["store"], test_store=d["test_store"], seed=d["seed"],
                       lr=d["lr"], check_hashes=d["check_hashes"], progress=bool(d["progress"]),
                       eval=cfg)
+
+
+# ------------------------------------------------------------ the cross-architecture table
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossArchPlan:
+  """The cross-architecture table (``experiments/configs/cross_arch.py``), resolved and
+  checked; ``eval`` is every cell's evaluation but its head and ``sim_kind`` (set per
+  cell: :func:`hopa_jax.cross_arch.eval_config`)."""
+  config: dict
+  seed: int
+  rows: tuple
+  heads: tuple
+  check_hashes: bool
+  progress: bool
+  eval: ev.EvalConfig
+
+
+def resolve_cross_arch(config: Any) -> CrossArchPlan:
+  """The one check of a cross-architecture config (the key table's rules: heads and rows
+  non-empty tuples of their names, the select protocol only) and its plan."""
+  d = as_dict(config)
+  keys.check(d, CROSS_ARCH_KEYS)
+  cfg = ev.EvalConfig(**d["eval"], obj=obj_lib.ObjectiveConfig(**d["objective"]))
+  return CrossArchPlan(config=d, seed=d["seed"], rows=tuple(d["rows"]),
+                       heads=tuple(d["heads"]), check_hashes=bool(d["check_hashes"]),
+                       progress=bool(d["progress"]), eval=cfg)

@@ -32,7 +32,7 @@ from hopa_jax import evaluate as ev
 from hopa_jax import experts as ex
 from hopa_jax import plan as plan_lib
 from hopa_jax import similarity as sim_lib
-from mmdd_jax import data, distributed, heads as heads_lib, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
 from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 
@@ -134,15 +134,16 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
 
 
 def train_and_evaluate(config, workdir: str, *, fresh: bool = False) -> list[dict]:
-  """Experts → distillation → evaluation for ``config`` (``experiments/configs/hopa.py``);
-  returns ``[results dict]``.
+  """Experts → distillation → evaluation for ``config`` (``experiments/configs/hopa.py``,
+  or its :class:`hopa_jax.plan.Plan`, as the tables and the sweep pass it); returns
+  ``[results dict]``.
 
   The store's train split is divided once (:func:`mmdd_jax.data.validation_split`,
   ``val_fraction``, by ``seed``) into train rows (experts, initialisation, Random)
   and validation rows (every selection: ``experts.lr=None`` and the evaluation's lr
   and epochs). The test split is scored once, at the end.
   """
-  plan = plan_lib.resolve(config)   # bad config: one line, before anything is read
+  plan = keys.plan_of(config, plan_lib.Plan, plan_lib.resolve)   # one check
   # Then the store (validated; the workdir is not touched yet).
   st = data.resolve_store(**plan.store)
   split = data.validation_split(st.count("train"), frac=plan.val_fraction, seed=plan.seed)
@@ -252,7 +253,7 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   the same store); targets ``similarity.npy`` when present, else ``I``. Protocol
   ``select`` reads the store's ``val`` split; ``paper`` trains at ``config.lr``
   (None: the store's learned η, else 0.01)."""
-  plan = plan_lib.resolve_evaluate(config)   # bad config: one line, before any work
+  plan = keys.plan_of(config, plan_lib.EvaluatePlan, plan_lib.resolve_evaluate)
   select = plan.select
   st = store_lib.validate(plan.store, check_hashes=plan.check_hashes,
                           require_splits=("train", "val") if select else ("train",),

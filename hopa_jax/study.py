@@ -45,7 +45,7 @@ from hopa_jax import distill as dl
 from hopa_jax import experts as ex
 from hopa_jax import similarity as sim_lib
 from hopa_jax import plan as plan_lib
-from mmdd_jax import data, distributed, heads as heads_lib, results, rng
+from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
 from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as wd
 
@@ -183,7 +183,7 @@ def plot_study(records, workdir: str) -> list[str]:
 def train_and_evaluate(config: Any, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Runs the study for ``config`` (keys of ``experiments/configs/bound.py``) in
   ``workdir``; returns the rows of ``results.json`` (one per objective × synthetic set)."""
-  plan = plan_lib.resolve_study(config)   # bad config: one line, before any work
+  plan = keys.plan_of(config, plan_lib.StudyPlan, plan_lib.resolve_study)
   # Then the store(s), before the workdir is touched.
   st = data.resolve_store(**plan.store)
   n = data.check_subset_size(plan.n, st, key="study.n")

@@ -377,8 +377,12 @@ def reeval_config(sc, workdir: str, row: Row) -> ml_collections.ConfigDict:
   return c
 
 
-def config_of(sc, workdir: str, row: Row) -> ml_collections.ConfigDict:
-  return (reeval_config if row.kind == "reeval" else row_config)(sc, workdir, row)
+def plan_of(sc, workdir: str, row: Row):
+  """The row's resolved and checked plan: a :class:`hopa_jax.plan.Plan` (``train``) or
+  :class:`hopa_jax.plan.EvaluatePlan` (``reeval``), what the row's run is given."""
+  if row.kind == "reeval":
+    return plan_lib.resolve_evaluate(reeval_config(sc, workdir, row))
+  return plan_lib.resolve(row_config(sc, workdir, row))
 
 
 # --- provenance ---
@@ -424,10 +428,10 @@ def finished(sc, workdir: str, row: Row) -> list[dict] | None:
   wd = os.path.join(workdir, target.path)
   if not os.path.exists(os.path.join(wd, "results.json")):
     return None
-  c = config_of(sc, workdir, target)
+  p = plan_of(sc, workdir, target)
   if target.kind != "reeval":
-    return table._finished(wd, c)
-  return stage_lib.finished(wd, c, {"store": c.store})
+    return table._finished(wd, p)
+  return stage_lib.finished(wd, p.config, {"store": p.store})
 
 
 def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
@@ -474,13 +478,13 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
       log(f"{head}: stopping ({'time_limit_min' if over else 'max_rows'}="
           f"{sc.time_limit_min if over else sc.max_rows}); rerun the same command to continue")
       break
-    cfg = config_of(sc, workdir, r)
+    row_plan = plan_of(sc, workdir, r)
     wd = os.path.join(workdir, r.path)
     log(f"{head}: running in {wd} (sweep elapsed {(time.time() - t_start) / 60:.1f} min)")
     t0 = time.time()
     status = "finished"
     try:
-      res = (reeval if r.kind == "reeval" else train)(cfg, wd)
+      res = (reeval if r.kind == "reeval" else train)(row_plan, wd)
     except FloatingPointError as e:
       res, status = None, f"failed: {' '.join(str(e).split())}"
     except workdir_lib.RunError as e:

@@ -16,7 +16,6 @@ from typing import Callable
 from absl import logging
 
 from hopa_jax import distill as dl
-from mmdd_jax import data as data_lib
 from mmdd_jax import distributed, results
 from mmdd_jax import stage as stage_lib
 
@@ -66,11 +65,10 @@ def label(method: str, objective: str | None) -> str:
   return method if objective is None else f"{method}[{objective}]"
 
 
-def _finished(wd: str, c) -> list[dict] | None:
-  """The row's results when ``wd`` holds a finished run of exactly this config *and*
-  the store's current content (:func:`mmdd_jax.stage.finished`), else None."""
-  root = data_lib.store_root(c.dataset, scale=c.scale, seed=c.seed, data_dir=c.data_dir or None)
-  return stage_lib.finished(wd, c, {"store": root})
+def _finished(wd: str, p) -> list[dict] | None:
+  """The row's results when ``wd`` holds a finished run of exactly this plan's config
+  *and* the store's current content (:func:`mmdd_jax.stage.finished`), else None."""
+  return stage_lib.finished_run(wd, p)
 
 
 def at_n(config, n: int):
@@ -94,11 +92,12 @@ def at_n(config, n: int):
   return c
 
 
-def rows_for(config, workdir: str, methods, ns,
-             train_and_evaluate: Callable | None = None) -> list[dict]:
-  """Runs (or reads) every row; returns the results dicts in table order. With
-  ``train_and_evaluate=None`` only finished rows are read (nothing runs)."""
-  rows = []
+def row_plans(config, workdir: str, methods, ns) -> list[tuple[str, str, object]]:
+  """Every row as ``(label, workdir, Plan)`` in table order: each row's config
+  (:func:`at_n`, the method, the row's evaluation objective, the shared experts)
+  resolved and checked once (:func:`hopa_jax.plan.resolve`), before any row runs."""
+  from hopa_jax import plan as plan_lib
+  out = []
   for n in ns:
     for method, objective in plan(methods, config.eval.objective):
       spec = dl.method_spec(method)
@@ -111,11 +110,27 @@ def rows_for(config, workdir: str, methods, ns,
       c.experts_dir = c.experts_dir or os.path.join(workdir, experts_name(spec))
       name = label(method, objective).replace("[", "_").replace("]", "")
       wd = os.path.join(workdir, f"{name}_n{n}" if spec["rows"] == "subset" else name)
-      got = _finished(wd, c)
-      if got is None and train_and_evaluate is not None:
-        logging.warning("table row %s n=%s -> %s", label(method, objective), n, wd)
-        got = train_and_evaluate(c, wd)
-      rows += [dict(r, method=label(method, objective)) for r in got or []]
+      out.append((label(method, objective), wd, plan_lib.resolve(c)))
+  return out
+
+
+def rows_for(config, workdir: str, methods, ns,
+             train_and_evaluate: Callable | None = None) -> list[dict]:
+  """:func:`run_rows` of :func:`row_plans`."""
+  return run_rows(row_plans(config, workdir, methods, ns), train_and_evaluate)
+
+
+def run_rows(plans, train_and_evaluate: Callable | None = None) -> list[dict]:
+  """Runs (or reads) every row of ``plans`` (:func:`row_plans`), passing each its Plan;
+  returns the results dicts in table order. With ``train_and_evaluate=None`` only
+  finished rows are read (nothing runs)."""
+  rows = []
+  for name, wd, p in plans:
+    got = _finished(wd, p)
+    if got is None and train_and_evaluate is not None:
+      logging.warning("table row %s n=%s -> %s", name, p.n, wd)
+      got = train_and_evaluate(p, wd)
+    rows += [dict(r, method=name) for r in got or []]
   return rows
 
 
@@ -169,7 +184,7 @@ def run_table(config, workdir: str, methods: str = "paper", ns=(100,), *,
   """Every row of ``methods`` (:func:`methods_of`) at every ``n``; returns the table."""
   from hopa_jax import plan, run
   plan.resolve(config)   # a bad config stops before any directory exists
+  plans = row_plans(config, workdir, methods_of(methods), list(ns))   # and a bad row
   distributed.on_writer(lambda: os.makedirs(workdir, exist_ok=True), f"creating {workdir}")
-  rows = rows_for(config, workdir, methods_of(methods), list(ns),
-                  None if tables_only else run.train_and_evaluate)
+  rows = run_rows(plans, None if tables_only else run.train_and_evaluate)
   return write_table(workdir, rows, f"{config.dataset}: retrieval (%)")

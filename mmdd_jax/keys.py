@@ -80,6 +80,13 @@ def set_keys(section: ml_collections.ConfigDict) -> dict:
   return dict(walk(flat))
 
 
+def plan_of(config_or_plan: Any, cls: type, resolve) -> Any:
+  """``config_or_plan`` when it is already a ``cls`` (a plan resolved by a table or the
+  sweep, which resolve every row before any directory exists), else ``resolve(config)``:
+  a run resolves and checks its config once, whoever calls it."""
+  return config_or_plan if isinstance(config_or_plan, cls) else resolve(config_or_plan)
+
+
 def as_dict(config: Any) -> dict:
   """The config as plain nested data (lists back to tuples: the dataclasses are hashed)."""
   d = config.to_dict() if hasattr(config, "to_dict") else dict(config)

@@ -44,7 +44,7 @@ import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from embed.store import MANIFEST, atomic_write_json
-from mmdd_jax import distributed, results
+from mmdd_jax import data, distributed, results
 from mmdd_jax import workdir as workdir_lib
 
 IDENT = "ident"   # the field of a cached result that holds the identity it is bound to
@@ -157,3 +157,12 @@ def finished(workdir: str, config: Any, stores: Mapping[str, str],
       return None
   return workdir_lib.finished_results(
       workdir, config, {k: workdir_lib.store_digest(r) for k, r in stores.items()}, title=title)
+
+
+def finished_run(workdir: str, plan: Any) -> list[dict] | None:
+  """:func:`finished` for a run's plan (HoPA's or ImageBindDC's ``Plan``): its config on
+  the current content of its store (``plan.store``: the store's resolve keywords)."""
+  s = plan.store
+  root = data.store_root(s["dataset"], scale=s["scale"], seed=s["seed"],
+                         data_dir=s["data_dir"])
+  return finished(workdir, plan.config, {"store": root})

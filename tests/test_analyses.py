@@ -22,6 +22,7 @@ from hopa_jax import experts as ex
 from hopa_jax import evaluate as ev
 from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
+from hopa_jax import plan as plan_lib
 from hopa_jax import proxy_variants
 from hopa_jax import run as hopa_run
 from embed import store as store_lib
@@ -185,9 +186,9 @@ def test_cross_arch_bad_input_is_one_line(tiny_store, tmp_path):
     cross_arch.run_table(_ca_config(), str(tmp_path / "x"), [tiny_store.root])   # not distilled
   assert not os.path.exists(tmp_path / "x")
   with pytest.raises(ValueError, match="config key 'heads'"):
-    cross_arch.check_config(_ca_config(heads=("resnet",)))
+    plan_lib.resolve_cross_arch(_ca_config(heads=("resnet",)))
   with pytest.raises(ValueError, match="eval.protocol"):
-    cross_arch.check_config(_ca_config(eval__protocol="paper"))
+    plan_lib.resolve_cross_arch(_ca_config(eval__protocol="paper"))
   assert keys.missing_help(cross_arch_config.get_config(), cross_arch_config.KEYS) == []
 
 

@@ -121,16 +121,19 @@ def _tiny(store, **kw):
 def test_tiny_sweep_stops_resumes_and_summarises(tiny_store, tmp_path):
   c = _tiny(tiny_store)
   wd = str(tmp_path / "sweep")
+  from hopa_jax import plan as plan_lib
   from hopa_jax import run
   calls = []
 
-  def train(cfg, w):
+  def train(p, w):
+    assert isinstance(p, plan_lib.Plan)          # the sweep resolves; the run reads the plan
     calls.append(w)
-    return run.train_and_evaluate(cfg, w)
+    return run.train_and_evaluate(p, w)
 
-  def reeval(cfg, w):
+  def reeval(p, w):
+    assert isinstance(p, plan_lib.EvaluatePlan)
     calls.append(w)
-    return run.evaluate_store(cfg, w)
+    return run.evaluate_store(p, w)
 
   log = []
   rows = sweep.plan(c)
