@@ -122,9 +122,14 @@ def run(main: Callable[[list[str]], None], doc: str = "", argv: list[str] | None
       logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     if len(args) > 1:
       raise app.UsageError(f"unexpected arguments: {args[1:]}")
-    if os.environ.get("MMDD_DEBUG"):
-      _initialize()
-      main(args)
+    if os.environ.get("MMDD_DEBUG"):   # everything printed; a swallowed Ctrl-C still stops
+      hook = sys.unraisablehook
+      sys.unraisablehook = lambda u: faults.redeliver_interrupt(u) or hook(u)
+      try:
+        _initialize()
+        main(args)
+      finally:
+        sys.unraisablehook = hook
       return
     quiet = faults.QuietBackground().install()
     try:

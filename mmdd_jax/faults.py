@@ -148,6 +148,20 @@ def interrupted_line(where: str | None = None) -> str:
           f"(exit {INTERRUPTED_EXIT})")
 
 
+def redeliver_interrupt(u) -> bool:
+  """For ``sys.unraisablehook``: a ``KeyboardInterrupt`` that landed in a finalizer or a
+  gc callback (XLA's runs often), where Python cannot raise it, is delivered again, so
+  that the run stops instead of going on to finish as if nothing had happened. From
+  another thread, a moment later: raised in the hook, it would be swallowed again (if it
+  is, the hook re-arms it once more). Returns whether ``u`` was one."""
+  if u.exc_type is None or not issubclass(u.exc_type, KeyboardInterrupt):
+    return False
+  again = threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGINT,))
+  again.daemon = True
+  again.start()
+  return True
+
+
 class QuietBackground:
   """Holds back Orbax's error logs and "unraisable" exceptions (background threads,
   finalizers) while installed; :meth:`release` prints them (a run that did not end in
@@ -168,16 +182,7 @@ class QuietBackground:
     return self
 
   def _unraisable(self, u) -> None:
-    if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
-      # Ctrl-C landed in a finalizer or a gc callback (XLA's runs often), where Python
-      # cannot raise it: deliver it again, so that the run stops instead of going on to
-      # finish as if nothing had happened. From another thread, a moment later: raised
-      # here, it would be swallowed again (if it is, this hook re-arms it once more).
-      again = threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGINT,))
-      again.daemon = True
-      again.start()
-      return
-    if self.discard:
+    if redeliver_interrupt(u) or self.discard:   # a swallowed Ctrl-C is never held back
       return
     head = f"{u.err_msg or 'Exception ignored in'}: {u.object!r}\n" if u.object is not None else ""
     self.held.append(head + "".join(traceback.format_exception(u.exc_type, u.exc_value,

@@ -206,6 +206,29 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run():
     signal.signal(signal.SIGINT, before)
 
 
+def test_a_swallowed_ctrl_c_stops_a_debug_run_too(monkeypatch):
+  """Under ``MMDD_DEBUG=1`` (tracebacks, nothing held back) the same re-delivery holds:
+  the Ctrl-C that a finalizer swallowed reaches ``main`` as a KeyboardInterrupt."""
+  class Finalizer:
+    def __del__(self):
+      raise KeyboardInterrupt
+
+  def main(_):
+    Finalizer()
+    for _ in range(200):
+      time.sleep(0.01)
+
+  monkeypatch.setenv("MMDD_DEBUG", "1")
+  before, hook = signal.signal(signal.SIGINT, signal.default_int_handler), sys.unraisablehook
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      cli.run(main, argv=["prog"])
+    assert sys.unraisablehook is hook     # the debug run puts the hook back
+  finally:
+    sys.unraisablehook = hook
+    signal.signal(signal.SIGINT, before)
+
+
 # --- in-process: cli.run's one line for each errno (no mounts needed) ---------------------
 
 @pytest.fixture
