@@ -53,7 +53,6 @@ from mmdd_jax import workdir as wd
 objective_config = plan_lib.study_objective_config
 expert_config = plan_lib.study_expert_config
 distill_config = plan_lib.study_distill_config
-check_config = plan_lib.study_objectives
 
 
 # ----------------------------------------------------------------------- files, tables

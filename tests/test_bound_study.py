@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from experiments.configs import bound as bound_config
+from hopa_jax import plan as plan_lib
 from hopa_jax import study
 from mmdd_jax import keys, results
 
@@ -22,7 +23,7 @@ def test_config_sections_build_the_library_dataclasses():
   d = c.to_dict()
   ocfg = study.objective_config(d)
   assert (ocfg.tau_nce, ocfg.clip_targets, ocfg.pos_from) == (0.1, False, "targets")
-  assert study.check_config(d) == ["hopa", "infonce"]
+  assert plan_lib.study_objectives(d) == ["hopa", "infonce"]
   ecfg = study.expert_config(d, "hopa", ocfg)
   assert (ecfg.epochs, ecfg.lr, ecfg.batch_size, ecfg.obj) == (2, 0.01, 32, ocfg)
   dcfg = study.distill_config(d, 10, "infonce", ocfg)
