@@ -421,7 +421,7 @@ def store_complete(path: str) -> bool:
 
 def finished(sc, workdir: str, row: Row) -> list[dict] | None:
   """The results of a finished row bound to its config and data (None otherwise): a
-  ``train`` row through :func:`hopa_jax.table._finished`, a ``reeval`` row bound to its
+  ``train`` row through :func:`mmdd_jax.stage.finished_run`, a ``reeval`` row bound to its
   distilled store's content digest (the binding :func:`hopa_jax.run.evaluate_store`
   writes; the store's manifest suffices)."""
   target = row.source if row.kind == "alias" else row
@@ -430,7 +430,7 @@ def finished(sc, workdir: str, row: Row) -> list[dict] | None:
     return None
   p = plan_of(sc, workdir, target)
   if target.kind != "reeval":
-    return table._finished(wd, p)
+    return stage_lib.finished_run(wd, p)
   return stage_lib.finished(wd, p.config, {"store": p.store})
 
 

@@ -65,12 +65,6 @@ def label(method: str, objective: str | None) -> str:
   return method if objective is None else f"{method}[{objective}]"
 
 
-def _finished(wd: str, p) -> list[dict] | None:
-  """The row's results when ``wd`` holds a finished run of exactly this plan's config
-  *and* the store's current content (:func:`mmdd_jax.stage.finished`), else None."""
-  return stage_lib.finished_run(wd, p)
-
-
 def at_n(config, n: int):
   """A copy of ``config`` at ``n``: the per-n defaults of ``experiments/configs/hopa.py``
   (HoPA's Appendix B.2: ``sim_rank``, ``sim_alpha``, ``iterations``, ``max_start_epoch``
@@ -126,7 +120,7 @@ def run_rows(plans, train_and_evaluate: Callable | None = None) -> list[dict]:
   finished rows are read (nothing runs)."""
   rows = []
   for name, wd, p in plans:
-    got = _finished(wd, p)
+    got = stage_lib.finished_run(wd, p)   # its config on the store's current content
     if got is None and train_and_evaluate is not None:
       logging.warning("table row %s n=%s -> %s", name, p.n, wd)
       got = train_and_evaluate(p, wd)

@@ -24,8 +24,8 @@ from embed import store as store_lib
 from experiments.configs import hopa as hopa_config
 from hopa_jax import plan as hopa_plan
 from hopa_jax import run as hopa_run
-from hopa_jax import table as table_lib
 from mmdd_jax import keys, results
+from mmdd_jax import stage as stage_lib
 from mmdd_jax import workdir as workdir_lib
 
 BASE = {"progress": False, "distill.iterations": 2, "eval.runs": 1, "eval.max_epochs": 2}
@@ -104,14 +104,14 @@ def test_hopa_workdir_bound_to_store_content(finished, tmp_path):
   wd = _copy_wd(wd0, tmp_path / "wd")
   assert hopa_run.train_and_evaluate(cfg, wd) == first          # same data: read back
   assert hopa_run.train_and_evaluate(hopa_plan.resolve(cfg), wd) == first   # its Plan: same
-  assert table_lib._finished(wd, hopa_plan.resolve(cfg)) == first
+  assert stage_lib.finished_run(wd, hopa_plan.resolve(cfg)) == first
   with _edited(root, "train/vision.features.npy", _bump):       # one train value
     before = sorted(os.listdir(wd))
     with pytest.raises(workdir_lib.RunError, match=r"holds a run of other data \(content "
                        r"changed: store: sha256:"):
       hopa_run.train_and_evaluate(cfg, wd)
     assert sorted(os.listdir(wd)) == before                       # nothing touched
-    assert table_lib._finished(wd, hopa_plan.resolve(cfg)) is None   # a table never reads it
+    assert stage_lib.finished_run(wd, hopa_plan.resolve(cfg)) is None   # a table never reads it
     c2 = cfg.copy_and_resolve_references()
     c2.experts_dir = str(tmp_path / "ex2")                        # (the old experts: other data)
     again = hopa_run.train_and_evaluate(c2, wd, fresh=True)       # --fresh recomputes
@@ -247,7 +247,7 @@ def test_older_numerics_are_refused(finished, tmp_path, monkeypatch):
   _, cfg, wd0, ex, _ = finished
   wd = _copy_wd(wd0, tmp_path / "wd")
   monkeypatch.setattr(workdir_lib, "NUMERICS", "test-bump")
-  assert table_lib._finished(wd, hopa_plan.resolve(cfg)) is None
+  assert stage_lib.finished_run(wd, hopa_plan.resolve(cfg)) is None
   with pytest.raises(workdir_lib.RunError, match="older numerics"):
     hopa_run.train_and_evaluate(cfg, wd)
   c = cfg.copy_and_resolve_references()
