@@ -25,6 +25,12 @@ and head — scored once on the store's test split, in its own workdir
 ``<workdir>/cells/…`` (bound to the cell's config; a finished cell is read, not rerun;
 a Full cell is shared by the stores of one source store and validation split).
 :func:`write_table` writes ``table.md``, ``table.json`` and ``cross_arch.png``.
+
+A cell is bound to the *content* of the stores it reads (:func:`mmdd_jax.workdir.store_digest`
+of the source store, and of the distilled store for a ``distilled`` cell), never to
+their paths, and its directory name is made of those digests: a finished cell is read
+again wherever the same stores are, and ``--archive`` (:mod:`hopa_jax.sweep_archive`)
+carries finished cells between machines and sessions (``docs/cross_arch_cells/``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
@@ -61,6 +67,8 @@ class StoreSets:
   method: str
   n: int
   label: str
+  digest: str          # content digest of the distilled store
+  source_digest: str   # content digest of the source store
   train: dict          # row -> {modality: [N, d]}
   sim: dict | None     # {"S": [n, n]} for the distilled row, or None
   val_xs: dict
@@ -113,9 +121,11 @@ def load_sets(store_dir: str, *, check_hashes: bool = True,
     sim = {"S": np.load(sim_path)}
   parent = os.path.basename(os.path.dirname(root)) if os.path.basename(root) == "distilled" else ""
   name = parent or os.path.basename(root)
+  digest = workdir_lib.store_digest(root)
   return StoreSets(root=root, source=os.path.abspath(src.root),
                    method=str(extra.get("method", "store")), n=n,
-                   label=f"{name}-{_sha(root)[:6]}", train=train, sim=sim,
+                   label=f"{name}-{digest.split(':')[-1][:6]}", digest=digest,
+                   source_digest=workdir_lib.store_digest(src.root), train=train, sim=sim,
                    val_xs=data.load_split(st, "val", "features", mods),
                    test_xs=data.load_split(st, "test", "features", mods),
                    params0=heads_lib.pretrained_heads(st, mods),
@@ -128,23 +138,30 @@ def eval_config(p: plan_lib.CrossArchPlan, head: str, sim: bool) -> ev.EvalConfi
 
 
 def cell_config(p: plan_lib.CrossArchPlan, sets: StoreSets, row: str, head: str) -> dict:
-  """What a cell's result depends on (its workdir is bound to this)."""
-  cfg = {"row": row, "head": head, "seed": int(p.seed), "source_store": sets.source,
+  """What a cell's result depends on besides its data (:func:`cell_data`); no path."""
+  cfg = {"row": row, "head": head, "seed": int(p.seed),
          "val_ids_sha256": _sha(sets.val_ids), "test_ids_sha256": _sha(sets.test_ids),
          "objective": results.jsonable(p.config["objective"]),
          "eval": results.jsonable(p.config["eval"])}
-  if row == "distilled":
-    cfg["store"] = sets.root
   if row == "random":
     cfg["init_ids_sha256"] = _sha(sets.init_ids)
   return cfg
 
 
+def cell_data(sets: StoreSets, row: str) -> dict:
+  """The content digests a cell is bound to: the source store's (the real rows and the
+  splits), and the distilled store's for a ``distilled`` cell."""
+  d = {"source_store": sets.source_digest}
+  if row == "distilled":
+    d["store"] = sets.digest
+  return d
+
+
 def cell_dir(workdir: str, sets: StoreSets, row: str, head: str) -> str:
   if row == "full":   # shared by every store of this source and validation split
     src = os.path.basename(os.path.normpath(sets.source))
-    return os.path.join(workdir, "cells", f"full-{src}-{_sha([sets.source, sets.val_ids, sets.test_ids])[:8]}",
-                        head)
+    key = _sha([sets.source_digest, sets.val_ids, sets.test_ids])[:8]
+    return os.path.join(workdir, "cells", f"full-{src}-{key}", head)
   return os.path.join(workdir, "cells", sets.label, f"{row}_{head}")
 
 
@@ -155,7 +172,7 @@ def run_cell(p: plan_lib.CrossArchPlan, sets: StoreSets, row: str, head: str,
   conf = cell_config(p, sets, row, head)
   wd = cell_dir(workdir, sets, row, head)
   tags = {"row": row, "head": head, "store": sets.root, "label": sets.label}
-  with workdir_lib.open_workdir(wd, conf):
+  with workdir_lib.open_workdir(wd, conf, data=cell_data(sets, row)):
     if os.path.exists(os.path.join(wd, "results.json")):
       return dict(results.read_results(wd)[0], **tags)
     logging.warning("cross_arch cell %s %s %s -> %s", sets.label, row, head, wd)
@@ -177,8 +194,10 @@ def run_cell(p: plan_lib.CrossArchPlan, sets: StoreSets, row: str, head: str,
     return dict(res, **tags)
 
 
-def run_table(config, workdir: str, stores: Sequence[str]) -> str:
-  """Every (store, row, head) cell; writes and returns the table (module docstring)."""
+def run_table(config, workdir: str, stores: Sequence[str], *,
+              on_cell: Callable[[], None] | None = None) -> str:
+  """Every (store, row, head) cell; writes and returns the table (module docstring).
+  ``on_cell`` is called after every cell (``--archive`` saves the finished ones)."""
   p = plan_lib.resolve_cross_arch(config)   # the one check, before any store is read
   if not stores:
     raise ValueError("--stores: expected at least one distilled store directory, found none")
@@ -189,6 +208,8 @@ def run_table(config, workdir: str, stores: Sequence[str]) -> str:
     for row in p.rows:
       for head in p.heads:
         cells.append(run_cell(p, sets, row, head, workdir))
+        if on_cell is not None:
+          on_cell()
     sets.train.clear()
   return write_table(workdir, cells, heads=list(p.heads), rows=list(p.rows))
 

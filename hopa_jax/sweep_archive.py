@@ -1,5 +1,6 @@
 """Finished sweep rows carried between machines and sessions (``--archive`` of
-``python -m experiments.hopa_sweep``).
+``python -m experiments.hopa_sweep``; also the cells of ``python -m experiments.cross_arch``,
+which are bound to store contents the same way).
 
 A finished row is its workdir's binding (``config.json``: config, store content digest,
 numerics version) and results (``results.json``, ``results.md``) plus the sweep's

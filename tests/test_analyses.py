@@ -181,6 +181,33 @@ def test_cross_arch_rows_are_the_runs_rows(distilled, tiny_store, tmp_path):
   assert os.path.getmtime(done) == before
 
 
+def test_cross_arch_cells_bind_contents_not_paths_and_travel_in_an_archive(
+    distilled, tmp_path, monkeypatch):
+  """A cell's binding names no path (the stores' content digests instead), so its
+  finished cells, archived, are read in a new workdir instead of evaluated again."""
+  from hopa_jax import sweep_archive
+  wd, _ = distilled
+  store = os.path.join(wd, "distilled")
+  c = _ca_config(heads=("linear_pretrained",))
+  md = cross_arch.run_table(c, str(tmp_path / "a"), [store],
+                            on_cell=lambda: sweep_archive.save(str(tmp_path / "a"),
+                                                               str(tmp_path / "arch")))
+  recs = [json.load(open(os.path.join(d, "config.json")))
+          for d, _, names in os.walk(tmp_path / "a" / "cells") if "results.json" in names]
+  assert len(recs) == len(cross_arch.ROWS)
+  for rec in recs:
+    assert str(tmp_path) not in json.dumps(rec) and os.sep + "tmp" not in json.dumps(rec["config"])
+    assert set(rec["data"]) >= {"source_store"}
+    assert rec["data"]["source_store"].startswith("sha256:")
+  assert sweep_archive.restore(str(tmp_path / "arch"), str(tmp_path / "b")) == len(recs)
+
+  def no_work(*a, **k):
+    raise AssertionError("a restored cell was evaluated again")
+
+  monkeypatch.setattr(cross_arch.ev, "evaluate_set", no_work)
+  assert cross_arch.run_table(c, str(tmp_path / "b"), [store]) == md
+
+
 def test_cross_arch_bad_input_is_one_line(tiny_store, tmp_path):
   with pytest.raises(ValueError, match="field 'splits': expected to contain 'val'"):
     cross_arch.run_table(_ca_config(), str(tmp_path / "x"), [tiny_store.root])   # not distilled
