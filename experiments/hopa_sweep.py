@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from experiments.configs import sweep as sweep_config
 from hopa_jax import report, sweep, sweep_archive
-from mmdd_jax import cli, keys, results
+from mmdd_jax import cli, distributed, keys, results
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,7 +36,8 @@ _CELLS = flags.DEFINE_string("cells", os.path.join(_ROOT, "docs", "results_cells
 _ARCHIVE = flags.DEFINE_string(
     "archive", "", "a directory of finished rows (docs/sweep_rows): restored into --workdir "
     "before the sweep (rows not finished there; read only if still bound to the config, the "
-    "store content and the numerics), and written from it after the sweep and with --report "
+    "store content and the numerics), and written from it after every computed row, after the "
+    "sweep and with --report "
     "(hopa_jax.sweep_archive)")
 _DOC = flags.DEFINE_string("doc", os.path.join(_ROOT, "docs", "results.md"),
                            "the document whose generated section --report rewrites")
@@ -68,9 +69,13 @@ def main(argv):
   if _ARCHIVE.value:
     print(f"{sweep_archive.restore(_ARCHIVE.value, _WORKDIR.value)} finished rows restored "
           f"from {_ARCHIVE.value}")
-  cells = sweep.run_sweep(c, _WORKDIR.value)
+  save = None
   if _ARCHIVE.value:
-    sweep_archive.save(_WORKDIR.value, _ARCHIVE.value)
+    save = lambda: distributed.on_writer(
+        lambda: sweep_archive.save(_WORKDIR.value, _ARCHIVE.value), "archiving rows")
+  cells = sweep.run_sweep(c, _WORKDIR.value, after_row=save)
+  if save is not None:
+    save()
   if not c.dry_run:
     print(f"{sum(x['avg_r1'] is not None for x in cells)} cells measured -> "
           f"{os.path.join(_WORKDIR.value, sweep.CELLS_FILE)}")

@@ -436,8 +436,12 @@ def finished(sc, workdir: str, row: Row) -> list[dict] | None:
 
 def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
               train: Callable | None = None, reeval: Callable | None = None,
-              stop: Callable[[int], bool] | None = None) -> list[dict]:
+              stop: Callable[[int], bool] | None = None,
+              after_row: Callable[[], None] | None = None) -> list[dict]:
   """Runs (or reads) every selected row of ``plan(sc)`` in order; returns :func:`cells`.
+
+  ``after_row()`` is called after every computed row, once its results and outputs are
+  written (``--archive`` saves the finished rows there).
 
   ``stop(i)`` (a hook; tests) is asked before computing the i-th row (0-based count of
   rows computed by this call) and ends the sweep when true; ``sc.max_rows`` does the same
@@ -501,6 +505,8 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     log(f"{head}: {status} in {minutes:.1f} min{r1} (sweep elapsed "
         f"{(time.time() - t_start) / 60:.1f} min)")
     write_outputs(sc, workdir, rows)
+    if after_row is not None:
+      after_row()
     if sc.prune_experts:
       distributed.on_writer(lambda: prune_experts(sc, workdir, rows, log), "pruning experts")
   return write_outputs(sc, workdir, rows)

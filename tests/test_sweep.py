@@ -295,7 +295,10 @@ def test_archive_restores_finished_rows_elsewhere(tiny_store, tmp_path, monkeypa
   monkeypatch.chdir(tmp_path)
   c = _tiny(tiny_store)
   log = []
-  sweep.run_sweep(c, "sweep", stop=lambda i: i >= 2, log=log.append)
+  saved = []   # after_row (the binary's --archive) archives each row as it finishes
+  sweep.run_sweep(c, "sweep", stop=lambda i: i >= 2, log=log.append,
+                  after_row=lambda: saved.append(sweep_archive.save("sweep", "archive")))
+  assert saved == [1, 2]
   assert sweep_archive.save("sweep", "archive") == 2
   shutil.rmtree("sweep")
   assert sweep_archive.restore("archive", "sweep") == 2
