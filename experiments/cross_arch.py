@@ -45,8 +45,7 @@ def main(argv):
                               f"restoring cells from {archive}")
     if n is not None:
       print(f"{n} finished cells restored from {archive}")
-    on_cell = lambda: distributed.on_writer(lambda: sweep_archive.save(workdir, archive),
-                                            f"saving cells to {archive}")
+    on_cell = sweep_archive.saver(workdir, archive)
   print(cross_arch.run_table(_CONFIG.value, workdir, _STORES.value, on_cell=on_cell))
 
 

@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from experiments.configs import sweep as sweep_config
 from hopa_jax import report, sweep, sweep_archive
-from mmdd_jax import cli, distributed, keys, results
+from mmdd_jax import cli, keys, results
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG = config_flags.DEFINE_config_file(
@@ -69,10 +69,7 @@ def main(argv):
   if _ARCHIVE.value:
     print(f"{sweep_archive.restore(_ARCHIVE.value, _WORKDIR.value)} finished rows restored "
           f"from {_ARCHIVE.value}")
-  save = None
-  if _ARCHIVE.value:
-    save = lambda: distributed.on_writer(
-        lambda: sweep_archive.save(_WORKDIR.value, _ARCHIVE.value), "archiving rows")
+  save = sweep_archive.saver(_WORKDIR.value, _ARCHIVE.value) if _ARCHIVE.value else None
   cells = sweep.run_sweep(c, _WORKDIR.value, after_row=save)
   if save is not None:
     save()

@@ -44,6 +44,13 @@ def save(workdir: str, archive: str) -> int:
   return n
 
 
+def saver(workdir: str, archive: str):
+  """A ``save(workdir, archive)`` to call after every row or cell: the writer process
+  copies, every process waits for it (:func:`mmdd_jax.distributed.on_writer`)."""
+  from mmdd_jax import distributed
+  return lambda: distributed.on_writer(lambda: save(workdir, archive), f"archiving to {archive}")
+
+
 def _copy_row(src_root: str, dst_root: str, rel: str) -> None:
   for f in FILES:
     src = os.path.join(src_root, rel, f)

@@ -300,6 +300,7 @@ def test_archive_restores_finished_rows_elsewhere(tiny_store, tmp_path, monkeypa
                   after_row=lambda: saved.append(sweep_archive.save("sweep", "archive")))
   assert saved == [1, 2]
   assert sweep_archive.save("sweep", "archive") == 2
+  assert sweep_archive.saver("sweep", "archive")() == 2   # the binaries' (one process)
   shutil.rmtree("sweep")
   assert sweep_archive.restore("archive", "sweep") == 2
   log.clear()
