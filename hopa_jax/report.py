@@ -437,7 +437,36 @@ def report_markdown(cells: Sequence[dict]) -> str:
     for b in _budgets(cells) or ["cpu"]:
       out += [f"### Claims — {VIEW_TITLE[view](cells).split(' (')[0].lower()}, budget `{b}`",
               "", claims_table(cells, view, b, ds), ""]
+  edge = edge_table(cells)
+  if edge:
+    out += ["### Evaluation selections at the edge of the lr grid", "", edge, ""]
   return "\n".join(out).rstrip() + "\n"
+
+
+def edge_table(cells: Sequence[dict]) -> str:
+  """The rows whose validation-selected evaluation lr is the smallest or largest of the
+  grid (``eval_lr_edge``), once per workdir: for them the grid may not hold the best lr,
+  so their number may understate what the set gives under that objective (the rule is
+  still the same for every row). Empty when there are none."""
+  seen, rows = set(), []
+  for c in cells:
+    if not c.get("eval_lr_edge") or c.get("workdir") in seen:
+      continue
+    seen.add(c.get("workdir"))
+    ep = c.get("eval_epochs") or []
+    rows.append(f"| {c['dataset']} | {c['label']} | {c['n'] if c['n'] is not None else '—'} | "
+                f"{c['budget']} | seed {c['seed']} | {c.get('eval_objective') or '—'} | "
+                f"{c['eval_lr']:g} ({c['eval_lr_edge']}) | "
+                f"{min(ep) if ep else '—'}–{max(ep) if ep else '—'} |")
+  if not rows:
+    return ""
+  return "\n".join([
+      f"{len(rows)} of the measured rows chose an evaluation lr at an end of the grid "
+      "(`eval.lrs`, the same for every row). The grid was fixed before the sweep and is "
+      "not widened after seeing results; a `low` edge with selected epochs near 1 means that "
+      "under that objective any training past the first epoch lowered the validation score.",
+      "", "| dataset | row | n | budget | seed | eval objective | selected lr (edge) | "
+      "selected epochs (min–max over runs) |", "|---|---|---|---|---|---|---|---|"] + rows)
 
 
 def update_doc(path: str, cells: Sequence[dict]) -> str:

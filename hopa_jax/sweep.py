@@ -525,7 +525,18 @@ def _now() -> str:
 CELL_FIELDS = ("dataset", "method", "label", "n", "budget", "seed", "view", "eval_objective",
                "avg_r1", "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "seeds",
                "seed_mean_r1", "seed_std_r1", "seed_mean_r5", "seed_std_r5", "minutes",
-               "device", "commit", "date", "status", "same_as", "workdir")
+               "device", "commit", "date", "status", "same_as", "workdir",
+               "eval_lr", "eval_lr_edge", "eval_epochs")
+
+
+def lr_edge(ev: dict) -> str | None:
+  """``"low"`` / ``"high"`` when the lr that validation selected is the smallest / largest
+  of the evaluation's grid (``eval.lr_grid``): the grid may not hold the row's best lr."""
+  grid = sorted(float(k) for k in (ev.get("lr_grid") or {}))
+  lr = ev.get("lr")
+  if len(grid) < 2 or lr is None:
+    return None
+  return "low" if float(lr) <= grid[0] else "high" if float(lr) >= grid[-1] else None
 
 
 def _cell(sc, workdir: str, row: Row) -> dict | None:
@@ -558,6 +569,8 @@ def _cell(sc, workdir: str, row: Row) -> dict | None:
       "commit": prov.get("commit", "unknown"), "date": date,
       "status": prov.get("status", "finished"), "same_as": row.same_as,
       "workdir": target.path,
+      "eval_lr": ev.get("lr"), "eval_lr_edge": lr_edge(ev),
+      "eval_epochs": ev.get("epochs"),
   }
 
 

@@ -251,6 +251,21 @@ def test_report_from_hand_made_cells(tmp_path):
   assert "### Claims — own-objective view, budget `cpu`" in text
   assert "(= LoRS)" in text and "seeds ± 0.30, 3" in text
   assert report.update_doc(str(doc), cells) == text           # idempotent
+  assert "at the edge of the lr grid" not in text             # no cell says so
+  # A row whose selected lr is an end of the grid is listed once, with its epochs.
+  grid = {"0.001": 1.0, "0.01": 2.0, "0.1": 3.0}
+  assert sweep.lr_edge({"lr": 0.001, "lr_grid": grid}) == "low"
+  assert sweep.lr_edge({"lr": 0.1, "lr_grid": grid}) == "high"
+  assert sweep.lr_edge({"lr": 0.01, "lr_grid": grid}) is None
+  assert sweep.lr_edge({"lr": 0.01}) is None and sweep.lr_edge({}) is None
+  edged = [dict(c) for c in cells]
+  edged[-2].update(eval_lr=0.001, eval_lr_edge="low", eval_epochs=[1, 2, 1], workdir="full_x")
+  edged.append(dict(edged[-2]))                               # an alias of the same workdir
+  md = report.report_markdown(edged)
+  assert "### Evaluation selections at the edge of the lr grid" in md
+  assert md.count("| 0.001 (low) | 1–2 |") == 1
+  assert md.split("### Evaluation selections")[0].split("### Claims")[-1] == \
+      report.report_markdown(cells).split("### Claims")[-1] + "\n"   # appended, nothing else moves
   (tmp_path / "nomarkers.md").write_text("no markers\n")
   with pytest.raises(ValueError, match="markers"):
     report.update_doc(str(tmp_path / "nomarkers.md"), cells)
