@@ -214,7 +214,9 @@ def train_early_stopping(keys, params0, xs, val_xs, lrs, cfg: EvalConfig, loss_f
   """Runs ``len(keys)`` runs (run ``r`` at ``lrs[r]``) with early stopping on the
   validation avg R@1: each run keeps the heads of its checkpoint chosen by
   :func:`mmdd_jax.data.first_best` over its checks so far (exact ties, ``tol=0``: the
-  earliest best) and stops after ``patience`` checks that do not become it.
+  earliest best). The runs stop together, when every run has gone ``patience`` checks
+  without a new best (or at ``max_epochs``): a run past its own patience trains on while
+  another run improves, and a later check can still become its best (docs/hopa.md).
   Returns ``(best_params [R, ...], best_val [R], best_epoch [R])``.
 
   ``ckpt_dir``: resumable. After a validation check, when ``save_every_s`` seconds
