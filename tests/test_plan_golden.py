@@ -6,13 +6,22 @@ workdir fingerprints as the golden records ``tests/plan_golden/*.json``; the con
 config files cannot move a fingerprinted key of an existing workdir.
 
 Exact equality is asserted when this machine's device kind, CPU model, CPU flags and
-jax/jaxlib versions are the golden's (XLA CPU code differs across ISAs); elsewhere the
-floats are compared with rtol 1e-5 and the array digests by their sums and norms (the
-assertion message says which mode ran).
+jax/jaxlib versions are those of a golden record (XLA CPU code differs across ISAs):
+``<name>.json`` (the reference machine) or ``<name>.<machine tag>.json`` (the same
+commit's numbers recorded on another machine kind). Elsewhere the floats of results and
+JSONL are compared with rtol 1e-3 and the array digests by their sums and norms with
+rtol 2e-2 (the assertion message says which mode ran). Why so loose: float32 runs on
+another ISA differ in the last bits, and a few Adam steps on the learned similarity turn
+that into lr-sized moves where a gradient is ≈ 0 (normalised updates); measured
+2026-12-03 on an Intel Xeon against the AMD EPYC record: similarity.npy's sum 0.6 %
+apart after 3 iterations, the bound study's floats up to 1.3e-3 relative, every other
+value within 1e-5.
 
-Regenerate the record (only at a commit whose numbers are the reference):
+Regenerate the record (only at a commit whose numbers are the reference), or add this
+machine's record of the same commit's numbers:
 
   PLAN_GOLDEN_REGEN=1 PYTHONPATH=$PWD python -m pytest -q tests/test_plan_golden.py
+  PLAN_GOLDEN_ADD_MACHINE=1 PYTHONPATH=$PWD python -m pytest -q tests/test_plan_golden.py
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from mmdd_jax import keys, results, workdir as workdir_lib
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan_golden")
 REGEN = os.environ.get("PLAN_GOLDEN_REGEN") == "1"
+ADD_MACHINE = os.environ.get("PLAN_GOLDEN_ADD_MACHINE") == "1"
 VOLATILE = {"time_s", "time", "device"}   # wall-clock and device string: not results
 
 # Configs pinned by content and fingerprint: (module, name, switches, other keys). The
@@ -212,7 +222,7 @@ def _implicit(path: str, key: str, value) -> bool:
 
 
 def _close(a, b, path: str, exact: bool) -> None:
-  mode = "exact (same machine as the golden)" if exact else "rtol 1e-5 (another CPU/jax)"
+  mode = "exact (same machine as the golden)" if exact else "tolerant (another CPU/jax)"
   if isinstance(a, dict) and isinstance(b, dict):
     a = {k: v for k, v in a.items() if k in b or not _implicit(path, k, v)}
     assert sorted(a) == sorted(b), f"{path}: keys differ [{mode}]: {sorted(set(a) ^ set(b))}"
@@ -226,25 +236,36 @@ def _close(a, b, path: str, exact: bool) -> None:
       _close(x, y, f"{path}[{i}]", exact)
   elif (not exact and isinstance(a, float) and isinstance(b, (int, float))
         and not isinstance(b, bool)):
-    assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), f"{path}: {a} vs golden {b} [{mode}]"
+    rtol = 2e-2 if ".arrays." in f".{path}" else 1e-3
+    assert math.isclose(a, b, rel_tol=rtol, abs_tol=1e-6), \
+        f"{path}: {a} vs golden {b} [{mode}, here rtol {rtol:g}]"
   else:
     assert a == b, f"{path}: {a!r} vs golden {b!r} [{mode}]"
 
 
+def machine_tag(m: dict | None = None) -> str:
+  return hashlib.sha256(json.dumps(m or machine(), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _golden(name: str) -> dict | None:
-  path = os.path.join(GOLDEN, f"{name}.json")
-  if REGEN or not os.path.exists(path):
+  """This machine's record of ``name`` if there is one, else the reference machine's."""
+  if REGEN:
     return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  for path in (os.path.join(GOLDEN, f"{name}.{machine_tag()}.json"),
+               os.path.join(GOLDEN, f"{name}.json")):
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        return json.load(f)
+  return None
 
 
 def _write(name: str, got: dict) -> None:
   os.makedirs(GOLDEN, exist_ok=True)
-  with open(os.path.join(GOLDEN, f"{name}.json"), "w", encoding="utf-8") as f:
+  fname = f"{name}.{machine_tag()}.json" if ADD_MACHINE else f"{name}.json"
+  with open(os.path.join(GOLDEN, fname), "w", encoding="utf-8") as f:
     json.dump({"machine": machine(), **got}, f, indent=1, sort_keys=True)
     f.write("\n")
-  pytest.skip(f"wrote {GOLDEN}/{name}.json")
+  pytest.skip(f"wrote {GOLDEN}/{fname}")
 
 
 def test_configs_and_fingerprints_unchanged():
@@ -266,7 +287,8 @@ def test_fixed_seed_runs_unchanged(name, tiny_store, tiny_cls_store, tmp_path):
           str(tmp_path): "<tmp>"}
   got = RUNS[name](str(tmp_path), tiny_store, tiny_cls_store)
   got = {k: record(wd, subs, data) for k, (wd, data) in got.items()}
-  if REGEN:
+  if REGEN or (ADD_MACHINE and not os.path.exists(
+      os.path.join(GOLDEN, f"{name}.{machine_tag()}.json"))):
     _write(name, {"runs": got})
   golden = _golden(name)
   if golden is None:
