@@ -243,16 +243,19 @@ def _close(a, b, path: str, exact: bool) -> None:
     assert a == b, f"{path}: {a!r} vs golden {b!r} [{mode}]"
 
 
-def machine_tag(m: dict | None = None) -> str:
-  return hashlib.sha256(json.dumps(m or machine(), sort_keys=True).encode()).hexdigest()[:12]
+def _record_path(name: str, this_machine: bool) -> str:
+  """``<name>.json`` (the reference machine's) or ``<name>.<this machine's tag>.json``."""
+  if not this_machine:
+    return os.path.join(GOLDEN, f"{name}.json")
+  tag = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:12]
+  return os.path.join(GOLDEN, f"{name}.{tag}.json")
 
 
 def _golden(name: str) -> dict | None:
   """This machine's record of ``name`` if there is one, else the reference machine's."""
   if REGEN:
     return None
-  for path in (os.path.join(GOLDEN, f"{name}.{machine_tag()}.json"),
-               os.path.join(GOLDEN, f"{name}.json")):
+  for path in (_record_path(name, True), _record_path(name, False)):
     if os.path.exists(path):
       with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -261,11 +264,11 @@ def _golden(name: str) -> dict | None:
 
 def _write(name: str, got: dict) -> None:
   os.makedirs(GOLDEN, exist_ok=True)
-  fname = f"{name}.{machine_tag()}.json" if ADD_MACHINE else f"{name}.json"
-  with open(os.path.join(GOLDEN, fname), "w", encoding="utf-8") as f:
+  path = _record_path(name, ADD_MACHINE)
+  with open(path, "w", encoding="utf-8") as f:
     json.dump({"machine": machine(), **got}, f, indent=1, sort_keys=True)
     f.write("\n")
-  pytest.skip(f"wrote {GOLDEN}/{fname}")
+  pytest.skip(f"wrote {path}")
 
 
 def test_configs_and_fingerprints_unchanged():
@@ -287,8 +290,7 @@ def test_fixed_seed_runs_unchanged(name, tiny_store, tiny_cls_store, tmp_path):
           str(tmp_path): "<tmp>"}
   got = RUNS[name](str(tmp_path), tiny_store, tiny_cls_store)
   got = {k: record(wd, subs, data) for k, (wd, data) in got.items()}
-  if REGEN or (ADD_MACHINE and not os.path.exists(
-      os.path.join(GOLDEN, f"{name}.{machine_tag()}.json"))):
+  if REGEN or (ADD_MACHINE and not os.path.exists(_record_path(name, True))):
     _write(name, {"runs": got})
   golden = _golden(name)
   if golden is None:
