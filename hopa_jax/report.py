@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from typing import Sequence
 
 NS = (100, 200, 500)
@@ -440,7 +441,52 @@ def report_markdown(cells: Sequence[dict]) -> str:
   edge = edge_table(cells)
   if edge:
     out += ["### Evaluation selections at the edge of the lr grid", "", edge, ""]
+  cost = cost_table(cells)
+  if cost:
+    out += ["### Measured wall time of the finished rows", "", cost, ""]
   return "\n".join(out).rstrip() + "\n"
+
+
+def row_kind(c: dict) -> str:
+  """What a cell's workdir computed: ``distilled`` (experts, distillation, evaluation),
+  ``re-evaluation`` (a common-view evaluation of a stored set), or the reference rows."""
+  if c["method"] in ("zero_shot", "random", "full"):
+    return {"zero_shot": "Zero-shot", "random": "Random", "full": "Full"}[c["method"]]
+  return "re-evaluation" if "common_" in (c.get("workdir") or "") else "distilled"
+
+
+KIND_ORDER = ("distilled", "re-evaluation", "Full", "Random", "Zero-shot")
+
+
+def cost_table(cells: Sequence[dict]) -> str:
+  """Wall minutes of the finished rows (each workdir once: aliases and the common view of
+  an InfoNCE row are not counted twice), per dataset, n, budget and kind, with the sum.
+  Empty when no cell has minutes."""
+  seen, groups = set(), {}
+  for c in cells:
+    w = c.get("workdir")
+    if c.get("minutes") is None or w in seen:
+      continue
+    seen.add(w)
+    key = (c["dataset"], -1 if c["n"] is None else c["n"], c["budget"], row_kind(c))
+    groups.setdefault(key, []).append(float(c["minutes"]))
+  if not groups:
+    return ""
+  order = lambda k: (k[0], KIND_ORDER.index(k[3]), k[1], k[2])
+  rows, total = [], 0.0
+  for k in sorted(groups, key=order):
+    v = sorted(groups[k])
+    total += sum(v)
+    rows.append(f"| {k[0]} | {'—' if k[1] < 0 else k[1]} | {k[2]} | {k[3]} | {len(v)} | "
+                f"{statistics.median(v):.1f} | {v[0]:.1f}–{v[-1]:.1f} | {sum(v):.0f} |")
+  return "\n".join([
+      f"{len(seen)} workdirs, {total:.0f} wall minutes ({total / 60:.1f} h) in all, as each "
+      "row's `sweep_provenance.json` recorded them (`minutes`; devices as in the cells). A "
+      "distilled row's minutes include its experts when it was the first row of its experts "
+      "group to run; a re-evaluation evaluates a stored set in the common view; Random, "
+      "Full and Zero-shot do not depend on the budget.", "",
+      "| dataset | n | budget | kind | rows | median min | min–max | total min |",
+      "|---|---|---|---|---|---|---|---|"] + rows)
 
 
 def edge_table(cells: Sequence[dict]) -> str:

@@ -265,7 +265,24 @@ def test_report_from_hand_made_cells(tmp_path):
   assert "### Evaluation selections at the edge of the lr grid" in md
   assert md.count("| 0.001 (low) | 1–2 |") == 1
   assert md.split("### Evaluation selections")[0].split("### Claims")[-1] == \
-      report.report_markdown(cells).split("### Claims")[-1] + "\n"   # appended, nothing else moves
+      report.report_markdown(cells).split("### Claims")[-1].split("### Measured wall")[0]
+  assert md.index("### Evaluation selections") < md.index("### Measured wall")  # nothing moves
+  # The measured wall time: each workdir once (the 3-pair alias shares LoRS's), per kind.
+  wc = [dict(c, workdir=("common_" if c["view"] == "common" else "") + f"w{i}",
+             minutes=1.0 + i) for i, c in enumerate(cells)]
+  lors = next(c for c in wc if c["method"] == "lors")
+  next(c for c in wc if c["method"] == "3pair")["workdir"] = lors["workdir"]
+  cost = report.cost_table(wc)
+  dist = [c["minutes"] for c in wc if c["n"] == 100 and c["view"] == "own"
+          and c["method"] not in ("random", "3pair")]
+  assert len(dist) == 11
+  assert (f"| msrvtt_sim | 100 | cpu | distilled | 11 | {sorted(dist)[5]:.1f} | "
+          f"{min(dist):.1f}–{max(dist):.1f} | {sum(dist):.0f} |") in cost
+  assert "| msrvtt_sim | 100 | cpu | re-evaluation | 1 |" in cost
+  assert "| msrvtt_sim | — | cpu | Full | 2 |" in cost            # own + common objective
+  assert f"{len(wc) - 1} workdirs" in cost                          # the alias once
+  assert "### Measured wall time of the finished rows" in report.report_markdown(wc)
+  assert report.cost_table([dict(c, minutes=None) for c in cells]) == ""
   (tmp_path / "nomarkers.md").write_text("no markers\n")
   with pytest.raises(ValueError, match="markers"):
     report.update_doc(str(tmp_path / "nomarkers.md"), cells)
