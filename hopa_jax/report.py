@@ -451,8 +451,10 @@ def row_kind(c: dict) -> str:
   """What a cell's workdir computed: ``distilled`` (experts, distillation, evaluation),
   ``re-evaluation`` (a common-view evaluation of a stored set), or the reference rows."""
   if c["method"] in ("zero_shot", "random", "full"):
-    return {"zero_shot": "Zero-shot", "random": "Random", "full": "Full"}[c["method"]]
-  return "re-evaluation" if "common_" in (c.get("workdir") or "") else "distilled"
+    return NAMES[c["method"]]
+  # A re-evaluation lives under the sweep's common_<objective>/ directory (hopa_jax.sweep).
+  parts = (c.get("workdir") or "").split("/")
+  return "re-evaluation" if f"common_{c.get('eval_objective')}" in parts else "distilled"
 
 
 KIND_ORDER = ("distilled", "re-evaluation", "Full", "Random", "Zero-shot")

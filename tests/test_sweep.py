@@ -268,7 +268,8 @@ def test_report_from_hand_made_cells(tmp_path):
       report.report_markdown(cells).split("### Claims")[-1].split("### Measured wall")[0]
   assert md.index("### Evaluation selections") < md.index("### Measured wall")  # nothing moves
   # The measured wall time: each workdir once (the 3-pair alias shares LoRS's), per kind.
-  wc = [dict(c, workdir=("common_" if c["view"] == "common" else "") + f"w{i}",
+  wc = [dict(c, workdir=(f"common_{c['eval_objective']}/" if c["view"] == "common" else "")
+             + f"w{i}",
              minutes=1.0 + i) for i, c in enumerate(cells)]
   lors = next(c for c in wc if c["method"] == "lors")
   next(c for c in wc if c["method"] == "3pair")["workdir"] = lors["workdir"]
