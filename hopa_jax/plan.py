@@ -99,6 +99,10 @@ EVALUATE_KEYS = {
     "store": ("", None, "store directory to evaluate (its train split is the training set)"),
     "test_store": ("", None, "store whose test split is scored ('' = store)"),
     "seed": (0, ">=0", "evaluation key"),
+    "targets": ("store", ("store", "identity"), "what the heads are trained towards: 'store' = "
+                "the store's learned Ŝ (similarity.npy) when it has one, else I; 'identity' = "
+                "I even when it has one (the synthetic features without their learned "
+                "targets: a diagnostic, docs/analyses.md)"),
     "lr": (keys.placeholder(float), ">0", "eval.protocol=paper: learning rate (None: the "
            "store's learned η, else 0.01)"),
     "check_hashes": keys.STORE["check_hashes"],
@@ -330,6 +334,7 @@ class EvaluatePlan:
   check_hashes: bool
   progress: bool
   eval: ev.EvalConfig
+  targets: str = "store"
 
   @property
   def select(self) -> bool:
@@ -344,7 +349,7 @@ def resolve_evaluate(config: Any) -> EvaluatePlan:
   cfg = ev.EvalConfig(**d["eval"], obj=obj_lib.ObjectiveConfig(**d["objective"]))
   return EvaluatePlan(config=d, store=d["store"], test_store=d["test_store"], seed=d["seed"],
                       lr=d["lr"], check_hashes=d["check_hashes"], progress=bool(d["progress"]),
-                      eval=cfg)
+                      eval=cfg, targets=d["targets"])
 
 
 # ------------------------------------------------------------ the cross-architecture table

@@ -250,7 +250,8 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
   """Re-evaluates the store ``config.store`` as a distilled set
   (``experiments/configs/evaluate.py``): fresh heads from its ``heads.npz`` train on
   its train split and are scored on the test split of ``config.test_store`` (default:
-  the same store); targets ``similarity.npy`` when present, else ``I``. Protocol
+  the same store); targets ``similarity.npy`` when present, else ``I``
+  (``config.targets = 'identity'``: ``I`` always). Protocol
   ``select`` reads the store's ``val`` split; ``paper`` trains at ``config.lr``
   (None: the store's learned η, else 0.01)."""
   plan = keys.plan_of(config, plan_lib.EvaluatePlan, plan_lib.resolve_evaluate)
@@ -277,7 +278,8 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     bound["test_store"] = workdir_lib.store_digest(test_st)
   with workdir_lib.open_workdir(workdir, plan.config, fresh=fresh, data=bound):
     lr = plan.lr or extra.get("lr") or 0.01
-    sim = {"S": np.load(os.path.join(st.root, sim_name))} if sim_listed else None
+    use_sim = sim_listed and plan.targets == "store"
+    sim = {"S": np.load(os.path.join(st.root, sim_name))} if use_sim else None
     mods = st.modalities
     test_st.require_modalities(mods, where=f"{st.root} modalities")
     xs = data.load_split(st, "train", "features", mods)

@@ -93,7 +93,7 @@ def recorded(config: Any) -> Any:
 # Keys added after workdirs existed, at the value that reproduces the code before them
 # exactly: left out of the binding at that value, so older workdirs (and their
 # fingerprints) stay valid; any other value is bound as usual.
-IMPLICIT_DEFAULTS = {"distill.trajectories_per_iter": 1}
+IMPLICIT_DEFAULTS = {"distill.trajectories_per_iter": 1, "targets": "store"}
 
 
 def result_keys(config: Any) -> dict:
