@@ -30,15 +30,18 @@ import json
 import os
 from typing import Callable, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from hopa_jax import distill as dl
+from hopa_jax import objectives as obj_lib
 from hopa_jax import plan as plan_lib
 from hopa_jax import report, sweep, table
+from mmdd_jax import losses as mm_losses
 from mmdd_jax import results, stage as stage_lib, workdir as workdir_lib
 
 CELL_FIELDS = ("dataset", "method", "n", "budget", "seed", "objective", "store", "avg_r1",
-               "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "s_dist", "common_r1",
+               "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "s_dist", "label_mass", "common_r1",
                "common_r1_std",
                "own_r1", "own_r1_std", "random_r1", "random_r1_std", "eval_lr",
                "eval_lr_edge", "eval_epochs", "minutes", "device", "commit", "date", "workdir")
@@ -77,6 +80,19 @@ def s_distance(store: str) -> float:
   name = ((man.get("extra") or {}).get("hopa") or {}).get("similarity") or "similarity.npy"
   s = np.load(os.path.join(store, name))
   return float(np.linalg.norm(s - np.eye(len(s))))
+
+
+def label_mass(store: str, obj: obj_lib.ObjectiveConfig) -> float:
+  """The share of the soft labels off the diagonal when InfoNCE reads the store's Ŝ as
+  the evaluation does (:func:`hopa_jax.objectives.prepare_targets` with the evaluation's
+  objective keys, then :func:`mmdd_jax.losses.soft_labels`), averaged over the rows of
+  both directions: 0 = the labels are I, 0.9 = an instance's own pair gets 10 %."""
+  with open(os.path.join(store, "manifest.json"), encoding="utf-8") as f:
+    man = json.load(f)
+  name = ((man.get("extra") or {}).get("hopa") or {}).get("similarity") or "similarity.npy"
+  t = obj_lib.prepare_targets(jnp.asarray(np.load(os.path.join(store, name))), obj)
+  own = [jnp.diagonal(mm_losses.soft_labels(x)) for x in (t, t.T)]
+  return float(1.0 - jnp.mean(jnp.concatenate(own)))
 
 
 def cell_dir(row: sweep.Row) -> str:
@@ -149,6 +165,7 @@ def run(sc, sweep_workdir: str, workdir: str, *, log: Callable[[str], None] = pr
         "avg_r1": avg.get("R@1"), "avg_r1_std": std.get("R@1", 0.0),
         "avg_r5": avg.get("R@5"), "avg_r5_std": std.get("R@5", 0.0), "runs": x.get("runs"),
         "s_dist": round(s_distance(store), 4),
+        "label_mass": round(label_mass(store, p.eval.obj), 4),
         "common_r1": common[0], "common_r1_std": common[1],
         "own_r1": own[0], "own_r1_std": own[1],
         "random_r1": rnd[0], "random_r1_std": rnd[1],
@@ -186,8 +203,8 @@ def markdown(cells: Sequence[dict]) -> str:
   rows = sorted(cells, key=lambda c: (order.get(c["dataset"], 99), c["dataset"], c["n"],
                                       c["budget"], c["seed"], c["method"]))
   lines = ["| dataset | n | budget | seed | set | own view | common, Ŝ | common, Ŝ = I | "
-           "I − Ŝ | ‖Ŝ − I‖_F | Random (common) | store |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "I − Ŝ | ‖Ŝ − I‖_F | labels off the diagonal | Random (common) | store |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for c in rows:
     if c["common_r1"] is None or c["avg_r1"] is None:
       delta = "—"
@@ -200,6 +217,7 @@ def markdown(cells: Sequence[dict]) -> str:
         f"{report.NAMES.get(c['method'], c['method'])} | {_pm(c['own_r1'], c['own_r1_std'])} | "
         f"{_pm(c['common_r1'], c['common_r1_std'])} | "
         f"{_pm(c['avg_r1'], c['avg_r1_std'])}{edge} | {delta} | {c['s_dist']:.2f} | "
+        f"{'—' if c.get('label_mass') is None else format(c['label_mass'], '.0%')} | "
         f"{_pm(c['random_r1'], c['random_r1_std'])} | {c['store'][7:13]} |")
   return "\n".join(lines)
 

@@ -100,6 +100,7 @@ def test_identity_view_over_a_tiny_sweep(tiny_sweep, tmp_path):
   assert cell["random_r1"] == sc[("random[infonce]", "common")]["avg_r1"]
   assert cell["avg_r1"] > 0 and cell["runs"] == 2 and cell["commit"] == "abc"
   assert cell["store"].startswith("sha256:") and cell["s_dist"] >= 0
+  assert 0 <= cell["label_mass"] <= 1
   # A second call reads the finished cell.
   calls.clear()
   again = targets_view.run(c, wd, out, evaluate=evaluate, log=lambda _: None)
