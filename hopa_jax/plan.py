@@ -102,7 +102,7 @@ EVALUATE_KEYS = {
     "targets": ("store", ("store", "identity"), "what the heads are trained towards: 'store' = "
                 "the store's learned Ŝ (similarity.npy) when it has one, else I; 'identity' = "
                 "I even when it has one (the synthetic features without their learned "
-                "targets: a diagnostic, docs/analyses.md)"),
+                "targets: a diagnostic, docs/identity_targets.md)"),
     "lr": (keys.placeholder(float), ">0", "eval.protocol=paper: learning rate (None: the "
            "store's learned η, else 0.01)"),
     "check_hashes": keys.STORE["check_hashes"],

@@ -25,7 +25,6 @@ table from the cells alone.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 from typing import Callable, Sequence
@@ -41,13 +40,13 @@ from mmdd_jax import losses as mm_losses
 from mmdd_jax import results, stage as stage_lib, workdir as workdir_lib
 
 CELL_FIELDS = ("dataset", "method", "n", "budget", "seed", "objective", "store", "avg_r1",
-               "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "s_dist", "label_mass", "common_r1",
-               "common_r1_std",
-               "own_r1", "own_r1_std", "random_r1", "random_r1_std", "eval_lr",
-               "eval_lr_edge", "eval_epochs", "minutes", "device", "commit", "date", "workdir")
+               "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "s_dist", "label_mass",
+               "common_r1", "common_r1_std", "own_r1", "own_r1_std", "random_r1",
+               "random_r1_std", "eval_lr", "eval_lr_edge", "eval_epochs", "minutes", "device",
+               "commit", "date", "workdir")
 
 
-def targets(sc, sweep_workdir: str) -> list[sweep.Row]:
+def targets(sc) -> list[sweep.Row]:
   """The common-view rows of the sweep plan whose set is distilled (a ``reeval`` row, or
   an ``alias`` of a distilled row whose own objective is the common one), computed once
   (rows carrying ``same_as`` are another row's). Each is returned as a ``reeval`` row of
@@ -62,35 +61,34 @@ def targets(sc, sweep_workdir: str) -> list[sweep.Row]:
   return out
 
 
-def has_similarity(store: str) -> bool:
-  """Whether the store's manifest lists its learned Ŝ (``extra.hopa.similarity``)."""
+def similarity_file(store: str) -> str | None:
+  """The path of the store's learned Ŝ when its manifest lists one
+  (``extra.hopa.similarity``, default ``similarity.npy``), else None."""
   try:
     with open(os.path.join(store, "manifest.json"), encoding="utf-8") as f:
       man = json.load(f)
   except (OSError, json.JSONDecodeError):
-    return False
+    return None
   name = ((man.get("extra") or {}).get("hopa") or {}).get("similarity") or "similarity.npy"
-  return name in (man.get("files") or {})
+  return os.path.join(store, name) if name in (man.get("files") or {}) else None
 
 
-def s_distance(store: str) -> float:
-  """‖Ŝ − I‖_F of the store's learned Ŝ (how far its targets are from I)."""
-  with open(os.path.join(store, "manifest.json"), encoding="utf-8") as f:
-    man = json.load(f)
-  name = ((man.get("extra") or {}).get("hopa") or {}).get("similarity") or "similarity.npy"
-  s = np.load(os.path.join(store, name))
+def has_similarity(store: str) -> bool:
+  """Whether the store's manifest lists its learned Ŝ."""
+  return similarity_file(store) is not None
+
+
+def s_distance(s: np.ndarray) -> float:
+  """‖Ŝ − I‖_F (how far the targets are from I)."""
   return float(np.linalg.norm(s - np.eye(len(s))))
 
 
-def label_mass(store: str, obj: obj_lib.ObjectiveConfig) -> float:
-  """The share of the soft labels off the diagonal when InfoNCE reads the store's Ŝ as
-  the evaluation does (:func:`hopa_jax.objectives.prepare_targets` with the evaluation's
+def label_mass(s: np.ndarray, obj: obj_lib.ObjectiveConfig) -> float:
+  """The share of the soft labels off the diagonal when InfoNCE reads Ŝ as the
+  evaluation does (:func:`hopa_jax.objectives.prepare_targets` with the evaluation's
   objective keys, then :func:`mmdd_jax.losses.soft_labels`), averaged over the rows of
   both directions: 0 = the labels are I, 0.9 = an instance's own pair gets 10 %."""
-  with open(os.path.join(store, "manifest.json"), encoding="utf-8") as f:
-    man = json.load(f)
-  name = ((man.get("extra") or {}).get("hopa") or {}).get("similarity") or "similarity.npy"
-  t = obj_lib.prepare_targets(jnp.asarray(np.load(os.path.join(store, name))), obj)
+  t = obj_lib.prepare_targets(jnp.asarray(s), obj)
   own = [jnp.diagonal(mm_losses.soft_labels(x)) for x in (t, t.T)]
   return float(1.0 - jnp.mean(jnp.concatenate(own)))
 
@@ -105,10 +103,6 @@ def config(sc, sweep_workdir: str, row: sweep.Row):
   c = sweep.reeval_config(sc, sweep_workdir, row)
   c.targets = "identity"
   return c
-
-
-def _now() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
 
 
 def _reference(sweep_cells: Sequence[dict], row: sweep.Row, *, view: str, label: str):
@@ -130,12 +124,13 @@ def run(sc, sweep_workdir: str, workdir: str, *, log: Callable[[str], None] = pr
   commit = commit or sweep.git_commit()
   sweep_cells = sweep.cells(sc, sweep_workdir)
   out, incomplete = [], []
-  for r in targets(sc, sweep_workdir):
+  for r in targets(sc):
     store = os.path.join(sweep_workdir, r.source.path, "distilled")
     head = f"[identity] {r.dataset} {r.method} n={r.n} {r.budget} seed={r.seed}"
     if sweep.finished(sc, sweep_workdir, r.source) is None:
       continue
-    if not has_similarity(store):
+    s_file = similarity_file(store)
+    if s_file is None:
       continue            # Ŝ = I already: its common cell is this view's
     if not sweep.store_complete(store):
       incomplete.append(r.source.path)
@@ -148,11 +143,12 @@ def run(sc, sweep_workdir: str, workdir: str, *, log: Callable[[str], None] = pr
     if res is None:
       log(f"{head}: running in {wd}")
       res = evaluate(p, wd)
-      results.atomic_write_json(prov_path, {"commit": commit, "date": _now()})
+      results.atomic_write_json(prov_path, {"commit": commit, "date": sweep._now()})
       log(f"{head}: avg R@1 {res[0]['avg']['R@1']:.2f} ± "
           f"{(res[0].get('avg_std') or {}).get('R@1', 0):.2f}")
     prov = sweep._read_json(prov_path) or {}
     x = res[0]
+    s = np.load(s_file)
     avg, std, ev = x.get("avg") or {}, x.get("avg_std") or {}, x.get("eval") or {}
     common = _reference(sweep_cells, r, view="common", label=r.label)
     own = _reference(sweep_cells, r, view="own", label=r.source.label)
@@ -164,8 +160,8 @@ def run(sc, sweep_workdir: str, workdir: str, *, log: Callable[[str], None] = pr
         "store": workdir_lib.store_digest(store),
         "avg_r1": avg.get("R@1"), "avg_r1_std": std.get("R@1", 0.0),
         "avg_r5": avg.get("R@5"), "avg_r5_std": std.get("R@5", 0.0), "runs": x.get("runs"),
-        "s_dist": round(s_distance(store), 4),
-        "label_mass": round(label_mass(store, p.eval.obj), 4),
+        "s_dist": round(s_distance(s), 4),
+        "label_mass": round(label_mass(s, p.eval.obj), 4),
         "common_r1": common[0], "common_r1_std": common[1],
         "own_r1": own[0], "own_r1_std": own[1],
         "random_r1": rnd[0], "random_r1_std": rnd[1],

@@ -2,7 +2,6 @@
 the evaluation key that drops Ŝ, the diagnostic over a tiny sweep (read, not rerun, on a
 second call), the cells' merge across machines and the generated table."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,30 +9,18 @@ import sys
 import pytest
 
 from experiments.configs import evaluate as evaluate_config
-from experiments.configs import sweep as sweep_config
 from hopa_jax import evaluate as ev
 from hopa_jax import run, sweep, targets_view
 from mmdd_jax import keys, workdir as workdir_lib
+from tests import test_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _tiny(store):
-  c = sweep_config.get_config()
-  c.base.update_from_flattened_dict({"dataset": store.root, "local": True, "progress": False,
-                                     "experts.lr": 0.1, "eval.lrs": (0.01, 0.1),
-                                     "eval.max_epochs": 2})
-  c.datasets = (store.root,)
-  c.phases = ("all/8/main/cpu/0",)
-  c.method_sets.main = ("random", "hopa", "mtt_vl")
-  c.budgets.cpu.update(dict(num_experts=2, expert_epochs=3, iterations=1.0, syn_steps=3,
-                            eval_runs=2))
-  return c
-
-
 @pytest.fixture(scope="module")
 def tiny_sweep(tiny_store, tmp_path_factory):
-  c = _tiny(tiny_store)
+  c = test_sweep._tiny(tiny_store)
+  c.method_sets.main = ("random", "hopa", "mtt_vl")
   wd = str(tmp_path_factory.mktemp("identity") / "sweep")
   sweep.run_sweep(c, wd, log=lambda _: None)
   return c, wd
@@ -64,7 +51,7 @@ def test_targets_key_default_keeps_old_bindings_and_identity_drops_s(tiny_sweep,
     return real(*a, sim_params=sim_params, **kw)
 
   monkeypatch.setattr(ev, "evaluate_set", spy)
-  row = next(r for r in targets_view.targets(c, wd) if r.method == "hopa")
+  row = next(r for r in targets_view.targets(c) if r.method == "hopa")
   store = os.path.join(wd, row.source.path, "distilled")
   assert targets_view.has_similarity(store)
   for t in ("store", "identity"):
@@ -78,7 +65,7 @@ def test_identity_view_over_a_tiny_sweep(tiny_sweep, tmp_path):
   c, wd = tiny_sweep
   # Candidates: the distilled sets' common-view cells (HoPA's re-evaluation, MTT-VL's own
   # evaluation); only a store that lists Ŝ is evaluated.
-  rows = targets_view.targets(c, wd)
+  rows = targets_view.targets(c)
   assert {r.method for r in rows} == {"hopa", "mtt_vl"} and all(r.kind == "reeval" for r in rows)
   mtt = next(r for r in rows if r.method == "mtt_vl")
   assert not targets_view.has_similarity(os.path.join(wd, mtt.source.path, "distilled"))
