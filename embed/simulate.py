@@ -83,6 +83,21 @@ the README shows simulated vs paper.
 Sizes follow the real splits at ``scale=1``; ``scale`` shrinks train and test
 proportionally (retrieval gets easier on a smaller test split).
 
+Bytes across machines
+---------------------
+The draws (numpy's ``Generator``) are the same everywhere, but the linear algebra goes
+through numpy's BLAS/LAPACK, and OpenBLAS picks its kernels per CPU: the same code,
+numpy and OpenBLAS write a store whose embeddings and heads differ in their last bit
+(about 0.01 % of the embedding values by one float32 ulp, features identical) on a CPU
+served by another kernel, so its content digest differs and results bound to the other
+store are not read (``mmdd_jax.workdir``). :data:`REFERENCE_DIGESTS` holds the digests of
+the stores the committed results were computed on (OpenBLAS ``SkylakeX`` kernels, the
+Intel Xeon machines); :func:`simulate` says in one line on stderr when the store it
+wrote is not that one. On an AVX-512 CPU that OpenBLAS serves with another kernel (AMD
+EPYC: ``Haswell``), ``OPENBLAS_CORETYPE=SkylakeX`` reproduces the reference bytes
+(measured 2026-12-04 for all six simulators; docs/results.md, "Simulated stores across
+machines").
+
 CLI::
 
   python -m embed.simulate --dataset msrvtt_sim --scale 0.1 --seed 0 --out DIR
@@ -217,6 +232,61 @@ DATASETS_V1: dict[str, SimSpec] = {
         reliability={"depth": 0.6, "text": 0.7}, leak={"depth": 0.3, "text": 0.3},
         task="classification", paper="NYU-v2 (10 scene classes)"),
 }
+
+
+# Content digests (embed.store.content_digest) of the scale-1, seed-0 stores the
+# committed results were computed on: OpenBLAS "SkylakeX" kernels (the Intel Xeon
+# machines of the sweep; the retrieval digests are those of the 105 archived rows of
+# docs/sweep_rows), reproduced on an AMD EPYC with OPENBLAS_CORETYPE=SkylakeX on
+# 2026-12-04, numpy 2.4.6 / OpenBLAS 0.3.31. The same machine's default kernel (Haswell)
+# wrote other digests for all six.
+REFERENCE_KERNEL = "SkylakeX"
+REFERENCE_DIGESTS: dict[tuple[str, float, int], str] = {
+    ("msrvtt_sim", 1.0, 0): "sha256:bc231167de25b00516df0e30f7c9d2fc8d623e43f68037ed021d2e78394d171d",
+    ("vggsound_s_sim", 1.0, 0): "sha256:bf6b549027de65f9e387610859af9f358cca7344d3e6fe599524732fe7f3795c",
+    ("didemo_sim", 1.0, 0): "sha256:c26b0b7886e1b0ea13a04ce188662a55cf72651cb0fa9f44c2736fd7c64045ca",
+    ("ave_sim", 1.0, 0): "sha256:5752ce6e755f76b3a47fb45622625fa489e48437f38ee6090142fa1d67a43cc3",
+    ("vggs10k_sim", 1.0, 0): "sha256:be19d0057fb5cdd8ff68ec1298f1bff0c370da627c68601f22719636ea38bb29",
+    ("nyuv2_sim", 1.0, 0): "sha256:9389017001669bdafb24c361083908d3c14b0017677535f40b399948b375393a",
+}
+
+
+def blas_kernel() -> str:
+  """The kernel family numpy's BLAS runs here (``threadpoolctl``'s ``architecture``, e.g.
+  ``SkylakeX``, ``Haswell``); ``unknown`` when it cannot be told."""
+  try:
+    import threadpoolctl
+    info = threadpoolctl.threadpool_info()
+  except Exception:  # noqa: BLE001 - optional, diagnostic only
+    return "unknown"
+  for i in info:
+    if i.get("user_api") == "blas" and "numpy" in str(i.get("filepath", "")):
+      return str(i.get("architecture") or "unknown")
+  arch = [i.get("architecture") for i in info if i.get("user_api") == "blas"]
+  return str(arch[0]) if arch and arch[0] else "unknown"
+
+
+def reference_hint() -> str:
+  """How to write the reference bytes on this machine (one sentence)."""
+  return (f"the simulator's last bits follow numpy's BLAS kernel ({blas_kernel()} here, "
+          f"{REFERENCE_KERNEL} for the reference): on an AVX-512 CPU set "
+          f"OPENBLAS_CORETYPE={REFERENCE_KERNEL} and regenerate (docs/results.md, "
+          "'Simulated stores across machines')")
+
+
+def reference_mismatch(root: str, dataset: str, scale: float, seed: int) -> str | None:
+  """One line when the store at ``root`` (written by :func:`simulate` for ``dataset`` at
+  ``scale`` / ``seed``) is not the reference store of :data:`REFERENCE_DIGESTS`; None when
+  it is, or when there is no reference for those arguments."""
+  want = REFERENCE_DIGESTS.get((dataset, float(scale), int(seed)))
+  if want is None:
+    return None
+  got = store_lib.content_digest(root)
+  if got == want:
+    return None
+  return (f"{root}: content {got[:19]}… is not the reference {dataset} store {want[:19]}… "
+          f"(committed results are bound to the reference and will not be read): "
+          + reference_hint())
 
 
 def spec_digest(spec: SimSpec) -> str:
@@ -406,6 +476,10 @@ def simulate(dataset: str, out: str, *, scale: float = 1.0, seed: int = 0,
                            "task": spec.task, "paper": spec.paper,
                            **({"version": spec.version} if spec.version != 1 else {})}})
   del return_manifest
+  if spec is DATASETS.get(dataset):
+    msg = reference_mismatch(out, dataset, scale, seed)
+    if msg:
+      print(f"embed.simulate: note: {msg}", file=sys.stderr)
   return store_lib.Store(out)
 
 

@@ -60,6 +60,21 @@ def _err(path: str, field: str, expected: Any, found: Any, hint: str = "") -> St
 # ----------------------------------------------------------------------------- io
 
 
+# manifest fields outside a store's content digest (the creation command names paths)
+DIGEST_EXCLUDES = frozenset({"command"})
+
+
+def content_digest(root: str) -> str:
+  """``sha256:<hex>`` of the store's manifest (canonical JSON) without
+  :data:`DIGEST_EXCLUDES`: the identity of its content (every file's sha256 is listed in
+  the manifest). Every workdir is bound to it (:func:`mmdd_jax.workdir.store_digest`)."""
+  with open(os.path.join(root, MANIFEST), encoding="utf-8") as f:
+    manifest = json.load(f)
+  body = {k: v for k, v in manifest.items() if k not in DIGEST_EXCLUDES}
+  blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
+  return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
   h = hashlib.sha256()
   with open(path, "rb") as f:

@@ -517,8 +517,26 @@ def edge_table(cells: Sequence[dict]) -> str:
       "selected epochs (min–max over runs) |", "|---|---|---|---|---|---|---|---|"] + rows)
 
 
+def check_one_store(cells: Sequence[dict]) -> None:
+  """One line when the cells of one dataset were computed on different store contents
+  (their ``store`` digests; cells without one are not checked): a table compares the
+  cells of one dataset, so they must come from the same data."""
+  seen: dict[str, dict[str, int]] = {}
+  for c in cells:
+    if c.get("store"):
+      d = seen.setdefault(c["dataset"], {})
+      d[c["store"]] = d.get(c["store"], 0) + 1
+  for ds, digests in seen.items():
+    if len(digests) > 1:
+      found = ", ".join(f"{k[:19]}… in {v}" for k, v in sorted(digests.items(), key=lambda x: -x[1]))
+      raise ValueError(f"cells of {ds}: expected one store content, found {len(digests)} "
+                       f"({found} cells); a table compares cells of the same data")
+
+
 def update_doc(path: str, cells: Sequence[dict]) -> str:
-  """Replaces the text between :data:`BEGIN` and :data:`END` in ``path``."""
+  """Replaces the text between :data:`BEGIN` and :data:`END` in ``path`` (cells of one
+  dataset must share their store content: :func:`check_one_store`)."""
+  check_one_store(cells)
   with open(path, encoding="utf-8") as f:
     text = f.read()
   if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):

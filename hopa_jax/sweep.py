@@ -456,6 +456,7 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
   for r in todo:                   # a bad config stops before any work
     if r.kind == "train":
       _validate(row_config(sc, workdir, r, resolve=False))
+  check_data(sc, workdir, rows)    # rows bound to another store content stop it here
   if sc.dry_run:
     for i, r in enumerate(todo):
       done = finished(sc, workdir, r) is not None
@@ -512,6 +513,50 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
   return write_outputs(sc, workdir, rows)
 
 
+def bound_store(workdir: str, row: Row) -> str | None:
+  """The input-store content digest a ``train`` row's workdir is bound to (its
+  ``config.json``), None when the row has none yet."""
+  cfg = _read_json(os.path.join(workdir, row.path, workdir_lib.CONFIG_FILE))
+  return ((cfg or {}).get("data") or {}).get("store") if isinstance(cfg, dict) else None
+
+
+def check_data(sc, workdir: str, rows: Sequence[Row]) -> None:
+  """Stops before any work, with one line, when a finished ``train`` row of the sweep
+  (computed here or restored from an archive) is bound to another content of its
+  dataset's store than the store this machine reads. Without it such rows are skipped
+  one by one, never recomputed, while the rest of the sweep runs on the other data and
+  the tables lose every restored cell. The case it is for: a simulator store rewritten
+  on a CPU whose BLAS kernel differs in the last bits (:mod:`embed.simulate`, "Bytes
+  across machines"); the line says how to write the reference bytes."""
+  from embed import simulate
+  from mmdd_jax import data
+  digests: dict[str, str] = {}
+  stale: list[tuple[str, str, str, str]] = []      # (row path, bound, store root, dataset)
+  for r in rows:
+    if r.kind != "train" or not os.path.exists(os.path.join(workdir, r.path, "results.json")):
+      continue
+    bound = bound_store(workdir, r)
+    if bound is None:
+      continue
+    s = plan_of(sc, workdir, r).store
+    root = data.store_root(s["dataset"], scale=s["scale"], seed=s["seed"], data_dir=s["data_dir"])
+    if root not in digests:
+      data.resolve_store(s["dataset"], scale=s["scale"], seed=s["seed"], data_dir=s["data_dir"],
+                         check=False)
+      digests[root] = workdir_lib.store_digest(root)
+    if bound != digests[root]:
+      stale.append((r.path, bound, root, s["dataset"]))
+  if not stale:
+    return
+  path, bound, root, dataset = stale[0]
+  hint = (f"{simulate.reference_hint()}, after removing {root}" if dataset in simulate.DATASETS
+          else "move those rows aside or use another --workdir")
+  raise ValueError(
+      f"{os.path.join(workdir, path, workdir_lib.CONFIG_FILE)}: expected store content "
+      f"{digests[root][:19]}… (this machine's {root}), found {bound[:19]}… "
+      f"({len(stale)} finished rows bound to other store content); {hint}")
+
+
 def _validate(c) -> None:
   plan_lib.resolve(c)
 
@@ -526,7 +571,7 @@ CELL_FIELDS = ("dataset", "method", "label", "n", "budget", "seed", "view", "eva
                "avg_r1", "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "seeds",
                "seed_mean_r1", "seed_std_r1", "seed_mean_r5", "seed_std_r5", "minutes",
                "device", "commit", "date", "status", "same_as", "workdir",
-               "eval_lr", "eval_lr_edge", "eval_epochs")
+               "eval_lr", "eval_lr_edge", "eval_epochs", "store")
 
 
 def lr_edge(ev: dict) -> str | None:
@@ -571,7 +616,15 @@ def _cell(sc, workdir: str, row: Row) -> dict | None:
       "workdir": target.path,
       "eval_lr": ev.get("lr"), "eval_lr_edge": lr_edge(ev),
       "eval_epochs": ev.get("epochs"),
+      "store": bound_store(workdir, _train_row(row)),
   }
+
+
+def _train_row(row: Row) -> Row:
+  """The ``train`` row whose input store a row's cell was computed on."""
+  while row.kind != "train":
+    row = row.source
+  return row
 
 
 def cells(sc, workdir: str, rows: Sequence[Row] | None = None) -> list[dict]:

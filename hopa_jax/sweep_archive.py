@@ -10,8 +10,10 @@ an archive directory (committed under ``docs/sweep_rows/``), :func:`restore` cop
 back into a (new) sweep workdir where the row has not finished there. A restored row is
 read only if it is still bound to the current config, store content and numerics
 (:func:`mmdd_jax.workdir.finished_results`); otherwise the sweep computes it again. The
-simulated stores are deterministic (same manifest digest on every machine), so rows of a
-simulator are restored wherever the simulator runs. Checkpoints, experts and distilled
+simulated stores are deterministic up to numpy's BLAS kernel: machines whose OpenBLAS
+runs the reference kernel write the same manifest digest, so rows of a simulator are
+read there; elsewhere the sweep stops with one line saying how to write the reference
+bytes (:mod:`embed.simulate`, "Bytes across machines"; :func:`hopa_jax.sweep.check_data`). Checkpoints, experts and distilled
 stores are not archived, but a distilled store's ``manifest.json`` is: its content
 digest binds the row's common-view re-evaluation, so a finished re-evaluation is read; one
 that has not finished waits until its row is recomputed (the sweep says so).

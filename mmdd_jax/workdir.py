@@ -110,8 +110,6 @@ def fingerprint(config: Any, data: Mapping | None = None) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()
 
 
-STORE_DIGEST_EXCLUDES = frozenset({"command"})
-
 # The version of the numerics: bumped by a change that moves a result *under an
 # unchanged config* (a fixed formula, a new default inside the code). Every workdir and
 # experts directory is bound to it, so results of older numerics are refused (one line)
@@ -125,18 +123,12 @@ def _with_numerics(data: Mapping | None) -> dict:
 
 
 def store_digest(st_or_root: Any) -> str:
-  """The content digest of a store: sha256 of its manifest (canonical JSON) without
-  the creation command. The manifest lists every file's sha256 (which
-  ``embed.store.validate`` checks), so the digest covers every array, id, label,
-  caption and ``heads.npz`` of the store, and its metadata."""
-  root = getattr(st_or_root, "root", st_or_root)
-  from embed.store import MANIFEST
-  path = os.path.join(root, MANIFEST)
-  with open(path, encoding="utf-8") as f:
-    manifest = json.load(f)
-  body = {k: v for k, v in manifest.items() if k not in STORE_DIGEST_EXCLUDES}
-  blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
-  return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+  """The content digest of a store (:func:`embed.store.content_digest`): sha256 of its
+  manifest (canonical JSON) without the creation command. The manifest lists every
+  file's sha256 (which ``embed.store.validate`` checks), so the digest covers every
+  array, id, label, caption and ``heads.npz`` of the store, and its metadata."""
+  from embed.store import content_digest
+  return content_digest(getattr(st_or_root, "root", st_or_root))
 
 
 def binding(config: Any, data: Mapping | None = None) -> dict:

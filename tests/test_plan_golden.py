@@ -15,7 +15,11 @@ another ISA differ in the last bits, and a few Adam steps on the learned similar
 that into lr-sized moves where a gradient is ≈ 0 (normalised updates); measured
 2026-12-03 on an Intel Xeon against the AMD EPYC record: similarity.npy's sum 0.6 %
 apart after 3 iterations, the bound study's floats up to 1.3e-3 relative, every other
-value within 1e-5.
+value within 1e-5. The stores' content digests (``binding.data``) are checked for their
+form only on another machine: the tiny simulated stores' last bits follow numpy's BLAS
+kernel (``embed.simulate``, "Bytes across machines"; an AMD EPYC served by OpenBLAS's
+Haswell kernels, 2026-12-04, wrote other digests than the records' SkylakeX ones, and
+with ``OPENBLAS_CORETYPE=SkylakeX`` every record matched).
 
 Regenerate the record (only at a commit whose numbers are the reference), or add this
 machine's record of the same commit's numbers:
@@ -228,6 +232,12 @@ def _close(a, b, path: str, exact: bool) -> None:
     assert sorted(a) == sorted(b), f"{path}: keys differ [{mode}]: {sorted(set(a) ^ set(b))}"
     for k in a:
       if not exact and k == "sha256":
+        continue
+      if not exact and path.endswith(".binding.data") and k != "numerics":
+        # the input store's digest: the simulator's bytes follow numpy's BLAS kernel
+        # (embed.simulate, "Bytes across machines"), so on another CPU only its form
+        assert isinstance(a[k], str) and a[k].startswith("sha256:") and len(a[k]) == 71, \
+            f"{path}.{k}: {a[k]!r} is not a store digest [{mode}]"
         continue
       _close(a[k], b[k], f"{path}.{k}", exact)
   elif isinstance(a, list) and isinstance(b, list):

@@ -135,3 +135,30 @@ def test_v2_deterministic_world():
   np.testing.assert_array_equal(a.weights, b.weights)
   np.testing.assert_array_equal(a.aniso, b.aniso)
   assert not np.array_equal(a.weights, simulate._World(spec, 4, fit_heads=False).weights)
+
+
+def test_reference_digest_mismatch_is_one_line_on_stderr(tmp_path, monkeypatch, capsys):
+  """A store that is not the reference bytes (another BLAS kernel) is written, and said
+  so in one line naming the store, both digests and OPENBLAS_CORETYPE; the reference
+  store says nothing; a custom spec or a scale without a reference is not checked."""
+  from mmdd_jax import workdir
+  a = simulate.simulate("nyuv2_sim", str(tmp_path / "a"), scale=0.05, seed=0)
+  key = ("nyuv2_sim", 0.05, 0)
+  monkeypatch.setitem(simulate.REFERENCE_DIGESTS, key, workdir.store_digest(a))
+  capsys.readouterr()
+  simulate.simulate("nyuv2_sim", str(tmp_path / "b"), scale=0.05, seed=0)
+  assert capsys.readouterr().err == ""
+  monkeypatch.setitem(simulate.REFERENCE_DIGESTS, key, "sha256:" + "0" * 64)
+  simulate.simulate("nyuv2_sim", str(tmp_path / "c"), scale=0.05, seed=0)
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1
+  assert str(tmp_path / "c") in err and "sha256:000000000000" in err
+  assert workdir.store_digest(a)[:19] in err and "OPENBLAS_CORETYPE=SkylakeX" in err
+  assert simulate.blas_kernel() in err
+  simulate.simulate("nyuv2_sim", str(tmp_path / "d"), scale=0.05, seed=0,
+                    spec=simulate.DATASETS_V1["nyuv2_sim"])
+  assert capsys.readouterr().err == ""
+  assert simulate.reference_mismatch(a.root, "nyuv2_sim", 0.1, 0) is None
+  # the six references are full sha256 digests of the scale-1, seed-0 stores
+  assert {k[0] for k in simulate.REFERENCE_DIGESTS} >= set(simulate.DATASETS)
+  assert all(len(v) == 71 for k, v in simulate.REFERENCE_DIGESTS.items() if k[1] == 1.0)

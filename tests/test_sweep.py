@@ -345,3 +345,36 @@ def test_archive_restores_finished_rows_elsewhere(tiny_store, tmp_path, monkeypa
   log.clear()
   sweep.run_sweep(c, "sweep", log=log.append)
   assert sum("] done " in l for l in log) == 0
+
+
+def test_rows_bound_to_other_store_content_stop_before_any_work(tiny_store, tmp_path,
+                                                                monkeypatch):
+  """A finished row bound to another content of its store (the simulator rewritten on a
+  CPU with another BLAS kernel) stops the sweep with one line naming the row's
+  config.json and both digests, before any row runs; every cell records its input
+  store's digest, and the report refuses cells of one dataset from two store contents."""
+  from hopa_jax import report
+  from mmdd_jax import workdir as workdir_lib
+  monkeypatch.chdir(tmp_path)
+  c = _tiny(tiny_store)
+  cs = sweep.run_sweep(c, "sweep", stop=lambda i: i >= 1, log=lambda _: None)
+  digest = workdir_lib.store_digest(tiny_store.root)
+  done = [x for x in cs if x["avg_r1"] is not None]
+  assert done and all(x["store"] == digest for x in done)
+  cfg_path = os.path.join("sweep", done[0]["workdir"], "config.json")
+  with open(cfg_path) as f:
+    cfg = json.load(f)
+  cfg["data"]["store"] = "sha256:" + "e" * 64
+  with open(cfg_path, "w") as f:
+    json.dump(cfg, f)
+  calls = []
+  with pytest.raises(ValueError) as e:
+    sweep.run_sweep(c, "sweep", log=lambda _: None, train=lambda *a: calls.append(a))
+  msg = str(e.value)
+  assert "\n" not in msg and calls == []
+  assert cfg_path in msg and digest[:19] in msg and "sha256:eeeeeeeeeeee" in msg
+  assert "1 finished rows" in msg
+  other = dict(done[0], store="sha256:" + "e" * 64)
+  with pytest.raises(ValueError, match=r"cells of .*: expected one store content, found 2"):
+    report.check_one_store(done + [other])
+  report.check_one_store(done + [dict(done[0], store=None)])   # old cells carry none
