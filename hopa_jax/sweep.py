@@ -488,12 +488,18 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     log(f"{head}: running in {wd} (sweep elapsed {(time.time() - t_start) / 60:.1f} min)")
     t0 = time.time()
     status = "finished"
+    # a row that finished before this call is only read by its run (its store had not
+    # been written yet on this machine when finished() looked): keep its provenance
+    was_done = all(os.path.exists(os.path.join(wd, f)) for f in ("results.json", PROVENANCE))
     try:
       res = (reeval if r.kind == "reeval" else train)(row_plan, wd)
     except FloatingPointError as e:
       res, status = None, f"failed: {' '.join(str(e).split())}"
     except workdir_lib.RunError as e:
       log(f"{head}: skipped ({' '.join(str(e).split())})")
+      continue
+    if was_done and res and finished(sc, workdir, r) is not None:
+      log(f"{head}: finished before, read")
       continue
     computed += 1
     minutes = (time.time() - t0) / 60

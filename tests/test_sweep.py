@@ -378,3 +378,30 @@ def test_rows_bound_to_other_store_content_stop_before_any_work(tiny_store, tmp_
   with pytest.raises(ValueError, match=r"cells of .*: expected one store content, found 2"):
     report.check_one_store(done + [other])
   report.check_one_store(done + [dict(done[0], store=None)])   # old cells carry none
+
+
+def test_a_row_only_read_keeps_its_provenance(tiny_store, tmp_path, monkeypatch):
+  """A finished row that the sweep's first look misses (on a new machine its simulator
+  store is not written yet, so finished() says no) is read by its run, not recomputed,
+  and its provenance (commit, date, minutes) is kept, not rewritten with the read's."""
+  monkeypatch.chdir(tmp_path)
+  c = _tiny(tiny_store)
+  cs = sweep.run_sweep(c, "sweep", stop=lambda i: i >= 1, log=lambda _: None)
+  wd = next(x["workdir"] for x in cs if x["avg_r1"] is not None)
+  prov = os.path.join("sweep", wd, sweep.PROVENANCE)
+  with open(prov) as f:
+    before = f.read()
+  real, seen = sweep.finished, set()
+
+  def first_miss(sc, workdir, row):
+    if row.path == wd and row.path not in seen:
+      seen.add(row.path)
+      return None
+    return real(sc, workdir, row)
+
+  monkeypatch.setattr(sweep, "finished", first_miss)
+  log = []
+  sweep.run_sweep(c, "sweep", stop=lambda i: i >= 1, log=log.append)
+  assert any(l.endswith("finished before, read") for l in log)
+  with open(prov) as f:
+    assert f.read() == before
