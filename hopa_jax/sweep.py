@@ -38,6 +38,7 @@ import dataclasses
 import datetime
 import json
 import os
+import platform
 import subprocess
 import time
 from typing import Callable, Sequence
@@ -506,7 +507,7 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     if os.path.isdir(wd) and distributed.is_writer():
       results.atomic_write_json(os.path.join(wd, PROVENANCE), {
           "commit": commit, "date": _now(), "wall_minutes": minutes, "status": status,
-          "row": r.describe()})
+          "row": r.describe(), **host()})
     r1 = "" if not res else (f" avg R@1 {res[0]['avg']['R@1']:.2f} ± "
                              f"{(res[0].get('avg_std') or {}).get('R@1', 0):.2f}")
     log(f"{head}: {status} in {minutes:.1f} min{r1} (sweep elapsed "
@@ -563,6 +564,20 @@ def check_data(sc, workdir: str, rows: Sequence[Row]) -> None:
       f"({len(stale)} finished rows bound to other store content); {hint}")
 
 
+def host() -> dict:
+  """The machine a row ran on, for its provenance: the CPU model (``/proc/cpuinfo``) and
+  numpy's BLAS kernel (:func:`embed.simulate.blas_kernel`; it decides the simulated
+  stores' last bits). Wall minutes of different CPUs are not comparable either."""
+  from embed import simulate
+  model = platform.processor() or "unknown"
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
+  except OSError:
+    pass
+  return {"cpu": model, "blas": simulate.blas_kernel()}
+
+
 def _validate(c) -> None:
   plan_lib.resolve(c)
 
@@ -577,7 +592,7 @@ CELL_FIELDS = ("dataset", "method", "label", "n", "budget", "seed", "view", "eva
                "avg_r1", "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "seeds",
                "seed_mean_r1", "seed_std_r1", "seed_mean_r5", "seed_std_r5", "minutes",
                "device", "commit", "date", "status", "same_as", "workdir",
-               "eval_lr", "eval_lr_edge", "eval_epochs", "store")
+               "eval_lr", "eval_lr_edge", "eval_epochs", "store", "cpu")
 
 
 def lr_edge(ev: dict) -> str | None:
@@ -623,6 +638,7 @@ def _cell(sc, workdir: str, row: Row) -> dict | None:
       "eval_lr": ev.get("lr"), "eval_lr_edge": lr_edge(ev),
       "eval_epochs": ev.get("epochs"),
       "store": bound_store(workdir, _train_row(row)),
+      "cpu": prov.get("cpu"),
   }
 
 

@@ -361,6 +361,9 @@ def test_rows_bound_to_other_store_content_stop_before_any_work(tiny_store, tmp_
   digest = workdir_lib.store_digest(tiny_store.root)
   done = [x for x in cs if x["avg_r1"] is not None]
   assert done and all(x["store"] == digest for x in done)
+  assert all(x["cpu"] == sweep.host()["cpu"] for x in done)
+  with open(os.path.join("sweep", done[0]["workdir"], sweep.PROVENANCE)) as f:
+    assert json.load(f)["blas"] == sweep.host()["blas"]
   cfg_path = os.path.join("sweep", done[0]["workdir"], "config.json")
   with open(cfg_path) as f:
     cfg = json.load(f)
