@@ -464,10 +464,13 @@ def cost_table(cells: Sequence[dict]) -> str:
   """Wall minutes of the finished rows (each workdir once: aliases and the common view of
   an InfoNCE row are not counted twice), per dataset, n, budget and kind, with the sum.
   Empty when no cell has minutes."""
-  seen, groups = set(), {}
+  seen, groups, resumed = set(), {}, set()
   for c in cells:
     w = c.get("workdir")
-    if c.get("minutes") is None or w in seen:
+    if c.get("minutes") is None or w in seen or w in resumed:
+      continue
+    if c.get("resumed"):
+      resumed.add(w)
       continue
     seen.add(w)
     key = (c["dataset"], -1 if c["n"] is None else c["n"], c["budget"], row_kind(c))
@@ -486,7 +489,10 @@ def cost_table(cells: Sequence[dict]) -> str:
       "row's `sweep_provenance.json` recorded them (`minutes`; devices as in the cells). A "
       "distilled row's minutes include its experts when it was the first row of its experts "
       "group to run; a re-evaluation evaluates a stored set in the common view; Random, "
-      "Full and Zero-shot do not depend on the budget.", "",
+      "Full and Zero-shot do not depend on the budget."
+      + (f" {len(resumed)} rows resumed from their checkpoints by a later process are left "
+         "out (their minutes are the last process's only); rows finished before 2026-12-04 "
+         "do not say whether they were resumed." if resumed else ""), "",
       "| dataset | n | budget | kind | rows | median min | min–max | total min |",
       "|---|---|---|---|---|---|---|---|"] + rows)
 

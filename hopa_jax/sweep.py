@@ -492,6 +492,10 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     # a row that finished before this call is only read by its run (its store had not
     # been written yet on this machine when finished() looked): keep its provenance
     was_done = all(os.path.exists(os.path.join(wd, f)) for f in ("results.json", PROVENANCE))
+    # started by an earlier process and not finished: this one resumes it from its
+    # checkpoints, so its minutes are this process's only (the cost table leaves it out)
+    resumed = (os.path.exists(os.path.join(wd, workdir_lib.CONFIG_FILE))
+               and not os.path.exists(os.path.join(wd, "results.json")))
     try:
       res = (reeval if r.kind == "reeval" else train)(row_plan, wd)
     except FloatingPointError as e:
@@ -507,7 +511,7 @@ def run_sweep(sc, workdir: str, *, log: Callable[[str], None] = print,
     if os.path.isdir(wd) and distributed.is_writer():
       results.atomic_write_json(os.path.join(wd, PROVENANCE), {
           "commit": commit, "date": _now(), "wall_minutes": minutes, "status": status,
-          "row": r.describe(), **host()})
+          "row": r.describe(), "resumed": resumed, **host()})
     r1 = "" if not res else (f" avg R@1 {res[0]['avg']['R@1']:.2f} ± "
                              f"{(res[0].get('avg_std') or {}).get('R@1', 0):.2f}")
     log(f"{head}: {status} in {minutes:.1f} min{r1} (sweep elapsed "
@@ -592,7 +596,7 @@ CELL_FIELDS = ("dataset", "method", "label", "n", "budget", "seed", "view", "eva
                "avg_r1", "avg_r1_std", "avg_r5", "avg_r5_std", "runs", "seeds",
                "seed_mean_r1", "seed_std_r1", "seed_mean_r5", "seed_std_r5", "minutes",
                "device", "commit", "date", "status", "same_as", "workdir",
-               "eval_lr", "eval_lr_edge", "eval_epochs", "store", "cpu")
+               "eval_lr", "eval_lr_edge", "eval_epochs", "store", "cpu", "resumed")
 
 
 def lr_edge(ev: dict) -> str | None:
@@ -639,6 +643,7 @@ def _cell(sc, workdir: str, row: Row) -> dict | None:
       "eval_epochs": ev.get("epochs"),
       "store": bound_store(workdir, _train_row(row)),
       "cpu": prov.get("cpu"),
+      "resumed": prov.get("resumed"),
   }
 
 

@@ -284,6 +284,11 @@ def test_report_from_hand_made_cells(tmp_path):
   assert f"{len(wc) - 1} workdirs" in cost                          # the alias once
   assert "### Measured wall time of the finished rows" in report.report_markdown(wc)
   assert report.cost_table([dict(c, minutes=None) for c in cells]) == ""
+  # a row resumed from its checkpoints by a later process is left out, and said so
+  lors["resumed"] = True
+  cost = report.cost_table(wc)
+  assert "| msrvtt_sim | 100 | cpu | distilled | 10 |" in cost
+  assert f"{len(wc) - 2} workdirs" in cost and "1 rows resumed" in cost
   (tmp_path / "nomarkers.md").write_text("no markers\n")
   with pytest.raises(ValueError, match="markers"):
     report.update_doc(str(tmp_path / "nomarkers.md"), cells)
@@ -408,3 +413,23 @@ def test_a_row_only_read_keeps_its_provenance(tiny_store, tmp_path, monkeypatch)
   assert any(l.endswith("finished before, read") for l in log)
   with open(prov) as f:
     assert f.read() == before
+    assert json.loads(before)["resumed"] is False
+
+
+def test_a_resumed_row_says_so(tiny_store, tmp_path, monkeypatch):
+  """A row that an earlier process started and did not finish (its workdir bound, no
+  results yet) is finished from what it left and marked ``resumed`` in its provenance
+  and its cell; a row run in one go says ``resumed: false``."""
+  monkeypatch.chdir(tmp_path)
+  c = _tiny(tiny_store)
+  cs = sweep.run_sweep(c, "sweep", stop=lambda i: i >= 1, log=lambda _: None)
+  done = next(x for x in cs if x["avg_r1"] is not None)
+  assert done["resumed"] is False
+  wd = os.path.join("sweep", done["workdir"])
+  for f in ("results.json", "results.md", sweep.PROVENANCE):   # as if killed before the end
+    os.remove(os.path.join(wd, f))
+  cs = sweep.run_sweep(c, "sweep", stop=lambda i: i >= 1, log=lambda _: None)
+  again = next(x for x in cs if x["workdir"] == done["workdir"])
+  assert again["resumed"] is True and again["avg_r1"] is not None
+  with open(os.path.join(wd, sweep.PROVENANCE)) as f:
+    assert json.load(f)["resumed"] is True
