@@ -473,28 +473,31 @@ def cost_table(cells: Sequence[dict]) -> str:
       resumed.add(w)
       continue
     seen.add(w)
-    key = (c["dataset"], -1 if c["n"] is None else c["n"], c["budget"], row_kind(c))
+    key = (c["dataset"], -1 if c["n"] is None else c["n"], c["budget"], row_kind(c),
+           c.get("cpu") or "not recorded")
     groups.setdefault(key, []).append(float(c["minutes"]))
   if not groups:
     return ""
-  order = lambda k: (k[0], KIND_ORDER.index(k[3]), k[1], k[2])
+  order = lambda k: (k[0], KIND_ORDER.index(k[3]), k[1], k[2], k[4])
   rows, total = [], 0.0
   for k in sorted(groups, key=order):
     v = sorted(groups[k])
     total += sum(v)
-    rows.append(f"| {k[0]} | {'—' if k[1] < 0 else k[1]} | {k[2]} | {k[3]} | {len(v)} | "
+    rows.append(f"| {k[0]} | {'—' if k[1] < 0 else k[1]} | {k[2]} | {k[3]} | {k[4]} | {len(v)} | "
                 f"{statistics.median(v):.1f} | {v[0]:.1f}–{v[-1]:.1f} | {sum(v):.0f} |")
   return "\n".join([
       f"{len(seen)} workdirs, {total:.0f} wall minutes ({total / 60:.1f} h) in all, as each "
       "row's `sweep_provenance.json` recorded them (`minutes`; devices as in the cells). A "
       "distilled row's minutes include its experts when it was the first row of its experts "
       "group to run; a re-evaluation evaluates a stored set in the common view; Random, "
-      "Full and Zero-shot do not depend on the budget."
+      "Full and Zero-shot do not depend on the budget. Rows are grouped by the CPU they "
+      "ran on (`cpu`, recorded from 2026-12-04; earlier rows: not recorded, mostly a 2-core "
+      "Intel Xeon shared with other jobs)."
       + (f" {len(resumed)} rows resumed from their checkpoints by a later process are left "
          "out (their minutes are the last process's only); rows finished before 2026-12-04 "
          "do not say whether they were resumed." if resumed else ""), "",
-      "| dataset | n | budget | kind | rows | median min | min–max | total min |",
-      "|---|---|---|---|---|---|---|---|"] + rows)
+      "| dataset | n | budget | kind | cpu | rows | median min | min–max | total min |",
+      "|---|---|---|---|---|---|---|---|---|"] + rows)
 
 
 def edge_table(cells: Sequence[dict]) -> str:

@@ -277,17 +277,19 @@ def test_report_from_hand_made_cells(tmp_path):
   dist = [c["minutes"] for c in wc if c["n"] == 100 and c["view"] == "own"
           and c["method"] not in ("random", "3pair")]
   assert len(dist) == 11
-  assert (f"| msrvtt_sim | 100 | cpu | distilled | 11 | {sorted(dist)[5]:.1f} | "
+  assert (f"| msrvtt_sim | 100 | cpu | distilled | not recorded | 11 | {sorted(dist)[5]:.1f} | "
           f"{min(dist):.1f}–{max(dist):.1f} | {sum(dist):.0f} |") in cost
-  assert "| msrvtt_sim | 100 | cpu | re-evaluation | 1 |" in cost
-  assert "| msrvtt_sim | — | cpu | Full | 2 |" in cost            # own + common objective
+  assert "| msrvtt_sim | 100 | cpu | re-evaluation | not recorded | 1 |" in cost
+  assert "| msrvtt_sim | — | cpu | Full | not recorded | 2 |" in cost   # own + common objective
   assert f"{len(wc) - 1} workdirs" in cost                          # the alias once
   assert "### Measured wall time of the finished rows" in report.report_markdown(wc)
   assert report.cost_table([dict(c, minutes=None) for c in cells]) == ""
   # a row resumed from its checkpoints by a later process is left out, and said so
   lors["resumed"] = True
   cost = report.cost_table(wc)
-  assert "| msrvtt_sim | 100 | cpu | distilled | 10 |" in cost
+  assert "| msrvtt_sim | 100 | cpu | distilled | not recorded | 10 |" in cost
+  wc[0]["cpu"] = "AMD EPYC"                                          # one group per CPU
+  assert "| AMD EPYC | 1 |" in report.cost_table(wc)
   assert f"{len(wc) - 2} workdirs" in cost and "1 rows resumed" in cost
   (tmp_path / "nomarkers.md").write_text("no markers\n")
   with pytest.raises(ValueError, match="markers"):
