@@ -115,10 +115,8 @@ def load_sets(store_dir: str, *, check_hashes: bool = True,
       train["full"] = data.take_rows(all_train, np.asarray(
           [r for r, i in enumerate(src_ids) if i not in val]))
     del all_train
-  sim = None
-  sim_path = os.path.join(root, extra.get("similarity") or "similarity.npy")
-  if os.path.exists(sim_path):
-    sim = {"S": np.load(sim_path)}
+  s_hat = inspect_distilled.load_similarity(st)
+  sim = {"S": s_hat} if s_hat is not None else None
   parent = os.path.basename(os.path.dirname(root)) if os.path.basename(root) == "distilled" else ""
   name = parent or os.path.basename(root)
   digest = workdir_lib.store_digest(root)

@@ -63,6 +63,49 @@ def source_store(st: store_lib.Store, *, check_hashes: bool = True,
                             require_splits=tuple(require_splits), nonempty=tuple(require_splits))
 
 
+SIMILARITY = "similarity.npy"   # default name of a distilled store's learned Ŝ
+
+
+def similarity_name(manifest: dict) -> str:
+  """The file name of a distilled store's learned Ŝ: ``extra.hopa.similarity``, else
+  :data:`SIMILARITY`."""
+  return (((manifest or {}).get("extra") or {}).get("hopa") or {}).get("similarity") or SIMILARITY
+
+
+def load_similarity(st: store_lib.Store) -> np.ndarray | None:
+  """A distilled store's learned Ŝ ([n, n] float32, ``n`` = its train rows), or None when
+  it has none (its targets are ``I``). The one reader every consumer uses (evaluation,
+  cross-architecture, the bound study): a file that is present but not listed in the
+  manifest (an unfinished write, or a store of an older version), a manifest that names
+  one that is absent, a wrong shape or a non-finite entry stops with one line naming the
+  file and field."""
+  mpath = os.path.join(st.root, store_lib.MANIFEST)
+  name = similarity_name(st.manifest)
+  path = os.path.join(st.root, name)
+  named = bool(((st.manifest.get("extra") or {}).get("hopa") or {}).get("similarity"))
+  listed = name in (st.manifest.get("files") or {})
+  present = os.path.exists(path)
+  if not present and not listed and not named:
+    return None
+  if not listed:
+    raise store_lib.StoreError(
+        f"{mpath}: field 'files': expected '{name}' listed (the distilled set's Ŝ), found it "
+        "missing from the manifest (an unfinished write, or a store of an older version); "
+        "rewrite the store")
+  if not present:
+    raise store_lib.StoreError(f"{mpath}: field 'files': expected '{name}' (listed) at {path}, "
+                               "found no file")
+  sim = np.load(path)
+  n = st.count("train")
+  if sim.shape != (n, n):
+    raise store_lib.StoreError(f"{path}: field 'shape': expected {(n, n)} (the train split's "
+                               f"rows squared), found {tuple(sim.shape)}")
+  if not np.all(np.isfinite(sim)):
+    raise store_lib.StoreError(f"{path}: field 'values': expected finite entries, found "
+                               f"{int(np.size(sim) - np.isfinite(sim).sum())} non-finite")
+  return np.asarray(sim, np.float32)
+
+
 def cosines(query: np.ndarray, bank: np.ndarray) -> np.ndarray:
   """``[Q, B]`` cosine similarities of the rows of ``query`` and ``bank``."""
   q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)

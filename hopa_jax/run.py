@@ -30,6 +30,7 @@ from embed import store as store_lib
 from hopa_jax import distill as dl
 from hopa_jax import evaluate as ev
 from hopa_jax import experts as ex
+from hopa_jax import inspect_distilled
 from hopa_jax import plan as plan_lib
 from hopa_jax import similarity as sim_lib
 from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
@@ -116,7 +117,7 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
                          embeddings=heads_lib.embed_split(params0, val_xs))
   extra = {"hopa": {"method": method, "objective": objective,
                     "lr": float(lr) if lr is not None else None,
-                    "similarity": "similarity.npy" if sim_full is not None else None,
+                    "similarity": inspect_distilled.SIMILARITY if sim_full is not None else None,
                     # Relative to the distilled store (a moved or copied tree still
                     # finds it), bound to the source's content by its manifest digest.
                     "source_store": os.path.relpath(os.path.abspath(st.root),
@@ -125,7 +126,8 @@ def write_distilled(path: str, st: store_lib.Store, params0, syn: dict, test_xs:
                         os.path.join(st.root, store_lib.MANIFEST)),
                     "init_ids": source_ids,
                     "config": results.jsonable(config)}}
-  arrays = {"similarity.npy": sim_full.astype(np.float32)} if sim_full is not None else None
+  arrays = ({inspect_distilled.SIMILARITY: sim_full.astype(np.float32)} if sim_full is not None
+            else None)
   store_lib.write_store(path, specs, splits, heads=heads_lib.heads_to_npz(params0), arrays=arrays,
                         encoder=st.manifest["encoder"].get("name", "unknown") + "+hopa_distilled",
                         checkpoint_sha256=str(st.manifest["encoder"].get("checkpoint_sha256", "")),
@@ -266,20 +268,14 @@ def evaluate_store(config, workdir: str, *, fresh: bool = False) -> list[dict]:
     raise store_lib.StoreError(f"{st.root}: field 'splits.test': expected a non-empty test "
                                "split (or config key 'test_store'), found none")
   extra = (st.manifest.get("extra") or {}).get("hopa") or {}
-  sim_name = extra.get("similarity") or "similarity.npy"
-  sim_listed = sim_name in st.manifest["files"]
-  if (extra.get("similarity") or os.path.exists(os.path.join(st.root, sim_name))) and not sim_listed:
-    raise store_lib.StoreError(
-        f"{os.path.join(st.root, store_lib.MANIFEST)}: field 'files': expected '{sim_name}' "
-        "listed (the distilled set's Ŝ), found it missing from the manifest (an unfinished "
-        "write, or a store of an older version); rewrite the store")
+  store_sim = inspect_distilled.load_similarity(st)
   bound = {"store": workdir_lib.store_digest(st)}
   if plan.test_store:
     bound["test_store"] = workdir_lib.store_digest(test_st)
   with workdir_lib.open_workdir(workdir, plan.config, fresh=fresh, data=bound):
     lr = plan.lr or extra.get("lr") or 0.01
-    use_sim = sim_listed and plan.targets == "store"
-    sim = {"S": np.load(os.path.join(st.root, sim_name))} if use_sim else None
+    use_sim = store_sim is not None and plan.targets == "store"
+    sim = {"S": store_sim} if use_sim else None
     mods = st.modalities
     test_st.require_modalities(mods, where=f"{st.root} modalities")
     xs = data.load_split(st, "train", "features", mods)

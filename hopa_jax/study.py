@@ -43,6 +43,7 @@ from embed import store as store_lib
 from hopa_jax import bound
 from hopa_jax import distill as dl
 from hopa_jax import experts as ex
+from hopa_jax import inspect_distilled
 from hopa_jax import similarity as sim_lib
 from hopa_jax import plan as plan_lib
 from mmdd_jax import data, distributed, heads as heads_lib, keys, results, rng
@@ -63,19 +64,7 @@ def load_distilled(path: str, mods) -> tuple[dict, np.ndarray | None]:
   st = store_lib.Store(path)
   st.require_modalities(mods)
   syn = data.load_split(st, "train", "features", mods)
-  n = len(next(iter(syn.values())))
-  s_path = os.path.join(path, "similarity.npy")
-  sim = None
-  if os.path.exists(s_path) and "similarity.npy" not in st.manifest["files"]:
-    raise store_lib.StoreError(f"{os.path.join(path, store_lib.MANIFEST)}: field 'files': expected "
-                               "'similarity.npy' listed, found it missing (an unfinished write, "
-                               "or a store of an older version)")
-  if os.path.exists(s_path):
-    sim = np.load(s_path).astype(np.float32)
-    if sim.shape != (n, n):
-      raise store_lib.StoreError(f"{s_path}: field 'similarity': expected shape {(n, n)}, "
-                                 f"found {sim.shape}")
-  return syn, sim
+  return syn, inspect_distilled.load_similarity(st)
 
 
 def _to_list(x):

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hopa_jax import distill as dl
+from hopa_jax import inspect_distilled
 from hopa_jax import objectives as obj_lib
 from hopa_jax import plan as plan_lib
 from hopa_jax import report, sweep, table
@@ -69,7 +70,7 @@ def similarity_file(store: str) -> str | None:
       man = json.load(f)
   except (OSError, json.JSONDecodeError):
     return None
-  name = ((man.get("extra") or {}).get("hopa") or {}).get("similarity") or "similarity.npy"
+  name = inspect_distilled.similarity_name(man)
   return os.path.join(store, name) if name in (man.get("files") or {}) else None
 
 

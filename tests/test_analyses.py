@@ -314,3 +314,53 @@ def test_inspect_distilled_binary_help_and_run(distilled, tiny_store, tmp_path):
   h = subprocess.run([sys.executable, "-m", "experiments.cross_arch", "--help"],
                      capture_output=True, text=True)
   assert h.returncode == 0 and "heads" in h.stdout and "--stores" in h.stdout, h.stderr[-2000:]
+
+
+def test_every_consumer_reads_s_hat_through_one_reader(distilled, tmp_path):
+  """Evaluation, cross-architecture and the bound study read a distilled store's Ŝ by
+  :func:`inspect_distilled.load_similarity`: the same array, and the same one-line
+  refusal of an unlisted, absent, misshapen or non-finite Ŝ (cross_arch used to read an
+  unlisted file)."""
+  import shutil
+  from hopa_jax import study
+  wd, _ = distilled
+  src = os.path.join(wd, "distilled")
+  st = store_lib.Store(src)
+  s = inspect_distilled.load_similarity(st)
+  assert s.shape == (8, 8) and s.dtype == np.float32
+  np.testing.assert_array_equal(s, np.load(os.path.join(src, inspect_distilled.SIMILARITY)))
+  np.testing.assert_array_equal(cross_arch.load_sets(src, rows=("distilled",)).sim["S"], s)
+  np.testing.assert_array_equal(study.load_distilled(src, st.modalities)[1], s)
+  # Broken copies next to the original, so that its relative source store resolves.
+  d = os.path.join(wd, "distilled_broken")
+  shutil.copytree(src, d)
+  mpath, spath = os.path.join(d, store_lib.MANIFEST), os.path.join(d, inspect_distilled.SIMILARITY)
+  man = json.load(open(mpath, encoding="utf-8"))
+
+  def write(m):
+    json.dump(m, open(mpath, "w", encoding="utf-8"))
+
+  try:
+    write({**man, "files": {k: v for k, v in man["files"].items() if k != "similarity.npy"}})
+    for read in (lambda: inspect_distilled.load_similarity(store_lib.Store(d)),
+                 lambda: cross_arch.load_sets(d, rows=("distilled",)),
+                 lambda: study.load_distilled(d, st.modalities)):
+      with pytest.raises(store_lib.StoreError, match="'files': expected 'similarity.npy' listed"):
+        read()
+    write(man)
+    for bad, match in ((np.zeros((3, 3), np.float32), r"field 'shape': expected \(8, 8\)"),
+                       (np.full((8, 8), np.nan, np.float32), "expected finite entries, found 64")):
+      np.save(spath, bad)
+      with pytest.raises(store_lib.StoreError, match=match):
+        inspect_distilled.load_similarity(store_lib.Store(d))
+    os.remove(spath)
+    with pytest.raises(store_lib.StoreError, match="found no file"):
+      inspect_distilled.load_similarity(store_lib.Store(d))
+    # A store without Ŝ (its targets are I): None, for every consumer.
+    extra = {**man["extra"], "hopa": {**man["extra"]["hopa"], "similarity": None}}
+    write({**man, "extra": extra,
+           "files": {k: v for k, v in man["files"].items() if k != "similarity.npy"}})
+    assert inspect_distilled.load_similarity(store_lib.Store(d)) is None
+    assert cross_arch.load_sets(d, rows=("distilled",), check_hashes=False).sim is None
+  finally:
+    shutil.rmtree(d)
