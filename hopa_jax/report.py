@@ -345,8 +345,12 @@ def _summarise(per: dict) -> tuple[str, str]:
   if missing or partial:
     v += " (so far" + (f"; n = {', '.join(map(str, missing))} not measured yet" if missing
                        else "") + ("; some baselines not measured yet" if partial else "") + ")"
-  if any(single for _, _, single, _, _ in have.values()):
+  single = [n for n, (_, _, one, _, _) in have.items() if one]
+  if single and len(single) == len(have):
     v += "; one run seed: the ± is over evaluation runs only"
+  elif single:
+    v += (f"; n = {', '.join(map(str, single))}: one run seed, the ± over evaluation runs "
+          "only")
   return margins, v
 
 

@@ -229,6 +229,13 @@ def test_report_from_hand_made_cells(tmp_path):
   assert get("L_inst helps")[1] == "not measured yet"
   assert get("HoPA at n = 500 ≥ 95 % of Full (avg R@1)")[1] == "holds" + single   # 22.5 vs 21.47
   assert get("pairwise variants stagnate")[1] == "not measured yet"
+  # Seed spread at some n only: the verdict names the n whose ± has no seed spread.
+  mixed = sweep.add_seed_spread(
+      [_cell(m, 100, r, seed=s) for m, r in (("hopa", 22.0), ("lors", 21.0)) for s in (0, 1, 2)]
+      + [_cell("hopa", 200, 22.0), _cell("lors", 200, 21.0)])
+  mc = {t: v for t, _, _, v in report.claims(mixed, "own")}
+  assert mc["HoPA ≥ LoRS, every n"].endswith(
+      "; n = 200: one run seed, the ± over evaluation runs only")
   # Some baselines measured: beaten by one of them is final; beating them all is provisional.
   part = [_cell("hopa", 100, 21.7, 0.2), _cell("mtt_vl", 100, 22.8, 0.1),
           _cell("lors", 100, 21.1, 0.1)]
